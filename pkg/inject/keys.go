@@ -1,0 +1,62 @@
+package inject
+
+// Annotation and label keys: the product's contract with users (README "Annotations").
+const (
+	// Prefix starts every key this project reads or writes.
+	Prefix = "leader-election/"
+
+	// AnnotationEnabled opts a pod in ("true") or out ("false").
+	AnnotationEnabled = Prefix + "enabled"
+	// AnnotationLeaseName names the Lease the replicas compete for.
+	AnnotationLeaseName = Prefix + "lease-name"
+	// AnnotationLeaseDuration is how long a Lease is valid after its last renewal.
+	AnnotationLeaseDuration = Prefix + "lease-duration"
+	// AnnotationRenewDeadline is how long a leader keeps trying to renew before it steps down.
+	AnnotationRenewDeadline = Prefix + "renew-deadline"
+	// AnnotationRetryPeriod is how often the leader renews.
+	AnnotationRetryPeriod = Prefix + "retry-period"
+	// AnnotationPort is the elector's HTTP port.
+	AnnotationPort = Prefix + "port"
+	// AnnotationTraffic chooses how Services reach the leader: TrafficLabel or TrafficReadiness.
+	AnnotationTraffic = Prefix + "traffic"
+	// AnnotationImage overrides the elector image.
+	AnnotationImage = Prefix + "image"
+	// AnnotationCPURequest overrides the elector's CPU request.
+	AnnotationCPURequest = Prefix + "cpu-request"
+	// AnnotationMemoryRequest overrides the elector's memory request.
+	AnnotationMemoryRequest = Prefix + "memory-request"
+	// AnnotationMemoryLimit overrides the elector's memory limit.
+	AnnotationMemoryLimit = Prefix + "memory-limit"
+	// AnnotationInjected is written by the webhook: "<version>/<config hash>".
+	AnnotationInjected = Prefix + "injected"
+
+	// LabelEnforce on a namespace makes every Deployment and StatefulSet replica there take part.
+	LabelEnforce = Prefix + "enforce"
+	// LabelRole is set to RoleLeader on the pod holding the Lease (traffic mode "label"); Services select it.
+	LabelRole = Prefix + "role"
+	// RoleLeader is LabelRole's value on the leader.
+	RoleLeader = "leader"
+)
+
+// Traffic modes.
+const (
+	// TrafficLabel keeps every healthy replica ready (so rollouts complete) and routes Services by LabelRole.
+	TrafficLabel = "label"
+	// TrafficReadiness makes only the leader ready: simplest, but Deployments never report all replicas available.
+	TrafficReadiness = "readiness"
+)
+
+// ContainerName is the injected sidecar's name.
+const ContainerName = "leader-elector"
+
+// Environment variables of the elector (README "The elector's contract").
+const (
+	EnvPodName       = "POD_NAME"
+	EnvNamespace     = "POD_NAMESPACE"
+	EnvLeaseName     = "LEASE_NAME"
+	EnvLeaseDuration = "LEASE_DURATION"
+	EnvRenewDeadline = "RENEW_DEADLINE"
+	EnvRetryPeriod   = "RETRY_PERIOD"
+	EnvPort          = "ELECTOR_PORT"
+	EnvReadiness     = "ELECTOR_READINESS"
+)

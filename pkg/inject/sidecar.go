@@ -1,0 +1,152 @@
+package inject
+
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// The elector's HTTP endpoints that the probes call (README "The elector's contract").
+const (
+	readyzPath  = "/readyz"
+	healthzPath = "/healthz"
+	portName    = "elector-http"
+)
+
+// Where a ServiceAccount token is mounted in every container, and the volume we add when the pod has none.
+const (
+	tokenMountPath  = "/var/run/secrets/kubernetes.io/serviceaccount"
+	tokenVolumeName = "leader-election-token"
+	// tokenExpirationSeconds matches the kubelet's default bound-token lifetime (it refreshes at 80%).
+	tokenExpirationSeconds = 3607
+)
+
+// nonRootUID is the distroless "nonroot" user the elector image runs as.
+const nonRootUID = 65532
+
+// electorContainer builds the sidecar from the pod's settings. restartPolicy Always makes it a native sidecar.
+func electorContainer(s Settings, native bool, tokenVolume string) corev1.Container {
+	readiness := "member"
+	if s.Traffic == TrafficReadiness {
+		readiness = "leader"
+	}
+	port := intstr.FromInt32(s.Port)
+	c := corev1.Container{
+		Name:            ContainerName,
+		Image:           s.Image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Env: []corev1.EnvVar{
+			fieldEnv(EnvPodName, "metadata.name"),
+			fieldEnv(EnvNamespace, "metadata.namespace"),
+			{Name: EnvLeaseName, Value: s.LeaseName},
+			{Name: EnvLeaseDuration, Value: s.LeaseDuration.String()},
+			{Name: EnvRenewDeadline, Value: s.RenewDeadline.String()},
+			{Name: EnvRetryPeriod, Value: s.RetryPeriod.String()},
+			{Name: EnvPort, Value: strconv.Itoa(int(s.Port))},
+			{Name: EnvReadiness, Value: readiness},
+		},
+		Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: s.Port, Protocol: corev1.ProtocolTCP}},
+		// Readiness is checked every second and fails on the first miss: a leader that stopped renewing must
+		// leave the Service before another replica's lease can expire (lease-duration - renew-deadline later).
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: readyzPath, Port: port}},
+			PeriodSeconds:    1,
+			TimeoutSeconds:   1,
+			SuccessThreshold: 1,
+			FailureThreshold: 1,
+		},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: healthzPath, Port: port}},
+			PeriodSeconds:    10,
+			TimeoutSeconds:   2,
+			SuccessThreshold: 1,
+			FailureThreshold: 3,
+		},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: s.CPURequest, corev1.ResourceMemory: s.MemoryRequest},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: s.MemoryLimit},
+		},
+		// Everything PodSecurity "restricted" asks for, so the elector never makes a pod less admissible.
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			RunAsUser:                ptr.To[int64](nonRootUID),
+			RunAsGroup:               ptr.To[int64](nonRootUID),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts:             []corev1.VolumeMount{{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true}},
+	}
+	if native {
+		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+	}
+	return c
+}
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path},
+	}}
+}
+
+// existingTokenVolume returns the name of the volume the ServiceAccount admission plugin mounted (a projected
+// volume with a ServiceAccount token, mounted at the usual path), or "" when the pod has none: it set
+// automountServiceAccountToken: false, or its ServiceAccount did.
+func existingTokenVolume(pod *corev1.Pod) string {
+	projectsToken := map[string]bool{}
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ServiceAccountToken != nil && src.ServiceAccountToken.Audience == "" {
+				projectsToken[v.Name] = true
+			}
+		}
+	}
+	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range list {
+			for _, m := range c.VolumeMounts {
+				if m.MountPath == tokenMountPath && projectsToken[m.Name] {
+					return m.Name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// tokenVolume is what the kubelet would mount for a ServiceAccount: a bound token, the cluster CA and the
+// namespace. It is mounted into the elector alone, so the application keeps running without API credentials.
+func tokenVolume() corev1.Volume {
+	return corev1.Volume{Name: tokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		DefaultMode: ptr.To[int32](0o444),
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](tokenExpirationSeconds)}},
+			{ConfigMap: &corev1.ConfigMapProjection{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+				Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+			}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     "namespace",
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
+			}}}},
+		},
+	}}}
+}
+
+// hasContainer reports whether any container, init or regular, has the given name.
+func hasContainer(pod *corev1.Pod, name string) bool {
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			if c.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
