@@ -1,0 +1,120 @@
+// Package binding gives a pod's ServiceAccount, in the pod's namespace, exactly the permissions the elector
+// needs: a RoleBinding to the elector ClusterRole that the install ships. The RoleBinding is owned by the
+// ServiceAccount, so the garbage collector removes it when the ServiceAccount goes.
+package binding
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Labels mark the RoleBindings this package manages; the webhook caches only those.
+var Labels = map[string]string{
+	"app.kubernetes.io/managed-by": "leader-election",
+	"app.kubernetes.io/component":  "elector-binding",
+}
+
+// DefaultClusterRole is the ClusterRole the install ships for electors.
+const DefaultClusterRole = "leader-election-elector"
+
+// Binder creates and repairs the RoleBindings. Reader may be a cache; Writer talks to the API server.
+type Binder struct {
+	Reader      client.Reader
+	Writer      client.Writer
+	ClusterRole string
+}
+
+// Bind makes sure ServiceAccount sa in namespace ns is bound to the elector ClusterRole. It is idempotent and
+// safe to call from many webhook replicas at once: a lost creation race counts as success.
+func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
+	account := &corev1.ServiceAccount{}
+	if err := b.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: sa}, account); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("ServiceAccount %s/%s not found: create it before the pod, the elector runs as it", ns, sa)
+		}
+		return fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, sa, err)
+	}
+	want := Desired(account, b.ClusterRole)
+
+	have := &rbacv1.RoleBinding{}
+	err := b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = b.Writer.Create(ctx, want)
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("creating RoleBinding %s/%s: %w", ns, want.Name, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading RoleBinding %s/%s: %w", ns, want.Name, err)
+	case upToDate(have, want):
+		return nil
+	}
+	if have.RoleRef != want.RoleRef {
+		// roleRef is immutable: replace the binding.
+		if err := b.Writer.Delete(ctx, have); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replacing RoleBinding %s/%s: %w", ns, want.Name, err)
+		}
+		if err := b.Writer.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("replacing RoleBinding %s/%s: %w", ns, want.Name, err)
+		}
+		return nil
+	}
+	updated := have.DeepCopy()
+	updated.Subjects, updated.OwnerReferences, updated.Labels = want.Subjects, want.OwnerReferences, want.Labels
+	if err := b.Writer.Update(ctx, updated); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("repairing RoleBinding %s/%s: %w", ns, want.Name, err)
+	}
+	return nil
+}
+
+// Desired is the RoleBinding for a ServiceAccount.
+func Desired(sa *corev1.ServiceAccount, clusterRole string) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      Name(sa.Name),
+			Namespace: sa.Namespace,
+			Labels:    Labels,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "ServiceAccount", Name: sa.Name, UID: sa.UID,
+			}},
+		},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: sa.Namespace}},
+	}
+}
+
+// Name is the RoleBinding's name for a ServiceAccount: readable, and within the 253-character limit.
+func Name(serviceAccount string) string {
+	const prefix, max = "leader-election-elector-", 253
+	name := prefix + serviceAccount
+	if len(name) <= max {
+		return name
+	}
+	sum := sha256.Sum256([]byte(serviceAccount))
+	return name[:max-11] + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+func upToDate(have, want *rbacv1.RoleBinding) bool {
+	for k, v := range want.Labels {
+		if have.Labels[k] != v {
+			return false
+		}
+	}
+	return have.RoleRef == want.RoleRef &&
+		equality.Semantic.DeepEqual(have.Subjects, want.Subjects) &&
+		equality.Semantic.DeepEqual(have.OwnerReferences, want.OwnerReferences)
+}

@@ -1,0 +1,74 @@
+// Package webhook is the admission handler: decode the pod, call pkg/inject, bind the ServiceAccount, answer
+// with a JSON patch computed from the raw request so that fields this build does not know survive.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/leader-election/leader-election/pkg/inject"
+)
+
+// Paths the webhooks are served on (config/webhook/manifests.yaml).
+const (
+	PathOptIn    = "/mutate-pod"
+	PathEnforced = "/mutate-pod-enforced"
+)
+
+// Binder gives a ServiceAccount the elector's permissions in a namespace.
+type Binder interface {
+	Bind(ctx context.Context, namespace, serviceAccount string) error
+}
+
+// PodInjector is the admission handler for one webhook path.
+type PodInjector struct {
+	Config inject.Config
+	// Enforced is true on the path for namespaces labelled leader-election/enforce="true".
+	Enforced bool
+	Binder   Binder
+	Decoder  admission.Decoder
+}
+
+// Handle injects the elector into a pod being created. Anything but a Pod CREATE is allowed unchanged.
+func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
+		return admission.Allowed("leader-election mutates only pod creation")
+	}
+	pod := &corev1.Pod{}
+	if err := p.Decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err))
+	}
+	out, changed, err := inject.Mutate(pod, p.Config, p.Enforced)
+	if err != nil {
+		return admission.Denied(err.Error())
+	}
+	if !changed {
+		return admission.Allowed("the pod does not take part in leader election, or already has its elector")
+	}
+	// Dry-run requests must have no side effects: the pod is answered as it would be, but nothing is bound.
+	if req.DryRun == nil || !*req.DryRun {
+		if err := p.Binder.Bind(ctx, req.Namespace, serviceAccountOf(pod)); err != nil {
+			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
+		}
+	}
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+}
+
+// serviceAccountOf is the pod's ServiceAccount, "default" when unset (as the ServiceAccount admission plugin
+// would set it).
+func serviceAccountOf(pod *corev1.Pod) string {
+	if pod.Spec.ServiceAccountName != "" {
+		return pod.Spec.ServiceAccountName
+	}
+	return "default"
+}

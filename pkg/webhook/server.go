@@ -1,0 +1,140 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/inject"
+)
+
+// Options configure the webhook server (cmd/webhook's flags).
+type Options struct {
+	// Inject is the injection configuration; Inject.Sidecar is ignored unless SidecarMode is "native" or "container".
+	Inject inject.Config
+	// SidecarMode is "auto" (read the API server's version once at start), "native" or "container".
+	SidecarMode string
+	// ClusterRole is the elector ClusterRole the webhook binds ServiceAccounts to.
+	ClusterRole string
+	// Port and CertDir serve the admission endpoints over TLS; the certificate is reloaded when its files change.
+	Port    int
+	CertDir string
+	// MetricsAddress and HealthAddress serve Prometheus metrics and /healthz, /readyz ("0" disables).
+	MetricsAddress, HealthAddress string
+	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
+	GracefulShutdown time.Duration
+}
+
+// Run serves the webhook until ctx is done.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	mode, err := resolveSidecarMode(cfg, opts.SidecarMode)
+	if err != nil {
+		return err
+	}
+	opts.Inject.Sidecar = mode
+	if err := opts.Inject.Validate(); err != nil {
+		return fmt.Errorf("injection configuration: %w", err)
+	}
+	ctrl.Log.Info("starting", "version", opts.Inject.Version, "sidecar", mode, "image", opts.Inject.Image)
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress:  opts.HealthAddress,
+		GracefulShutdownTimeout: &opts.GracefulShutdown,
+		WebhookServer: crwebhook.NewServer(crwebhook.Options{
+			Port:    opts.Port,
+			CertDir: opts.CertDir,
+		}),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Only the RoleBindings this webhook manages, not every binding in the cluster.
+			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels)},
+			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
+			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	binder := &binding.Binder{Reader: mgr.GetCache(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
+	decoder := admission.NewDecoder(scheme)
+	server := mgr.GetWebhookServer()
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder}})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder}})
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready once the TLS server listens and the caches are filled: before that, every bind would miss.
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// resolveSidecarMode turns "auto" into native or container from the API server's version, read once at start.
+// The flag exists because kubelets may be older than the API server: a platform that still runs < 1.29
+// kubelets sets "container" explicitly.
+func resolveSidecarMode(cfg *rest.Config, flag string) (inject.SidecarMode, error) {
+	switch flag {
+	case string(inject.SidecarNative), string(inject.SidecarContainer):
+		return inject.SidecarMode(flag), nil
+	case "auto":
+	default:
+		return "", fmt.Errorf("--sidecar-mode %q: want auto, native or container", flag)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	info, err := dc.ServerVersion()
+	if err != nil {
+		return "", fmt.Errorf("--sidecar-mode auto: reading the API server's version: %w", err)
+	}
+	v, err := version.ParseGeneric(info.GitVersion)
+	if err != nil {
+		return "", fmt.Errorf("--sidecar-mode auto: API server version %q: %w", info.GitVersion, err)
+	}
+	if v.AtLeast(version.MajorMinor(1, 29)) {
+		return inject.SidecarNative, nil
+	}
+	return inject.SidecarContainer, nil
+}
+
+func keepMetadataOnly(obj any) (any, error) {
+	if sa, ok := obj.(*corev1.ServiceAccount); ok {
+		sa.Secrets, sa.ImagePullSecrets, sa.ManagedFields, sa.Annotations = nil, nil, nil, nil
+	}
+	return obj, nil
+}
