@@ -11,6 +11,8 @@ GOBUILD := CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)"
 
 STATICCHECK_VERSION := v0.8.2
 HELM_VERSION        := v3.22.0
+# kustomize v5.8.2 is the newest v5 that builds with Go 1.26 (v5.8.3 needs Go 1.27).
+KUSTOMIZE_VERSION   := v5.8.2
 TOOLS_BIN := $(CURDIR)/bin/tools
 
 # The local control plane (kube-apiserver, kube-controller-manager, etcd) built from source once and cached
@@ -32,10 +34,13 @@ FORCE:
 control-plane: ## build (first run) and print the local control plane's directory
 	@hack/control-plane.sh
 
-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/staticcheck ## install the test tools into bin/tools
+tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kustomize $(TOOLS_BIN)/staticcheck ## install the test tools into bin/tools
 
 $(TOOLS_BIN)/helm:
 	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(TOOLS_BIN)/kustomize:
+	GOBIN=$(TOOLS_BIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 $(TOOLS_BIN)/staticcheck:
 	GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -55,7 +60,7 @@ lint: $(TOOLS_BIN)/staticcheck ## gofmt, go vet and staticcheck
 FUZZTIME ?= 60s
 fuzz: ## run every fuzz target for FUZZTIME each
 	go test ./pkg/inject -run '^$$' -fuzz '^FuzzMutate$$' -fuzztime $(FUZZTIME)
-	go test ./cmd/webhook -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	go test ./pkg/webhook -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 demo: build ## run the demo against the local control plane (KEEP=1 leaves it up)
 	assets="$(ASSETS)"; \

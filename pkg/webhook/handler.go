@@ -1,5 +1,5 @@
 // Package webhook is the admission handler: decode the pod, call pkg/inject, bind the ServiceAccount, answer
-// with a JSON patch computed from the raw request so that fields this build does not know survive.
+// with a JSON patch that holds only the injection, so that fields this build does not know survive.
 package webhook
 
 import (
@@ -57,11 +57,22 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
 		}
 	}
-	raw, err := json.Marshal(out)
+	return patchFor(pod, out)
+}
+
+// patchFor answers with the JSON patch from pod to out. Both sides are encoded with this build's types, so the
+// patch holds only what Mutate changed: a field of a newer API server that these types do not know is in
+// neither side, so no operation removes it from the stored pod (diffing against req.Object.Raw would).
+func patchFor(pod, out *corev1.Pod) admission.Response {
+	before, err := json.Marshal(pod)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	after, err := json.Marshal(out)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(before, after)
 }
 
 // serviceAccountOf is the pod's ServiceAccount, "default" when unset (as the ServiceAccount admission plugin
