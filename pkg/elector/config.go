@@ -1,0 +1,91 @@
+package elector
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Readiness selects what /readyz reports.
+type Readiness string
+
+const (
+	// ReadinessLeader makes /readyz 200 only on the replica that holds the Lease and renewed it recently.
+	ReadinessLeader Readiness = "leader"
+	// ReadinessMember makes /readyz 200 on every replica that follows the Lease, except a stale leader.
+	ReadinessMember Readiness = "member"
+)
+
+// Defaults are client-go's, which most Kubernetes components use.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
+// Config is what one replica needs to take part in an election; Validate checks it once, up front.
+type Config struct {
+	// Identity is this replica's holder identity, the pod name.
+	Identity string
+	// Namespace is the Lease's namespace, the pod's own.
+	Namespace string
+	// LeaseName is the Lease the replicas compete for.
+	LeaseName string
+	// LeaseDuration is how long the Lease is valid after its last observed change; written (rounded up to whole
+	// seconds, the Lease API's unit) into spec.leaseDurationSeconds for the standbys.
+	LeaseDuration time.Duration
+	// RenewDeadline is how long after sending its last successful renewal the leader still counts as the leader.
+	RenewDeadline time.Duration
+	// RetryPeriod is how often the leader renews, and the pause between its failed attempts.
+	RetryPeriod time.Duration
+	// Readiness is what /readyz reports.
+	Readiness Readiness
+}
+
+// Validate reports every problem with the configuration at once, each naming the setting at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Identity == "" {
+		errs = append(errs, errors.New("identity (the pod name) must not be empty"))
+	}
+	if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("namespace %q is not a valid namespace name: %s", c.Namespace, strings.Join(msgs, "; ")))
+	}
+	if msgs := validation.IsDNS1123Subdomain(c.LeaseName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("lease name %q is not a valid object name: %s", c.LeaseName, strings.Join(msgs, "; ")))
+	}
+	if err := CheckDurations(c.LeaseDuration, c.RenewDeadline, c.RetryPeriod); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Readiness != ReadinessLeader && c.Readiness != ReadinessMember {
+		errs = append(errs, fmt.Errorf("readiness %q must be %q or %q", c.Readiness, ReadinessLeader, ReadinessMember))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckDurations enforces 0 < retry-period < renew-deadline < lease-duration and names the pair out of order.
+// The order is what makes readiness safe: a leader stops reporting ready renew-deadline after its last renewal,
+// which is before any standby may take over (lease-duration after it saw that renewal).
+func CheckDurations(leaseDuration, renewDeadline, retryPeriod time.Duration) error {
+	switch {
+	case retryPeriod <= 0:
+		return fmt.Errorf("retry-period (%s) must be greater than zero", retryPeriod)
+	case renewDeadline <= retryPeriod:
+		return fmt.Errorf("renew-deadline (%s) must be longer than retry-period (%s)", renewDeadline, retryPeriod)
+	case leaseDuration <= renewDeadline:
+		return fmt.Errorf("lease-duration (%s) must be longer than renew-deadline (%s)", leaseDuration, renewDeadline)
+	case leaseDuration > math.MaxInt32*time.Second:
+		return fmt.Errorf("lease-duration (%s) does not fit a Lease's leaseDurationSeconds", leaseDuration)
+	}
+	return nil
+}
+
+// leaseDurationSeconds is the lease duration as the Lease API stores it: whole seconds, rounded up so that the
+// promise made to standbys is never shorter than the one this replica keeps.
+func (c Config) leaseDurationSeconds() int32 {
+	return int32((c.LeaseDuration + time.Second - 1) / time.Second)
+}

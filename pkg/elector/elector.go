@@ -1,0 +1,178 @@
+package elector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+)
+
+// shutdownReleaseTimeout bounds the release on exit, so that the process exits within a few seconds even when
+// the API server is unreachable (a standby then takes over when the lease expires).
+const shutdownReleaseTimeout = 2 * time.Second
+
+// eventFlushTimeout is how long queued Events may still be written on exit.
+const eventFlushTimeout = time.Second
+
+// errStopped is returned by StepDown once the election loop has ended.
+var errStopped = errors.New("the election has stopped")
+
+// Options are an Elector's collaborators; the zero value selects the real clock and a discarding logger.
+type Options struct {
+	// Clock drives every timer; tests pass a fake one.
+	Clock clock.WithDelayedExecution
+	// Logger receives the elector's log.
+	Logger *slog.Logger
+}
+
+// Elector takes part in the election for one Lease and serves its state over HTTP (see Handler).
+type Elector struct {
+	cfg       Config
+	clock     clock.WithDelayedExecution
+	leases    LeaseAPI
+	log       *slog.Logger
+	problems  *problemLog
+	metrics   *Metrics
+	registry  *prometheus.Registry
+	board     *board
+	recorder  *recorder
+	machine   *machine
+	retry     backoff
+	stepDowns chan chan error
+	done      chan struct{}
+}
+
+// New validates cfg and prepares an election; Run takes part in it.
+func New(cfg Config, leases LeaseAPI, events EventAPI, opts Options) (*Elector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid election configuration: %w", err)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	registry := prometheus.NewRegistry()
+	metrics, err := NewMetrics(registry, cfg.LeaseName)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	problems := newProblemLog(opts.Logger)
+	leases = countedLeases{next: leases, metrics: metrics}
+	b := newBoard()
+	e := &Elector{
+		cfg:       cfg,
+		clock:     opts.Clock,
+		leases:    leases,
+		log:       opts.Logger,
+		problems:  problems,
+		metrics:   metrics,
+		registry:  registry,
+		board:     b,
+		recorder:  newRecorder(countedEvents{next: events, metrics: metrics}, opts.Clock, cfg.Identity, problems),
+		retry:     backoffFor(cfg),
+		stepDowns: make(chan chan error),
+		done:      make(chan struct{}),
+	}
+	e.machine = &machine{
+		cfg: cfg, clock: opts.Clock, leases: leases, recorder: e.recorder, metrics: metrics,
+		problems: problems, log: opts.Logger, board: b, retry: e.retry,
+	}
+	e.machine.publish()
+	return e, nil
+}
+
+// Run takes part in the election until ctx ends, then releases the Lease if it holds it and returns. The
+// returned error only reports a failed release; API trouble while running is retried, never returned.
+func (e *Elector) Run(ctx context.Context) error {
+	defer close(e.done)
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		e.recorder.run(eventsCtx, eventFlushTimeout)
+	}()
+
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	observations := make(chan observation, 16)
+	followDone := make(chan struct{})
+	go func() {
+		defer close(followDone)
+		e.follow(followCtx, observations)
+	}()
+
+	err := e.loop(ctx, observations)
+
+	stopFollowing()
+	<-followDone
+	stopEvents()
+	<-eventsDone
+	e.board.close()
+	return err
+}
+
+// loop is the election loop: it alone changes the election state, one input at a time.
+func (e *Elector) loop(ctx context.Context, observations <-chan observation) error {
+	for {
+		wake := e.machine.advance(ctx)
+		// Wake at least once per retry period even with nothing to do: the heartbeat /healthz checks.
+		now := e.clock.Now()
+		pause := e.cfg.RetryPeriod
+		if !wake.IsZero() {
+			pause = max(0, min(pause, wake.Sub(now)))
+		}
+		timer := e.clock.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			releaseCtx, cancel := context.WithTimeout(context.Background(), shutdownReleaseTimeout)
+			defer cancel()
+			return e.machine.shutdown(releaseCtx)
+		case o := <-observations:
+			e.machine.observe(o.lease, o.deletedAt)
+		case <-timer.C():
+		case reply := <-e.stepDowns:
+			reply <- e.machine.stepDown(ctx)
+		}
+		timer.Stop()
+	}
+}
+
+// StepDown releases the Lease if this replica holds it (ErrNotLeader otherwise) and keeps this replica from
+// taking it back for one lease duration, unless nobody else has taken it by then.
+func (e *Elector) StepDown(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case e.stepDowns <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.done:
+		return errStopped
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status is this replica's view of the election now.
+func (e *Elector) Status() Status {
+	return statusOf(e.board.current(), e.clock.Now(), e.cfg)
+}
+
+// Ready reports whether /readyz answers 200, and why not.
+func (e *Elector) Ready() (bool, string) {
+	return ready(e.board.current(), e.board.synced.Load(), e.clock.Now(), e.cfg)
+}
+
+// Healthy reports whether /healthz answers 200, and why not.
+func (e *Elector) Healthy() (bool, string) {
+	return healthy(e.board.lastBeat(), e.clock.Now(), e.cfg)
+}

@@ -1,0 +1,136 @@
+package elector
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	testclock "k8s.io/utils/clock/testing"
+)
+
+// These tests run the whole election loop (watch goroutine, timers, HTTP) against the in-memory API server
+// with a fake clock. Real time only bounds how long the test waits for goroutines to catch up.
+
+// progressTimeout bounds every wait for the loop to react; it is never a timing assertion.
+const progressTimeout = 5 * time.Second
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(progressTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", progressTimeout, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// startElector runs an elector until the test ends; stop ends it early and returns Run's result.
+func startElector(t *testing.T, cfg Config, api LeaseAPI, clk *testclock.FakeClock) (e *Elector, events *fakeEvents, stop func() error) {
+	t.Helper()
+	events = &fakeEvents{}
+	e, err := New(cfg, api, events, Options{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan error, 1)
+	go func() { result <- e.Run(ctx) }()
+	var stopped bool
+	var runErr error
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case runErr = <-result:
+			case <-time.After(progressTimeout):
+				t.Fatal("Run did not return after its context ended")
+			}
+		}
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return e, events, stop
+}
+
+func TestRunAcquiresAReleasedLeaseAsSoonAsTheWatchShowsIt(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 2))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the elector to see the holder", func() bool { return e.Status().Name == "other" })
+
+	api.store(heldBy("", 3, 2)) // the fake clock stands still: only the watch can tell the elector
+	waitFor(t, "the elector to acquire the released Lease", func() bool { return e.Status().IsLeader })
+	if got := e.Status().LeaseTransitions; got != 4 {
+		t.Errorf("leaseTransitions = %d, want 4", got)
+	}
+}
+
+func TestRunStandbyMakesNoRequestsUntilTheLeaseExpires(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 2))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.synced.Load() && e.Status().Name == "other" })
+
+	// The loop wakes once per retry period for its heartbeat; none of those wake-ups may reach the API.
+	for range 3 {
+		clk.Step(500 * time.Millisecond)
+		waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	}
+	for verb, want := range map[string]int{"get": 1, "watch": 1, "update": 0, "create": 0} {
+		if got := api.count(verb); got != want {
+			t.Errorf("%d %s requests while a standby waited %s for a valid lease, want %d", got, verb, 1500*time.Millisecond, want)
+		}
+	}
+	clk.Step(500 * time.Millisecond)
+	waitFor(t, "the standby to acquire the expired Lease", func() bool { return e.Status().IsLeader })
+}
+
+func TestRunReleasesTheLeaseOnShutdown(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	e, events, stop := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the elector to create and hold the Lease", func() bool { return e.Status().IsLeader })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := api.current(); holderOf(got) != "" || transitionsOf(got) != 0 {
+		t.Fatalf("after shutdown the Lease has holder %q, token %d; want released, token kept", holderOf(got), transitionsOf(got))
+	}
+	if e.Status().IsLeader {
+		t.Error("still reports leadership after shutdown")
+	}
+	events.mu.Lock()
+	defer events.mu.Unlock()
+	if len(events.reasons) != 2 || events.reasons[0] != "Acquired" || events.reasons[1] != "Released" {
+		t.Errorf("Events %v, want [Acquired Released]", events.reasons)
+	}
+}
+
+func TestRunStaysUpAndRetriesWhenTheAPIServerRefuses(t *testing.T) {
+	api := newFakeLeases()
+	api.setFail(func(string) error { return errRefused })
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "a first read", func() bool { return api.count("get") == 1 })
+	for range 20 {
+		clk.Step(time.Second)
+		waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	}
+	if ok, _ := e.Ready(); ok {
+		t.Error("ready without ever reading the Lease")
+	}
+	if ok, why := e.Healthy(); !ok {
+		t.Errorf("unhealthy while the API server refuses (%s): it should wait, not be restarted", why)
+	}
+	// Without a backoff, a fake clock that stands still between steps would see thousands of reads.
+	if n := api.count("get"); n < 3 || n > 21 {
+		t.Errorf("%d reads in 20 one-second steps, want a few (a backoff from 125ms doubling up to 2s)", n)
+	}
+	api.setFail(nil)
+	clk.Step(2 * time.Second)
+	waitFor(t, "the elector to create the Lease once the API server answers", func() bool { return e.Status().IsLeader })
+}

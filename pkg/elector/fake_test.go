@@ -1,0 +1,202 @@
+package elector
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	testclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+)
+
+// fakeLeases is an in-memory API server for one Lease: resource versions, optimistic concurrency, watches.
+type fakeLeases struct {
+	mu       sync.Mutex
+	lease    *coordinationv1.Lease // nil: absent
+	rv       int
+	calls    map[string]int // by verb
+	fail     func(verb string) error
+	watchers []*watch.RaceFreeFakeWatcher
+}
+
+var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+
+func newFakeLeases() *fakeLeases {
+	return &fakeLeases{rv: 100, calls: map[string]int{}}
+}
+
+// heldBy is a Lease as another replica left it.
+func heldBy(holder string, transitions int32, durationSeconds int32) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns", UID: "uid-1"},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To(holder),
+			LeaseDurationSeconds: ptr.To(durationSeconds),
+			LeaseTransitions:     ptr.To(transitions),
+			// A holder's clock means nothing to the others; an ancient renewTime must not matter.
+			RenewTime: ptr.To(metav1.NewMicroTime(time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))),
+		},
+	}
+}
+
+// store replaces the Lease as if another client wrote it, and notifies watchers.
+func (f *fakeLeases) store(l *coordinationv1.Lease) *coordinationv1.Lease {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.storeLocked(l)
+}
+
+func (f *fakeLeases) storeLocked(l *coordinationv1.Lease) *coordinationv1.Lease {
+	f.rv++
+	l = l.DeepCopy()
+	l.ResourceVersion = strconv.Itoa(f.rv)
+	created := f.lease == nil
+	f.lease = l
+	for _, w := range f.watchers {
+		if created {
+			w.Add(l.DeepCopy())
+		} else {
+			w.Modify(l.DeepCopy())
+		}
+	}
+	return l.DeepCopy()
+}
+
+func (f *fakeLeases) current() *coordinationv1.Lease {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lease.DeepCopy()
+}
+
+func (f *fakeLeases) count(verb string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[verb]
+}
+
+func (f *fakeLeases) setFail(fn func(verb string) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = fn
+}
+
+func (f *fakeLeases) enter(verb string) error {
+	f.calls[verb]++
+	if f.fail != nil {
+		return f.fail(verb)
+	}
+	return nil
+}
+
+func (f *fakeLeases) Get(context.Context) (*coordinationv1.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("get"); err != nil {
+		return nil, err
+	}
+	if f.lease == nil {
+		return nil, apierrors.NewNotFound(leaseResource, "demo")
+	}
+	return f.lease.DeepCopy(), nil
+}
+
+func (f *fakeLeases) Watch(_ context.Context, rv string) (watch.Interface, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("watch"); err != nil {
+		return nil, err
+	}
+	w := watch.NewRaceFreeFake()
+	if rv == "" && f.lease != nil {
+		w.Add(f.lease.DeepCopy())
+	}
+	f.watchers = append(f.watchers, w)
+	return w, nil
+}
+
+func (f *fakeLeases) Create(_ context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("create"); err != nil {
+		return nil, err
+	}
+	if f.lease != nil {
+		return nil, apierrors.NewAlreadyExists(leaseResource, l.Name)
+	}
+	return f.storeLocked(l), nil
+}
+
+func (f *fakeLeases) Update(_ context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("update"); err != nil {
+		return nil, err
+	}
+	if f.lease == nil {
+		return nil, apierrors.NewNotFound(leaseResource, l.Name)
+	}
+	if l.ResourceVersion != f.lease.ResourceVersion {
+		return nil, apierrors.NewConflict(leaseResource, l.Name, nil)
+	}
+	return f.storeLocked(l), nil
+}
+
+// fakeEvents records Events.
+type fakeEvents struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (f *fakeEvents) Create(_ context.Context, e *eventsv1.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reasons = append(f.reasons, e.Reason)
+	return nil
+}
+
+// errRefused is what a client sees when nothing listens at the API server's address.
+var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+
+// testConfig is a valid configuration with the durations the integration tests use.
+func testConfig(identity string) Config {
+	return Config{
+		Identity:      identity,
+		Namespace:     "ns",
+		LeaseName:     "demo",
+		LeaseDuration: 2 * time.Second,
+		RenewDeadline: 1500 * time.Millisecond,
+		RetryPeriod:   500 * time.Millisecond,
+		Readiness:     ReadinessLeader,
+	}
+}
+
+// epoch is where fake clocks start.
+var epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// newTestMachine is a machine driven directly by the test, with a fake clock.
+func newTestMachine(t *testing.T, cfg Config, api LeaseAPI, clk *testclock.FakeClock) *machine {
+	t.Helper()
+	metrics, err := NewMetrics(prometheus.NewRegistry(), cfg.LeaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	problems := newProblemLog(log)
+	return &machine{
+		cfg: cfg, clock: clk, leases: api, metrics: metrics, problems: problems, log: log, board: newBoard(),
+		recorder: newRecorder(&fakeEvents{}, clk, cfg.Identity, problems), retry: backoffFor(cfg),
+	}
+}

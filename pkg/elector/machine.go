@@ -1,0 +1,267 @@
+package elector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+)
+
+// ErrNotLeader is returned by StepDown on a replica that does not hold the Lease.
+var ErrNotLeader = errors.New("not the leader")
+
+// machine carries out the election's decisions (see decide) against the API server. One goroutine drives it:
+// the election loop, or a unit test with a fake clock.
+type machine struct {
+	cfg      Config
+	clock    clock.PassiveClock
+	leases   LeaseAPI
+	recorder *recorder
+	metrics  *Metrics
+	problems *problemLog
+	log      *slog.Logger
+	board    *board
+	retry    backoff
+
+	s        state
+	failures int // consecutive failed standby writes, for the backoff
+}
+
+// observe folds a Lease seen through the watch into the state; nil means the Lease does not exist.
+func (m *machine) observe(l *coordinationv1.Lease, deletedAt string) {
+	if lost := observe(&m.s, l, deletedAt, m.clock.Now(), m.cfg.Identity); lost {
+		reason := "the Lease was deleted"
+		if l != nil {
+			reason = fmt.Sprintf("the Lease now names %s", holderOrNobody(l))
+		}
+		m.stopLeading("Lost", corev1.EventTypeWarning, reason)
+	}
+	m.publish()
+}
+
+// maxActionsPerAdvance bounds one advance; every action either changes the decision or sets a wait.
+const maxActionsPerAdvance = 4
+
+// advance carries out decisions until there is nothing to do now, and returns when to look again (zero: only
+// an observation or a request can change anything).
+func (m *machine) advance(ctx context.Context) time.Time {
+	defer m.publish()
+	for range maxActionsPerAdvance {
+		act, wake := decide(&m.s, m.clock.Now(), m.cfg)
+		switch act {
+		case wait:
+			return wake
+		case create:
+			m.create(ctx)
+		case acquire:
+			m.acquire(ctx)
+		case renew:
+			m.renew(ctx)
+		case giveUp:
+			m.stopLeading("Lost", corev1.EventTypeWarning, fmt.Sprintf(
+				"no successful renewal within the renew deadline (%s)", m.cfg.RenewDeadline))
+		}
+	}
+	return m.clock.Now()
+}
+
+// create creates the Lease with this replica as its first holder.
+func (m *machine) create(ctx context.Context) {
+	now := m.clock.Now()
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: m.cfg.LeaseName, Namespace: m.cfg.Namespace},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To(m.cfg.Identity),
+			LeaseDurationSeconds: ptr.To(m.cfg.leaseDurationSeconds()),
+			AcquireTime:          ptr.To(metav1.NewMicroTime(now)),
+			RenewTime:            ptr.To(metav1.NewMicroTime(now)),
+			LeaseTransitions:     ptr.To[int32](0),
+		},
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	out, err := m.leases.Create(ctx, l)
+	m.afterAcquire("create the Lease", "", now, out, err)
+}
+
+// acquire takes the Lease over; a new holder increments leaseTransitions, the fencing token.
+func (m *machine) acquire(ctx context.Context) {
+	now := m.clock.Now()
+	l := m.s.lease.DeepCopy()
+	previous := holderOf(l)
+	if previous != m.cfg.Identity {
+		l.Spec.LeaseTransitions = ptr.To(transitionsOf(l) + 1)
+		l.Spec.AcquireTime = ptr.To(metav1.NewMicroTime(now))
+	}
+	l.Spec.HolderIdentity = ptr.To(m.cfg.Identity)
+	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
+	l.Spec.LeaseDurationSeconds = ptr.To(m.cfg.leaseDurationSeconds())
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	out, err := m.leases.Update(ctx, l)
+	m.afterAcquire("acquire the Lease", previous, now, out, err)
+}
+
+// afterAcquire records the outcome of a create or acquire sent at sent.
+func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordinationv1.Lease, err error) {
+	if err != nil {
+		m.writeFailed(op, err)
+		return
+	}
+	m.failures, m.s.retryAt = 0, time.Time{}
+	m.problems.succeeded(op)
+	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
+	m.s.leading, m.s.lastRenewSent = true, sent
+	m.metrics.leading(true)
+	m.metrics.renewed(sent)
+	note := fmt.Sprintf("%s acquired the Lease (leaseTransitions %d)", m.cfg.Identity, transitionsOf(out))
+	m.recorder.record(out, corev1.EventTypeNormal, "Acquired", note)
+	m.log.Info("acquired the Lease", "leaseTransitions", transitionsOf(out), "previousHolder", previous)
+}
+
+// writeFailed handles a failed create or acquire. A conflict means the Lease changed since it was observed:
+// the watch brings the change, and nothing is retried until it has.
+func (m *machine) writeFailed(op string, err error) {
+	if isStale(err) {
+		m.s.awaitingNewer = true
+		m.log.Debug("lost a race for the Lease", "operation", op, "error", err)
+		return
+	}
+	m.failures++
+	m.s.retryAt = m.clock.Now().Add(m.retry.delay(m.failures))
+	m.problems.failed(op, err)
+}
+
+// renew extends this replica's hold on the Lease: one write per retry period.
+func (m *machine) renew(ctx context.Context) {
+	now := m.clock.Now()
+	l := m.s.lease.DeepCopy()
+	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
+	l.Spec.LeaseDurationSeconds = ptr.To(m.cfg.leaseDurationSeconds())
+	// A renewal answered after the deadline is of no use: the leader has given up by then.
+	timeout := min(m.cfg.RetryPeriod, m.s.lastRenewSent.Add(m.cfg.RenewDeadline).Sub(now))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := m.leases.Update(ctx, l)
+	switch {
+	case err == nil:
+		m.problems.succeeded("renew the Lease")
+		m.s.lease, m.s.observedAt, m.s.lastRenewSent, m.s.retryAt = out, now, now, time.Time{}
+		m.metrics.renewed(now)
+	case isStale(err):
+		m.s.awaitingNewer = true
+		m.log.Info("renewal conflicted; waiting for the Lease's newer state", "error", err)
+	default:
+		m.s.retryAt = m.clock.Now().Add(m.cfg.RetryPeriod)
+		m.problems.failed("renew the Lease", err)
+	}
+}
+
+// stopLeading leaves leadership without touching the Lease.
+func (m *machine) stopLeading(reason, eventType, why string) {
+	if !m.s.leading {
+		return
+	}
+	m.s.leading = false
+	m.metrics.leading(false)
+	m.recorder.record(m.s.lease, eventType, reason, fmt.Sprintf("%s stopped leading: %s", m.cfg.Identity, why))
+	m.log.Warn("stopped leading", "reason", why)
+	m.publish()
+}
+
+// stepDown releases the Lease on request and keeps away from it for one lease duration, unless it is still
+// free by then.
+func (m *machine) stepDown(ctx context.Context) error {
+	if !m.s.leading {
+		return ErrNotLeader
+	}
+	m.s.holdOffUntil = m.clock.Now().Add(m.cfg.LeaseDuration)
+	return m.release(ctx, "stepped down on request")
+}
+
+// shutdown releases the Lease if this replica holds it, so that a standby takes over at once.
+func (m *machine) shutdown(ctx context.Context) error {
+	if !m.s.leading {
+		return nil
+	}
+	return m.release(ctx, "shutting down")
+}
+
+// release stops leading first (readiness falls before anyone else can acquire), then clears the holder,
+// keeping leaseTransitions: the next holder increments it.
+func (m *machine) release(ctx context.Context, why string) error {
+	m.s.leading = false
+	m.metrics.leading(false)
+	m.publish()
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	l := m.s.lease.DeepCopy()
+	for attempt := 0; ; attempt++ {
+		l.Spec.HolderIdentity = ptr.To("")
+		l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(m.clock.Now()))
+		out, err := m.leases.Update(ctx, l)
+		if err == nil {
+			m.s.lease, m.s.observedAt = out, m.clock.Now()
+			m.recorder.record(out, corev1.EventTypeNormal, "Released", fmt.Sprintf("%s released the Lease: %s", m.cfg.Identity, why))
+			m.log.Info("released the Lease", "reason", why)
+			return nil
+		}
+		if !isStale(err) || attempt > 0 {
+			return fmt.Errorf("releasing the Lease: %w", err)
+		}
+		// The Lease changed since it was observed; perhaps a renewal that timed out did land. Read it to know
+		// whether there is still something to release.
+		cur, getErr := m.leases.Get(ctx)
+		if getErr != nil {
+			return fmt.Errorf("releasing the Lease: %w; reading it: %w", err, getErr)
+		}
+		if holderOf(cur) != m.cfg.Identity {
+			m.s.lease, m.s.observedAt = cur, m.clock.Now()
+			return nil
+		}
+		l = cur.DeepCopy()
+	}
+}
+
+// isStale reports whether a write failed because the Lease is not what was observed.
+func isStale(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
+}
+
+// snapshot is the public part of the state.
+func (m *machine) snapshot() Snapshot {
+	s := Snapshot{
+		Known:         m.s.known,
+		Holder:        holderOf(m.s.lease),
+		Transitions:   transitionsOf(m.s.lease),
+		Leading:       m.s.leading,
+		LastRenewSent: m.s.lastRenewSent,
+	}
+	if m.s.lease != nil {
+		s.ObservedExpiry = expiryOf(&m.s, m.cfg)
+	}
+	return s
+}
+
+// publish hands the current state to the HTTP side.
+func (m *machine) publish() {
+	now := m.clock.Now()
+	snap := m.snapshot()
+	m.board.publish(snap, statusOf(snap, now, m.cfg))
+	m.board.beat(now)
+}
+
+func holderOrNobody(l *coordinationv1.Lease) string {
+	if h := holderOf(l); h != "" {
+		return h
+	}
+	return "nobody"
+}

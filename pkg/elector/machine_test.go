@@ -1,0 +1,350 @@
+package elector
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	testclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+)
+
+// These tests drive the machine directly, one input at a time, with a fake clock: every timing rule is
+// checked to the millisecond without a single sleep.
+
+func TestStandbyAcquiresExactlyWhenTheLeaseExpiresByItsOwnClock(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 4, 2)), "")
+
+	if wake := m.advance(context.Background()); !wake.Equal(epoch.Add(2 * time.Second)) {
+		t.Fatalf("a standby should wake when the lease expires, %s after it saw the last change; wakes at %s", 2*time.Second, wake.Sub(epoch))
+	}
+	clk.Step(2*time.Second - time.Millisecond)
+	m.advance(context.Background())
+	if n := api.count("update"); n != 0 {
+		t.Fatalf("acquired 1ms before the lease expired (%d updates)", n)
+	}
+	clk.Step(time.Millisecond)
+	m.advance(context.Background())
+	got := api.current()
+	if holderOf(got) != "me" || !m.s.leading {
+		t.Fatalf("did not acquire at expiry: holder %q, leading %v", holderOf(got), m.s.leading)
+	}
+	if transitionsOf(got) != 5 {
+		t.Errorf("leaseTransitions = %d after a change of holder from 4, want 5 (the fencing token must grow)", transitionsOf(got))
+	}
+	if !m.snapshot().Fresh(clk.Now(), m.cfg.RenewDeadline) {
+		t.Error("a replica that just acquired must count as a fresh leader")
+	}
+}
+
+func TestEveryObservedChangeRestartsTheStandbysCount(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 4, 2)), "")
+	clk.Step(1500 * time.Millisecond)
+	renewed := api.current()
+	renewed.Spec.RenewTime.Time = renewed.Spec.RenewTime.Add(time.Second)
+	m.observe(api.store(renewed), "")
+
+	clk.Step(1999 * time.Millisecond)
+	m.advance(context.Background())
+	if n := api.count("update"); n != 0 {
+		t.Fatalf("acquired %s after the holder's last renewal, before the lease duration", 1999*time.Millisecond)
+	}
+	clk.Step(time.Millisecond)
+	m.advance(context.Background())
+	if holderOf(api.current()) != "me" {
+		t.Fatal("did not acquire a lease duration after the last observed renewal")
+	}
+}
+
+func TestReleasedLeaseIsAcquiredAtOnce(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 7, 2)), "")
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 8 {
+		t.Fatalf("released Lease not acquired at once with the token incremented: holder %q, leaseTransitions %d", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestAbsentLeaseIsCreated(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	got := api.current()
+	if holderOf(got) != "me" || transitionsOf(got) != 0 || !m.s.leading {
+		t.Fatalf("Lease not created with this replica as holder: %+v", got)
+	}
+	if *got.Spec.LeaseDurationSeconds != 2 {
+		t.Errorf("leaseDurationSeconds = %d, want 2", *got.Spec.LeaseDurationSeconds)
+	}
+}
+
+func TestLeaseDurationIsRoundedUpForStandbys(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.LeaseDuration = 2100 * time.Millisecond
+	if got := cfg.leaseDurationSeconds(); got != 3 {
+		t.Fatalf("leaseDurationSeconds for %s = %d, want 3: rounding down would let a standby take over before the promise ends", cfg.LeaseDuration, got)
+	}
+}
+
+func TestReplicaRestartedUnderTheSameNameTakesItsLeaseBackWithoutATransition(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("me", 3, 2)), "")
+	m.advance(context.Background())
+	if got := api.current(); !m.s.leading || transitionsOf(got) != 3 {
+		t.Fatalf("leading %v, leaseTransitions %d: the same holder keeps its token", m.s.leading, transitionsOf(got))
+	}
+}
+
+func TestLeaderRenewsOncePerRetryPeriod(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	writes := func() int { return api.count("create") + api.count("update") }
+	if writes() != 1 {
+		t.Fatalf("%d writes to acquire, want 1", writes())
+	}
+	for period := 1; period <= 10; period++ {
+		clk.Step(499 * time.Millisecond)
+		m.advance(context.Background())
+		clk.Step(time.Millisecond)
+		m.advance(context.Background())
+		m.advance(context.Background()) // an extra wake-up must not cause an extra write
+		if want := 1 + period; writes() != want {
+			t.Fatalf("after %d retry periods: %d writes, want %d (one renewal per period)", period, writes(), want)
+		}
+	}
+	if !m.s.leading || holderOf(api.current()) != "me" {
+		t.Fatal("lost leadership while renewing successfully")
+	}
+}
+
+func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutReleasing(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	cfg := testConfig("me")
+	m := newTestMachine(t, cfg, api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	acquiredAt := clk.Now()
+	api.setFail(func(verb string) error {
+		return apierrors.NewServiceUnavailable("etcd is gone")
+	})
+
+	for clk.Now().Before(acquiredAt.Add(cfg.RenewDeadline - 100*time.Millisecond)) {
+		clk.Step(100 * time.Millisecond)
+		m.advance(context.Background())
+		if ok, why := ready(m.snapshot(), true, clk.Now(), cfg); !ok {
+			t.Fatalf("unready %s after the last renewal, before the renew deadline: %s", clk.Now().Sub(acquiredAt), why)
+		}
+	}
+	if attempts := api.count("update"); attempts != 2 {
+		t.Errorf("%d renewal attempts within the renew deadline, want 2 (one per retry period)", attempts)
+	}
+	clk.SetTime(acquiredAt.Add(cfg.RenewDeadline))
+	// Before the loop even runs: readiness is computed from time, not from a flag the loop must clear.
+	if ok, _ := ready(m.snapshot(), true, clk.Now(), cfg); ok {
+		t.Fatal("still ready at the renew deadline, measured from when the renewal was sent")
+	}
+	m.advance(context.Background())
+	if m.s.leading {
+		t.Fatal("still leading after the renew deadline passed without a renewal")
+	}
+	if holderOf(api.current()) != "me" {
+		t.Error("a leader that gives up must not release (it could not reach the API server anyway)")
+	}
+}
+
+func TestStepDownReleasesKeepsTheTokenAndHoldsOffForOneLeaseDuration(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 5, 2)), "")
+	m.advance(context.Background())
+	if err := m.stepDown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.current(); holderOf(got) != "" || transitionsOf(got) != 6 {
+		t.Fatalf("after step-down: holder %q, leaseTransitions %d; want released with the token kept (6)", holderOf(got), transitionsOf(got))
+	}
+	if m.s.leading {
+		t.Fatal("still leading after stepping down")
+	}
+	clk.Step(1999 * time.Millisecond)
+	m.advance(context.Background())
+	if holderOf(api.current()) != "" {
+		t.Fatal("took the Lease back within one lease duration of stepping down")
+	}
+	clk.Step(time.Millisecond)
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 7 {
+		t.Fatalf("nobody took the Lease within a lease duration: this replica should take it back (holder %q, token %d)", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestStepDownOnAStandbyIsRefused(t *testing.T) {
+	api := newFakeLeases()
+	m := newTestMachine(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
+	m.observe(api.store(heldBy("other", 1, 2)), "")
+	if err := m.stepDown(context.Background()); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("step-down on a standby: %v, want ErrNotLeader", err)
+	}
+	if n := api.count("update"); n != 0 {
+		t.Fatalf("a standby's step-down wrote the Lease %d times", n)
+	}
+}
+
+func TestLosingARaceWaitsForTheWatchInsteadOfRetrying(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	a := newTestMachine(t, testConfig("a"), api, clk)
+	b := newTestMachine(t, testConfig("b"), api, clk)
+	released := api.store(heldBy("", 1, 2))
+	a.observe(released, "")
+	b.observe(released, "")
+	a.advance(context.Background())
+	b.advance(context.Background())
+	if !a.s.leading || b.s.leading {
+		t.Fatalf("a leading %v, b leading %v: exactly the first writer must win", a.s.leading, b.s.leading)
+	}
+	before := api.count("update")
+	for range 5 {
+		clk.Step(100 * time.Millisecond)
+		b.advance(context.Background())
+	}
+	if api.count("update") != before {
+		t.Fatal("the loser retried its write before learning the newer Lease")
+	}
+	b.observe(api.current(), "")
+	if wake := b.advance(context.Background()); !wake.Equal(clk.Now().Add(2 * time.Second)) {
+		t.Fatalf("the loser should wait for the winner's lease to expire; wakes in %s", wake.Sub(clk.Now()))
+	}
+}
+
+func TestLeaderThatSeesAnotherHolderStopsLeading(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	taken := api.current()
+	taken.Spec.HolderIdentity = ptr.To("other")
+	m.observe(api.store(taken), "")
+	if m.s.leading {
+		t.Fatal("still leading after the watch showed another holder")
+	}
+	if ok, _ := ready(m.snapshot(), true, clk.Now(), m.cfg); ok {
+		t.Fatal("ready after losing the Lease")
+	}
+}
+
+func TestLateWatchEventsDoNotUndoNewerKnowledge(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	old := api.store(heldBy("", 1, 2))
+	m.observe(old, "")
+	m.advance(context.Background()) // acquires: the Lease is now newer than old
+	stale := old.DeepCopy()
+	stale.Spec.HolderIdentity = ptr.To("other")
+	m.observe(stale, "")
+	if !m.s.leading {
+		t.Fatal("an event older than this replica's own write took its leadership away")
+	}
+}
+
+func TestDeletedLeaseEndsLeadershipAndIsRecreated(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	api.mu.Lock()
+	api.lease = nil
+	api.rv++
+	deletedAt := api.rv
+	api.mu.Unlock()
+	m.observe(nil, strconv.Itoa(deletedAt))
+	if m.s.leading {
+		t.Fatal("still leading after the Lease was deleted")
+	}
+	m.advance(context.Background())
+	if holderOf(api.current()) != "me" {
+		t.Fatal("the deleted Lease was not created again")
+	}
+}
+
+func TestStandbyWriteFailuresBackOffExponentiallyUpToTheLeaseDuration(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 1, 2)), "")
+	api.setFail(func(string) error { return apierrors.NewForbidden(leaseResource, "demo", errors.New("no RBAC")) })
+	var pauses []time.Duration
+	for range 6 {
+		wake := m.advance(context.Background())
+		pauses = append(pauses, wake.Sub(clk.Now()))
+		clk.SetTime(wake)
+	}
+	want := []time.Duration{125 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 2 * time.Second}
+	for i := range want {
+		if pauses[i] != want[i] {
+			t.Fatalf("pauses between failed acquisitions = %v, want %v", pauses, want)
+		}
+	}
+}
+
+func TestShutdownReleasesOnlyWhatItHolds(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 1, 2)), "")
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if holderOf(api.current()) != "other" || api.count("update") != 0 {
+		t.Fatal("a standby's shutdown touched the Lease")
+	}
+	m.observe(api.store(heldBy("", 1, 2)), "")
+	m.advance(context.Background())
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.current(); holderOf(got) != "" || transitionsOf(got) != 2 {
+		t.Fatalf("the leader's shutdown left holder %q, token %d; want released, token kept", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestReleaseAfterATimedOutRenewalThatLandedStillReleases(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	// A renewal the server applied but whose answer never came back: the Lease moved on under us.
+	landed := api.current()
+	landed.Spec.RenewTime.Time = landed.Spec.RenewTime.Add(time.Second)
+	api.store(landed)
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if holderOf(api.current()) != "" {
+		t.Fatal("the Lease still names this replica after shutdown")
+	}
+}

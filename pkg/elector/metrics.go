@@ -1,0 +1,117 @@
+package elector
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// Metrics are the elector's Prometheus metrics, on a registry of its own.
+type Metrics struct {
+	isLeader    prometheus.Gauge
+	transitions prometheus.Counter
+	lastRenewal prometheus.Gauge
+	apiErrors   *prometheus.CounterVec
+}
+
+// NewMetrics registers the election metrics, plus the Go runtime and process collectors, on reg.
+func NewMetrics(reg prometheus.Registerer, leaseName string) (*Metrics, error) {
+	name := prometheus.Labels{"name": leaseName}
+	m := &Metrics{
+		// Same name and shape as client-go's, so existing dashboards and alerts apply.
+		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "leader_election_master_status", ConstLabels: name,
+			Help: "1 while this replica holds the Lease, 0 otherwise.",
+		}),
+		transitions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "leader_election_transitions_total", ConstLabels: name,
+			Help: "Times this replica became the leader or stopped being it.",
+		}),
+		lastRenewal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "leader_election_last_renewal_timestamp_seconds", ConstLabels: name,
+			Help: "When this replica sent its last successful acquisition or renewal (Unix time).",
+		}),
+		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leader_election_api_errors_total",
+			Help: "Failed API requests by resource, verb and reason (Conflict is a lost race, not a fault).",
+		}, []string{"resource", "verb", "reason"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.isLeader, m.transitions, m.lastRenewal, m.apiErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// leading records a change of this replica's leadership.
+func (m *Metrics) leading(is bool) {
+	if is {
+		m.isLeader.Set(1)
+	} else {
+		m.isLeader.Set(0)
+	}
+	m.transitions.Inc()
+}
+
+// renewed records a successful acquisition or renewal, sent at the given time.
+func (m *Metrics) renewed(sent time.Time) {
+	m.lastRenewal.Set(float64(sent.UnixNano()) / 1e9)
+}
+
+// apiError counts a failed request.
+func (m *Metrics) apiError(resource, verb string, err error) {
+	if err != nil {
+		m.apiErrors.WithLabelValues(resource, verb, reasonOf(err)).Inc()
+	}
+}
+
+// countedLeases counts LeaseAPI failures in the metrics.
+type countedLeases struct {
+	next    LeaseAPI
+	metrics *Metrics
+}
+
+func (c countedLeases) Get(ctx context.Context) (*coordinationv1.Lease, error) {
+	l, err := c.next.Get(ctx)
+	c.metrics.apiError("leases", "get", err)
+	return l, err
+}
+
+func (c countedLeases) Watch(ctx context.Context, rv string) (watch.Interface, error) {
+	w, err := c.next.Watch(ctx, rv)
+	c.metrics.apiError("leases", "watch", err)
+	return w, err
+}
+
+func (c countedLeases) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	out, err := c.next.Create(ctx, l)
+	c.metrics.apiError("leases", "create", err)
+	return out, err
+}
+
+func (c countedLeases) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	out, err := c.next.Update(ctx, l)
+	c.metrics.apiError("leases", "update", err)
+	return out, err
+}
+
+// countedEvents counts EventAPI failures in the metrics.
+type countedEvents struct {
+	next    EventAPI
+	metrics *Metrics
+}
+
+func (c countedEvents) Create(ctx context.Context, e *eventsv1.Event) error {
+	err := c.next.Create(ctx, e)
+	c.metrics.apiError("events", "create", err)
+	return err
+}

@@ -1,0 +1,111 @@
+package elector
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// board is where the election loop publishes its state for the HTTP handlers, and from where Status changes
+// are pushed to /events subscribers. Handlers never talk to the loop except to step down.
+type board struct {
+	mu       sync.Mutex
+	snapshot Snapshot
+	last     Status
+	subs     map[chan Status]struct{}
+	closed   bool
+
+	// heartbeat is the last time the loop ran, for /healthz.
+	heartbeat time.Time
+
+	// synced is true while the Lease watch is established, for member readiness.
+	synced atomic.Bool
+}
+
+func newBoard() *board {
+	return &board{subs: map[chan Status]struct{}{}}
+}
+
+// publish stores the loop's snapshot and pushes the Status to subscribers when it changed.
+func (b *board) publish(s Snapshot, st Status) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.snapshot = s
+	if st == b.last {
+		return
+	}
+	b.last = st
+	for ch := range b.subs {
+		offerLatest(ch, st)
+	}
+}
+
+// offerLatest puts st in a one-slot channel, replacing an undelivered older value: a slow subscriber skips
+// intermediate states but always ends on the current one, and never holds up the loop.
+func offerLatest(ch chan Status, st Status) {
+	for {
+		select {
+		case ch <- st:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+// current is the latest snapshot.
+func (b *board) current() Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.snapshot
+}
+
+// subscribe returns a channel that first holds the current Status (built by view from the current snapshot),
+// then every change, and is closed when the board closes; cancel ends the subscription.
+func (b *board) subscribe(view func(Snapshot) Status) (updates <-chan Status, cancel func()) {
+	ch := make(chan Status, 1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch <- view(b.snapshot)
+	if b.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	b.subs[ch] = struct{}{}
+	return ch, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if _, ok := b.subs[ch]; ok {
+			delete(b.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// close ends every subscription, so that streaming handlers return and the server can shut down.
+func (b *board) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for ch := range b.subs {
+		delete(b.subs, ch)
+		close(ch)
+	}
+}
+
+// beat records that the loop ran at t.
+func (b *board) beat(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.heartbeat = t
+}
+
+// lastBeat is when the loop last ran (the zero time before it first ran).
+func (b *board) lastBeat() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.heartbeat
+}

@@ -1,0 +1,177 @@
+package elector
+
+import (
+	"strconv"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+)
+
+// state is everything the election loop knows. Only the loop changes it; the functions here are pure so that
+// the timing rules can be tested with plain values.
+type state struct {
+	// known is true once the Lease (or its absence) has been observed.
+	known bool
+	// lease is the newest Lease observed, from the watch or from this replica's own writes; nil when absent.
+	lease *coordinationv1.Lease
+	// observedAt is when, by this replica's monotonic clock, the Lease's holder or renewal last changed. The
+	// holder's clock is never trusted: a standby counts the lease duration from the moment it saw a change.
+	observedAt time.Time
+	// leading is true from a successful acquisition until this replica gives up, loses or releases the Lease.
+	leading bool
+	// lastRenewSent is when the last successful acquisition or renewal was sent (not answered): the server
+	// applied it no earlier, so no standby can have started counting before it.
+	lastRenewSent time.Time
+	// retryAt holds back the next write after a failed one.
+	retryAt time.Time
+	// holdOffUntil keeps a replica that stepped down from taking the Lease back for one lease duration.
+	holdOffUntil time.Time
+	// awaitingNewer is set when a write conflicted: the Lease changed, and the watch will bring the change.
+	awaitingNewer bool
+}
+
+// action is the next step of the election loop.
+type action int
+
+const (
+	// wait: nothing to do until the wake time, an observation or a request.
+	wait action = iota
+	// create the Lease, which does not exist.
+	create
+	// acquire the Lease: it is free, expired or already names this replica.
+	acquire
+	// renew the Lease this replica holds.
+	renew
+	// giveUp leadership: the renew deadline passed without a successful renewal.
+	giveUp
+)
+
+func (a action) String() string {
+	return [...]string{"wait", "create", "acquire", "renew", "give up"}[a]
+}
+
+// decide returns the next action and, for wait, when to look again (zero: only an observation can help).
+func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
+	if s.leading {
+		giveUpAt := s.lastRenewSent.Add(cfg.RenewDeadline)
+		if !now.Before(giveUpAt) {
+			return giveUp, time.Time{}
+		}
+		if s.awaitingNewer {
+			return wait, giveUpAt
+		}
+		renewAt := later(s.lastRenewSent.Add(cfg.RetryPeriod), s.retryAt)
+		if !now.Before(renewAt) {
+			return renew, time.Time{}
+		}
+		return wait, earlier(renewAt, giveUpAt)
+	}
+	if !s.known || s.awaitingNewer {
+		return wait, time.Time{}
+	}
+	if now.Before(s.holdOffUntil) {
+		return wait, s.holdOffUntil
+	}
+	if now.Before(s.retryAt) {
+		return wait, s.retryAt
+	}
+	if s.lease == nil {
+		return create, time.Time{}
+	}
+	switch holder := holderOf(s.lease); holder {
+	case "", cfg.Identity:
+		// Free, or still naming this replica (restarted under the same pod name, or gave up while the Lease
+		// kept its name): the write's resourceVersion makes it safe, it fails if anyone changed the Lease.
+		return acquire, time.Time{}
+	}
+	expiry := expiryOf(s, cfg)
+	if now.Before(expiry) {
+		return wait, expiry
+	}
+	return acquire, time.Time{}
+}
+
+// expiryOf is when the observed holder's lease runs out by this replica's clock.
+func expiryOf(s *state, cfg Config) time.Time {
+	return s.observedAt.Add(leaseDurationOf(s.lease, cfg.LeaseDuration))
+}
+
+// leaseDurationOf is the duration the holder promised in the Lease, or ours when it promised none.
+func leaseDurationOf(l *coordinationv1.Lease, fallback time.Duration) time.Duration {
+	if l == nil || l.Spec.LeaseDurationSeconds == nil || *l.Spec.LeaseDurationSeconds <= 0 {
+		return fallback
+	}
+	return time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+}
+
+// observe folds a Lease seen through the watch into the state (nil: the Lease is gone). It ignores anything
+// older than what is already known, and reports whether this replica thereby lost leadership.
+func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time, identity string) (lost bool) {
+	incoming := deletedAt
+	if l != nil {
+		incoming = l.ResourceVersion
+	}
+	if s.known && s.lease != nil && olderResourceVersion(incoming, s.lease.ResourceVersion) {
+		return false
+	}
+	if s.known && s.lease != nil && incoming == s.lease.ResourceVersion {
+		return false // the echo of our own write, or a re-list of what we already have
+	}
+	if !s.known || recordChanged(s.lease, l) {
+		s.observedAt = now
+	}
+	s.known, s.lease, s.awaitingNewer = true, l, false
+	if s.leading && holderOf(l) != identity {
+		s.leading = false
+		return true
+	}
+	return false
+}
+
+// recordChanged reports whether the election record differs: a new holder, renewal or transition count.
+func recordChanged(a, b *coordinationv1.Lease) bool {
+	if a == nil || b == nil {
+		return a != b
+	}
+	return holderOf(a) != holderOf(b) || transitionsOf(a) != transitionsOf(b) ||
+		!a.Spec.RenewTime.Equal(b.Spec.RenewTime) || !a.Spec.AcquireTime.Equal(b.Spec.AcquireTime)
+}
+
+// olderResourceVersion reports whether a is older than b. Resource versions are opaque by contract, but they
+// come from etcd's revision counter; a watch event can arrive after the answer to a later write of ours, and
+// comparing is the only way to tell. When either does not parse, nothing is assumed older.
+func olderResourceVersion(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
+}
+
+// holderOf is the Lease's holder identity, "" when it has none (or there is no Lease).
+func holderOf(l *coordinationv1.Lease) string {
+	if l == nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// transitionsOf is the Lease's leaseTransitions, the fencing token.
+func transitionsOf(l *coordinationv1.Lease) int32 {
+	if l == nil || l.Spec.LeaseTransitions == nil {
+		return 0
+	}
+	return *l.Spec.LeaseTransitions
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,108 @@
+package elector
+
+import (
+	"fmt"
+	"time"
+)
+
+// Snapshot is what the election loop last published: enough to answer every HTTP request without asking it.
+type Snapshot struct {
+	// Known is true once the Lease (or its absence) has been observed.
+	Known bool
+	// Holder is the Lease's holder identity, "" when nobody holds it.
+	Holder string
+	// Transitions is the Lease's leaseTransitions, the fencing token.
+	Transitions int32
+	// Leading is true while this replica believes it holds the Lease; see Fresh for whether it may act on it.
+	Leading bool
+	// LastRenewSent is when the last successful acquisition or renewal was sent.
+	LastRenewSent time.Time
+	// ObservedExpiry is when the holder's lease runs out by this replica's clock (standbys only).
+	ObservedExpiry time.Time
+}
+
+// Fresh reports whether this replica leads and renewed within the renew deadline: the only state in which it
+// may act as the leader. It is computed from time at every use, never stored, so that a replica resumed after
+// a pause, or cut off from the API server, cannot report a leadership that has run out.
+func (s Snapshot) Fresh(now time.Time, renewDeadline time.Duration) bool {
+	return s.Leading && now.Sub(s.LastRenewSent) < renewDeadline
+}
+
+// Status is the JSON answer of GET / and of each /events message. Name comes first, as in the retired
+// leader-elector sidecar's answer, so that applications written for it keep working.
+type Status struct {
+	// Name is the leader's identity as the Lease names it, "" when nobody holds the Lease.
+	Name string `json:"name"`
+	// IsLeader is true when this replica holds the Lease and its last renewal is within the renew deadline.
+	IsLeader bool `json:"isLeader"`
+	// LeaseTransitions is the fencing token: it grows every time the Lease changes hands.
+	LeaseTransitions int32 `json:"leaseTransitions"`
+	// ValidUntil is, on the leader, when it must stop acting unless it renews; on a standby, when the current
+	// holder's lease expires as this replica sees it; absent when nobody holds the Lease.
+	ValidUntil string `json:"validUntil,omitempty"`
+	// Identity is this replica's own identity.
+	Identity string `json:"identity"`
+	// LeaseName is the Lease the replicas compete for.
+	LeaseName string `json:"leaseName"`
+	// Namespace is the Lease's namespace.
+	Namespace string `json:"namespace"`
+}
+
+// statusOf builds the public view of a snapshot at a given moment.
+func statusOf(s Snapshot, now time.Time, cfg Config) Status {
+	st := Status{
+		Name:             s.Holder,
+		IsLeader:         s.Fresh(now, cfg.RenewDeadline),
+		LeaseTransitions: s.Transitions,
+		Identity:         cfg.Identity,
+		LeaseName:        cfg.LeaseName,
+		Namespace:        cfg.Namespace,
+	}
+	switch {
+	case s.Leading:
+		st.ValidUntil = formatTime(s.LastRenewSent.Add(cfg.RenewDeadline))
+	case s.Holder != "":
+		st.ValidUntil = formatTime(s.ObservedExpiry)
+	}
+	return st
+}
+
+// formatTime renders a wall-clock time for clients; the monotonic reading is for this process only.
+func formatTime(t time.Time) string {
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ready decides /readyz and explains a refusal.
+func ready(s Snapshot, synced bool, now time.Time, cfg Config) (bool, string) {
+	fresh := s.Fresh(now, cfg.RenewDeadline)
+	if s.Leading && !fresh {
+		return false, fmt.Sprintf("stale leader: last renewal sent %s ago, renew deadline is %s",
+			now.Sub(s.LastRenewSent).Round(time.Millisecond), cfg.RenewDeadline)
+	}
+	if cfg.Readiness == ReadinessMember {
+		if !synced {
+			return false, "not following the Lease: its watch is not established"
+		}
+		return true, "member"
+	}
+	if fresh {
+		return true, "leader"
+	}
+	switch {
+	case !s.Known:
+		return false, "the Lease has not been read yet"
+	case s.Holder == "":
+		return false, "not the leader: nobody holds the Lease"
+	default:
+		return false, fmt.Sprintf("not the leader: %s holds the Lease", s.Holder)
+	}
+}
+
+// healthy decides /healthz: the election loop has run recently. The loop wakes at least once per retry period
+// and never waits on the API server for longer than that, so one lease duration of silence means it is stuck.
+func healthy(heartbeat, now time.Time, cfg Config) (bool, string) {
+	if age := now.Sub(heartbeat); age >= cfg.LeaseDuration {
+		return false, fmt.Sprintf("election loop stuck: last ran %s ago", age.Round(time.Millisecond))
+	}
+	return true, "ok"
+}

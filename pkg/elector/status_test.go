@@ -1,0 +1,76 @@
+package elector
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
+	leader := testConfig("me")
+	member := testConfig("me")
+	member.Readiness = ReadinessMember
+	sent := epoch
+	leading := Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: sent}
+	standby := Snapshot{Known: true, Holder: "other"}
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		snap   Snapshot
+		synced bool
+		at     time.Duration // after sent
+		want   bool
+		reason string
+	}{
+		{"fresh leader", leader, leading, true, 1499 * time.Millisecond, true, "leader"},
+		{"leader at its renew deadline", leader, leading, true, 1500 * time.Millisecond, false, "stale leader"},
+		{"leader resumed long after", leader, leading, true, time.Hour, false, "stale leader"},
+		{"leader without a watch is still the leader", leader, leading, false, time.Second, true, "leader"},
+		{"standby", leader, standby, true, 0, false, "other holds the Lease"},
+		{"nobody holds it", leader, Snapshot{Known: true}, true, 0, false, "nobody holds"},
+		{"not read yet", leader, Snapshot{}, false, 0, false, "not been read"},
+		{"member following the Lease", member, standby, true, 0, true, "member"},
+		{"member without a watch", member, standby, false, 0, false, "watch is not established"},
+		{"member that leads, fresh", member, leading, true, time.Second, true, "member"},
+		{"member that leads, stale", member, leading, true, 1500 * time.Millisecond, false, "stale leader"},
+	} {
+		ok, reason := ready(tc.snap, tc.synced, sent.Add(tc.at), tc.cfg)
+		if ok != tc.want || !strings.Contains(reason, tc.reason) {
+			t.Errorf("%s: ready = %v (%q), want %v (%q)", tc.name, ok, reason, tc.want, tc.reason)
+		}
+	}
+}
+
+func TestHealthzFailsOnlyWhenTheLoopIsSilentForALeaseDuration(t *testing.T) {
+	cfg := testConfig("me")
+	if ok, _ := healthy(epoch, epoch.Add(cfg.LeaseDuration-time.Millisecond), cfg); !ok {
+		t.Error("unhealthy just before a lease duration of silence")
+	}
+	if ok, why := healthy(epoch, epoch.Add(cfg.LeaseDuration), cfg); ok || !strings.Contains(why, "stuck") {
+		t.Errorf("healthy after a lease duration of silence (%q)", why)
+	}
+}
+
+func TestStatusJSONStartsWithNameAndCarriesTheFencingToken(t *testing.T) {
+	cfg := testConfig("me")
+	st := statusOf(Snapshot{Known: true, Holder: "me", Transitions: 9, Leading: true, LastRenewSent: epoch}, epoch.Add(time.Second), cfg)
+	raw, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), `{"name":"me","isLeader":true,"leaseTransitions":9,"validUntil":"2030-01-01T00:00:01.5Z"`) {
+		t.Errorf("GET / answer %s: want name first, then isLeader, leaseTransitions and validUntil = last renewal sent + renew deadline", raw)
+	}
+	stale := statusOf(Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, epoch.Add(2*time.Second), cfg)
+	if stale.IsLeader {
+		t.Error("isLeader true past the renew deadline")
+	}
+	standby := statusOf(Snapshot{Known: true, Holder: "other", Transitions: 9, ObservedExpiry: epoch.Add(2 * time.Second)}, epoch, cfg)
+	if standby.IsLeader || standby.ValidUntil != "2030-01-01T00:00:02Z" || standby.Name != "other" {
+		t.Errorf("standby status %+v: want the holder's name and the observed expiry", standby)
+	}
+	if free := statusOf(Snapshot{Known: true}, epoch, cfg); free.ValidUntil != "" {
+		t.Errorf("validUntil %q for a Lease nobody holds", free.ValidUntil)
+	}
+}
