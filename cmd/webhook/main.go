@@ -66,6 +66,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	fs.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.HealthAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.DurationVar(&opts.GracefulShutdown, "graceful-shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGTERM")
+	fs.BoolVar(&opts.LeaderElect, "leader-elect", false, "elect one replica to run the leader-label controller (set when running more than one replica)")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the webhook's own Lease (default: the namespace it runs in)")
 	fs.StringVar(&opts.ClusterRole, "elector-cluster-role", binding.DefaultClusterRole, "ClusterRole that pods' ServiceAccounts are bound to in their namespace")
 	fs.StringVar(&opts.SidecarMode, "sidecar-mode", "auto", "auto (native when the API server is >= 1.29), native (init container with restartPolicy Always) or container (for kubelets < 1.29)")
 	fs.StringVar(&in.Image, "elector-image", def.Image, "default elector image (annotation leader-election/image overrides)")

@@ -32,6 +32,8 @@ const (
 
 	// LabelEnforce on a namespace makes every Deployment and StatefulSet replica there take part.
 	LabelEnforce = Prefix + "enforce"
+	// LabelMember marks every injected pod, so the leader-label controller watches only these pods.
+	LabelMember = Prefix + "member"
 	// LabelRole is set to RoleLeader on the pod holding the Lease (traffic mode "label"); Services select it.
 	LabelRole = Prefix + "role"
 	// RoleLeader is LabelRole's value on the leader.

@@ -49,6 +49,10 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	out.Labels[LabelMember] = "true"
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)
 	return out, true, nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/leaderlabel"
 )
 
 // Options configure the webhook server (cmd/webhook's flags).
@@ -41,6 +43,10 @@ type Options struct {
 	MetricsAddress, HealthAddress string
 	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
 	GracefulShutdown time.Duration
+	// LeaderElect makes the replicas elect one to run the leader-label controller; every replica serves admission.
+	LeaderElect bool
+	// LeaderElectionNamespace holds the webhook's own Lease (default: the namespace it runs in).
+	LeaderElectionNamespace string
 }
 
 // Run serves the webhook until ctx is done.
@@ -61,6 +67,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
+		LeaderElection:          opts.LeaderElect,
+		LeaderElectionID:        "leader-election-webhook",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		// Release at shutdown so that a rolling update of the webhook hands the controller over at once.
+		LeaderElectionReleaseOnCancel: true,
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		GracefulShutdownTimeout: &opts.GracefulShutdown,
@@ -73,6 +84,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels)},
 			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
 			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
+			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly},
+			&coordinationv1.Lease{}: {Transform: keepMetadataOnly},
 		}},
 	})
 	if err != nil {
@@ -84,6 +98,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	server := mgr.GetWebhookServer()
 	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder}})
 	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder}})
+
+	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Writer: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -132,9 +150,15 @@ func resolveSidecarMode(cfg *rest.Config, flag string) (inject.SidecarMode, erro
 	return inject.SidecarContainer, nil
 }
 
+// keepMetadataOnly drops from cached objects what no reader here uses, to keep the webhook's memory flat.
 func keepMetadataOnly(obj any) (any, error) {
-	if sa, ok := obj.(*corev1.ServiceAccount); ok {
-		sa.Secrets, sa.ImagePullSecrets, sa.ManagedFields, sa.Annotations = nil, nil, nil, nil
+	switch o := obj.(type) {
+	case *corev1.ServiceAccount:
+		o.Secrets, o.ImagePullSecrets, o.ManagedFields = nil, nil, nil
+	case *corev1.Pod:
+		o.Spec, o.Status, o.ManagedFields = corev1.PodSpec{}, corev1.PodStatus{}, nil
+	case *coordinationv1.Lease:
+		o.ManagedFields = nil
 	}
 	return obj, nil
 }

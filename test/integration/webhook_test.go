@@ -17,6 +17,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -223,6 +224,31 @@ func TestWebhook(t *testing.T) {
 		}
 	})
 
+	t.Run("the leader label follows the Lease holder", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		a := createPod(t, cs, ns, "web", annotated("replica-a"))
+		b := createPod(t, cs, ns, "web", annotated("replica-b"))
+		for _, p := range []*corev1.Pod{a, b} {
+			if p.Labels[inject.LabelMember] != "true" {
+				t.Fatalf("pod %s lacks the member label: %v", p.Name, p.Labels)
+			}
+		}
+		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("replica-a")}}
+		lease, err := cs.CoordinationV1().Leases(ns).Create(ctx, lease, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitForLeader(t, cs, ns, "replica-a")
+		for _, holder := range []string{"replica-b", ""} {
+			lease.Spec.HolderIdentity = ptr.To(holder)
+			if lease, err = cs.CoordinationV1().Leases(ns).Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			waitForLeader(t, cs, ns, holder)
+		}
+	})
+
 	// Last: stop the webhook.
 	t.Run("with the webhook down annotated pods are refused and others created", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
@@ -238,6 +264,26 @@ func TestWebhook(t *testing.T) {
 		}
 		createPod(t, cs, ns, "web", plainPod("unaffected"))
 	})
+}
+
+// waitForLeader waits until exactly the holder (none for "") carries the leader label.
+func waitForLeader(t *testing.T, cs kubernetes.Interface, ns, holder string) {
+	t.Helper()
+	var labelled []string
+	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: inject.LabelRole + "=" + inject.RoleLeader})
+		if err != nil {
+			return false, err
+		}
+		labelled = labelled[:0]
+		for _, p := range pods.Items {
+			labelled = append(labelled, p.Name)
+		}
+		return (holder == "" && len(labelled) == 0) || (len(labelled) == 1 && labelled[0] == holder), nil
+	})
+	if err != nil {
+		t.Fatalf("leader label on %v, want only on %q", labelled, holder)
+	}
 }
 
 func startWebhook(t *testing.T, env *controlplane.Env) *webhookUnderTest {
