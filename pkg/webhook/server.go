@@ -72,9 +72,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		// Release at shutdown so that a rolling update of the webhook hands the controller over at once.
 		LeaderElectionReleaseOnCancel: true,
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
-		HealthProbeBindAddress:  opts.HealthAddress,
-		GracefulShutdownTimeout: &opts.GracefulShutdown,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress:        opts.HealthAddress,
+		GracefulShutdownTimeout:       &opts.GracefulShutdown,
 		WebhookServer: crwebhook.NewServer(crwebhook.Options{
 			Port:    opts.Port,
 			CertDir: opts.CertDir,
@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
 			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
 			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
-			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly},
+			&corev1.Pod{}:           {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly},
 			&coordinationv1.Lease{}: {Transform: keepMetadataOnly},
 		}},
 	})
