@@ -73,16 +73,14 @@ func WithAPIServerArgs(args map[string]string) Option {
 	}
 }
 
-// Start starts etcd and kube-apiserver and stops them when the test ends. It fails the test (never skips) when
-// the control plane cannot be built or started.
-func Start(tb testing.TB, opts ...Option) *Env {
-	tb.Helper()
+// New starts etcd and kube-apiserver; the caller stops them with Stop. Tests use Start instead.
+func New(opts ...Option) (*Env, error) {
 	dir, err := Assets()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: dir}
-	// The kube-apiserver's own stderr is kept out of the test log unless asked for: it is long and rarely useful.
+	// The kube-apiserver's own output is kept out of the test log unless asked for: it is long and rarely useful.
 	if os.Getenv("CONTROL_PLANE_LOGS") != "" {
 		env.ControlPlane.GetAPIServer().Out = os.Stderr
 		env.ControlPlane.GetAPIServer().Err = os.Stderr
@@ -92,16 +90,28 @@ func Start(tb testing.TB, opts ...Option) *Env {
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		tb.Fatalf("starting kube-apiserver and etcd from %s: %v", dir, err)
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", dir, err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return &Env{Environment: env, Config: cfg, Clientset: cs}, nil
+}
+
+// Start starts etcd and kube-apiserver and stops them when the test ends. It fails the test (never skips) when
+// the control plane cannot be built or started.
+func Start(tb testing.TB, opts ...Option) *Env {
+	tb.Helper()
+	env, err := New(opts...)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
 		if err := env.Stop(); err != nil {
 			tb.Errorf("stopping the control plane: %v", err)
 		}
 	})
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &Env{Environment: env, Config: cfg, Clientset: cs}
+	return env
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,19 +34,25 @@ func Build(tb testing.TB, pkg string) string {
 // path. No groups means the user has exactly what RBAC grants it.
 func (e *Env) Kubeconfig(tb testing.TB, user string, groups ...string) string {
 	tb.Helper()
-	u, err := e.AddUser(envtest.User{Name: user, Groups: groups}, nil)
+	path, err := e.WriteKubeconfig(tb.TempDir(), user, groups...)
 	if err != nil {
-		tb.Fatalf("adding user %s: %v", user, err)
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path := filepath.Join(tb.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// WriteKubeconfig is Kubeconfig for callers without a test: it writes <dir>/<user>.kubeconfig.
+func (e *Env) WriteKubeconfig(dir, user string, groups ...string) (string, error) {
+	u, err := e.AddUser(envtest.User{Name: user, Groups: groups}, nil)
+	if err != nil {
+		return "", fmt.Errorf("adding user %s: %w", user, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, strings.ReplaceAll(user, ":", "_")+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
