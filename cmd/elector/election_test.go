@@ -1,0 +1,473 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/leader-election/leader-election/pkg/elector"
+	"github.com/leader-election/leader-election/test/controlplane"
+)
+
+// TestElectionAgainstARealAPIServer runs electors as real processes, three per scenario, against a real
+// kube-apiserver and etcd. Every scenario also samples readiness (never two ready replicas) and the Lease's
+// history (the fencing token grows with every new holder) from start to end.
+func TestElectionAgainstARealAPIServer(t *testing.T) {
+	h := newHarness(t)
+	t.Run("one leader, and every replica agrees with the Lease", h.testAgreement)
+	t.Run("step-down from loopback hands over, from elsewhere it is refused", h.testStepDown)
+	t.Run("SIGTERM on the leader releases the Lease to a standby", h.testGracefulExit)
+	t.Run("kill -9 on the leader: a standby takes over within the lease duration plus 1s", h.testCrash)
+	t.Run("a leader paused past its lease is not ready when it resumes", h.testPause)
+	t.Run("a leader cut off from the API server turns unready, is replaced, and rejoins as a standby", h.testPartition)
+	t.Run("an elector without RBAC stays up and unready, and says why once", h.testForbidden)
+	t.Run("the API server restarts under the electors", h.testAPIServerRestart)
+}
+
+// newHarness starts the control plane and an identity for the electors bound to exactly what election needs,
+// so the scenarios also prove that nothing more is needed.
+func newHarness(t *testing.T) *harness {
+	// A fixed certificate directory keeps the serving certificate across an API server restart, and
+	// shutdown-send-retry-after bounds the server's shutdown to seconds (it otherwise waits up to a minute
+	// for open watches, such as the electors', to end).
+	certDir := t.TempDir()
+	env := controlplane.Start(t,
+		func(e *envtest.Environment) { e.ControlPlane.GetAPIServer().CertDir = certDir },
+		controlplane.WithAPIServerArgs(map[string]string{"shutdown-send-retry-after": "true"}))
+	ctx := context.Background()
+	const namespace = "election"
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "elector", Namespace: namespace},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "watch", "create", "update"}},
+			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create"}},
+		},
+	}
+	if _, err := env.Clientset.RbacV1().Roles(namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "elector", Namespace: namespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "elector"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "elector"}},
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings(namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: "elector"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := user.Config()
+	return &harness{env: env, namespace: namespace, electorConfig: cfg, kubeconfig: writeKubeconfig(t, cfg, cfg.Host)}
+}
+
+func (h *harness) lease(t *testing.T, name string) *coordinationv1.Lease {
+	t.Helper()
+	l, err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (h *harness) testAgreement(t *testing.T) {
+	g := h.newGroup(t, "agree")
+	g.startN(t, 3)
+	leader := g.waitLeader(t, 10*time.Second)
+	lease := h.lease(t, "agree")
+	for _, r := range g.replicas {
+		st, err := r.status()
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		if st.Name != *lease.Spec.HolderIdentity || st.LeaseTransitions != *lease.Spec.LeaseTransitions {
+			t.Errorf("%s says leader %q, token %d; the Lease says %q, %d", r.name, st.Name, st.LeaseTransitions, *lease.Spec.HolderIdentity, *lease.Spec.LeaseTransitions)
+		}
+		if st.IsLeader != (r == leader) || st.Identity != r.name || st.LeaseName != "agree" {
+			t.Errorf("%s: GET / = %+v (leader is %s)", r.name, st, leader.name)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, st.ValidUntil); err != nil {
+			t.Errorf("%s: validUntil %q is not RFC 3339: %v", r.name, st.ValidUntil, err)
+		}
+		wantReady := http.StatusServiceUnavailable
+		if r == leader {
+			wantReady = http.StatusOK
+		}
+		if got := r.readyz(time.Second); got != wantReady {
+			t.Errorf("%s: /readyz = %d, want %d", r.name, got, wantReady)
+		}
+	}
+	metrics := get(t, leader.base+"/metrics")
+	if !strings.Contains(metrics, `leader_election_master_status{name="agree"} 1`) {
+		t.Errorf("the leader's /metrics lacks leader_election_master_status 1:\n%s", metrics)
+	}
+	for _, r := range g.replicas {
+		rss := metricValue(t, get(t, r.base+"/metrics"), "process_resident_memory_bytes")
+		t.Logf("%s: resident memory %.1f MiB", r.name, rss/(1<<20))
+		if rss > 20<<20 {
+			t.Errorf("%s uses %.1f MiB of resident memory, more than the 20 MiB target", r.name, rss/(1<<20))
+		}
+	}
+
+	// The status subcommand, as a script would use it, with the electors' own identity (no list permission
+	// needed for one named Lease).
+	code, out := runToExit(t, nil, "status", "-n", h.namespace, "agree", "-o", "json", "--kubeconfig", h.kubeconfig)
+	var rows []leaseRow
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 1 || rows[0].Holder != leader.name {
+		t.Errorf("elector status -o json: exit %d, %v, output:\n%s", code, err, out)
+	}
+	code, out = runToExit(t, nil, "status", "--kubeconfig", writeKubeconfig(t, h.env.Config, h.env.Config.Host), "-n", h.namespace)
+	if code != 0 || !strings.Contains(out, "agree") || !strings.Contains(out, leader.name) || !strings.Contains(out, " ago") {
+		t.Errorf("elector status (table): exit %d, output:\n%s", code, out)
+	}
+
+	// Acquisition is recorded as an Event on the Lease (best effort, so it may trail the acquisition).
+	waitUntil(t, 5*time.Second, "an Acquired Event on the Lease", func() bool {
+		events, err := h.env.Clientset.EventsV1().Events(h.namespace).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == "agree" && e.Regarding.Kind == "Lease" && e.Reason == "Acquired" && e.ReportingInstance == leader.name {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (h *harness) testStepDown(t *testing.T) {
+	g := h.newGroup(t, "stepdown")
+	g.startN(t, 3, "ELECTOR_BIND_ADDRESS=0.0.0.0")
+	old := g.waitLeader(t, 10*time.Second)
+
+	if ip := nonLoopbackAddress(); ip != nil {
+		code, body := postFrom(t, ip, fmt.Sprintf("http://%s/stepdown", net.JoinHostPort(ip.String(), fmt.Sprint(old.port))))
+		if code != http.StatusForbidden || !strings.Contains(body, "loopback only") {
+			t.Errorf("step-down from %s: %d %q, want 403 naming the loopback rule", ip, code, body)
+		}
+		if holder := *h.lease(t, "stepdown").Spec.HolderIdentity; holder != old.name {
+			t.Fatalf("a refused step-down moved the Lease to %q", holder)
+		}
+	} else {
+		t.Log("this machine has no non-loopback address; pkg/elector's TestFromLoopback covers the address check")
+	}
+	for _, r := range g.replicas {
+		if r != old {
+			if code, body := postFrom(t, nil, r.base+"/stepdown"); code != http.StatusConflict {
+				t.Errorf("step-down on standby %s: %d %q, want 409", r.name, code, body)
+			}
+		}
+	}
+
+	streams := map[*replica]<-chan elector.Status{}
+	for _, r := range g.replicas {
+		streams[r] = r.subscribe(t)
+		if first := nextEvent(t, r, streams[r]); first.Name != old.name {
+			t.Fatalf("%s's first event names %q, want the leader %s", r.name, first.Name, old.name)
+		}
+	}
+	tokenBefore := *h.lease(t, "stepdown").Spec.LeaseTransitions
+	mark := g.history.mark()
+	start := time.Now()
+	if code, body := postFrom(t, nil, old.base+"/stepdown"); code != http.StatusOK {
+		t.Fatalf("step-down from loopback: %d %q", code, body)
+	}
+	next := g.history.waitFor(t, mark, 5*time.Second, "another holder", func(e leaseEntry) bool { return e.holder != "" && e.holder != old.name })
+	t.Logf("step-down handover: %s held the Lease %s after the request", next.holder, next.at.Sub(start).Round(time.Millisecond))
+	if next.transitions <= tokenBefore {
+		t.Errorf("fencing token %d after the handover, not above %d", next.transitions, tokenBefore)
+	}
+	for _, r := range g.replicas {
+		waitEvent(t, r, streams[r], func(st elector.Status) bool { return st.Name == next.holder })
+	}
+}
+
+// nonLoopbackAddress is an address of this machine that is not loopback, nil if there is none.
+func nonLoopbackAddress() net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil && !n.IP.IsLinkLocalUnicast() {
+			return n.IP
+		}
+	}
+	return nil
+}
+
+// postFrom sends an empty POST from a given local address (nil: any).
+func postFrom(t *testing.T, local net.IP, target string) (int, string) {
+	t.Helper()
+	dialer := &net.Dialer{Timeout: time.Second}
+	if local != nil {
+		dialer.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext}}
+	resp, err := client.Post(target, "", nil)
+	if err != nil {
+		t.Fatalf("POST %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// metricValue is the value of an unlabelled metric in a Prometheus text exposition.
+func metricValue(t *testing.T, exposition, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(exposition, "\n") {
+		if value, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func get(t *testing.T, target string) string {
+	t.Helper()
+	resp, err := http.Get(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+func nextEvent(t *testing.T, r *replica, stream <-chan elector.Status) elector.Status {
+	t.Helper()
+	select {
+	case st, ok := <-stream:
+		if !ok {
+			t.Fatalf("%s's event stream ended", r.name)
+		}
+		return st
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no event from %s within 5s", r.name)
+		return elector.Status{}
+	}
+}
+
+func waitEvent(t *testing.T, r *replica, stream <-chan elector.Status, match func(elector.Status) bool) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case st, ok := <-stream:
+			if !ok {
+				t.Fatalf("%s's event stream ended", r.name)
+			}
+			if match(st) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s's event stream did not deliver the change within 5s", r.name)
+		}
+	}
+}
+
+func (h *harness) testGracefulExit(t *testing.T) {
+	g := h.newGroup(t, "sigterm")
+	g.startN(t, 3)
+	old := g.waitLeader(t, 10*time.Second)
+	mark := g.history.mark()
+	start := time.Now()
+	if err := old.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	released := g.history.waitFor(t, mark, 5*time.Second, "the released Lease (no holder)", func(e leaseEntry) bool { return e.holder == "" })
+	next := g.history.waitFor(t, mark, 5*time.Second, "another holder", func(e leaseEntry) bool { return e.holder != "" && e.holder != old.name })
+	if released.index > next.index {
+		t.Errorf("the Lease passed from %s to %s without being released in between", old.name, next.holder)
+	}
+	t.Logf("graceful failover (SIGTERM -> another holder): %s (released after %s)",
+		next.at.Sub(start).Round(time.Millisecond), released.at.Sub(start).Round(time.Millisecond))
+	code, err := old.proc.Wait(3 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("after SIGTERM %s exited with %d (%v); want 0 within 3s", old.name, code, err)
+	}
+	t.Logf("%s exited 0 %s after SIGTERM", old.name, time.Since(start).Round(time.Millisecond))
+	g.waitLeader(t, 5*time.Second, old)
+}
+
+func (h *harness) testCrash(t *testing.T) {
+	g := h.newGroup(t, "sigkill")
+	g.startN(t, 3)
+	old := g.waitLeader(t, 10*time.Second)
+	mark := g.history.mark()
+	start := time.Now()
+	if err := old.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	next := g.history.waitFor(t, mark, 10*time.Second, "another holder", func(e leaseEntry) bool { return e.holder != "" && e.holder != old.name })
+	took := next.at.Sub(start)
+	t.Logf("crash failover (kill -9 -> another holder): %s (lease duration %s)", took.Round(time.Millisecond), leaseDuration)
+	if limit := leaseDuration + time.Second; took > limit {
+		t.Errorf("crash failover took %s, more than lease duration + 1s (%s)", took, limit)
+	}
+	g.waitLeader(t, 5*time.Second, old)
+}
+
+func (h *harness) testPause(t *testing.T) {
+	g := h.newGroup(t, "sigstop")
+	g.startN(t, 3)
+	old := g.waitLeader(t, 10*time.Second)
+	mark := g.history.mark()
+	start := time.Now()
+	if err := old.proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			_ = old.proc.Signal(syscall.SIGCONT)
+		}
+	})
+	next := g.history.waitFor(t, mark, 10*time.Second, "another holder", func(e leaseEntry) bool { return e.holder != "" && e.holder != old.name })
+	t.Logf("paused leader replaced by %s after %s", next.holder, next.at.Sub(start).Round(time.Millisecond))
+	time.Sleep(time.Until(start.Add(leaseDuration + time.Second)))
+	if err := old.proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	if code := old.readyz(5 * time.Second); code != http.StatusServiceUnavailable {
+		t.Fatalf("first /readyz of %s after resuming: %d, want 503", old.name, code)
+	}
+	waitUntil(t, 5*time.Second, old.name+" to follow the new leader as a standby", func() bool {
+		st, err := old.status()
+		return err == nil && !st.IsLeader && st.Name == next.holder
+	})
+	if !old.alive() {
+		t.Fatalf("%s exited after resuming", old.name)
+	}
+}
+
+func (h *harness) testPartition(t *testing.T) {
+	apiServer, err := url.Parse(h.electorConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, apiServer.Host)
+	g := h.newGroup(t, "partition")
+	cut := g.start(t, writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()))
+	if g.waitLeader(t, 10*time.Second) != cut {
+		t.Fatal("the first replica did not lead")
+	}
+	g.startN(t, 2)
+	for _, r := range g.replicas {
+		waitUntil(t, 5*time.Second, r.name+" to see the leader", func() bool {
+			st, err := r.status()
+			return err == nil && st.Name == cut.name
+		})
+	}
+
+	mark := g.history.mark()
+	start := time.Now()
+	proxy.sever()
+	var unreadyAfter time.Duration
+	waitUntil(t, 5*time.Second, cut.name+" to turn unready", func() bool {
+		sent := time.Now()
+		if cut.readyz(time.Second) != http.StatusOK {
+			unreadyAfter = sent.Sub(start)
+			return true
+		}
+		return false
+	})
+	t.Logf("cut-off leader unready %s after the cut (renew deadline %s)", unreadyAfter.Round(time.Millisecond), renewDeadline)
+	if unreadyAfter > renewDeadline {
+		t.Errorf("the cut-off leader stayed ready for %s, beyond the renew deadline %s", unreadyAfter, renewDeadline)
+	}
+	next := g.history.waitFor(t, mark, 10*time.Second, "another holder", func(e leaseEntry) bool { return e.holder != "" && e.holder != cut.name })
+	t.Logf("%s took over %s after the cut", next.holder, next.at.Sub(start).Round(time.Millisecond))
+
+	proxy.heal()
+	healed := time.Now()
+	waitUntil(t, 10*time.Second, cut.name+" to rejoin as a standby", func() bool {
+		st, err := cut.status()
+		return err == nil && !st.IsLeader && st.Name == next.holder
+	})
+	t.Logf("%s rejoined as a standby %s after the network healed", cut.name, time.Since(healed).Round(time.Millisecond))
+	if code := cut.readyz(time.Second); code != http.StatusServiceUnavailable {
+		t.Errorf("rejoined standby /readyz = %d, want 503", code)
+	}
+	if code := httpStatus(cut.base + "/healthz"); code != http.StatusOK || !cut.alive() {
+		t.Errorf("rejoined standby /healthz = %d, alive %v", code, cut.alive())
+	}
+}
+
+func (h *harness) testForbidden(t *testing.T) {
+	nobody, err := h.env.AddUser(envtest.User{Name: "nobody"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := h.newGroup(t, "forbidden")
+	r := g.start(t, writeKubeconfig(t, nobody.Config(), nobody.Config().Host))
+	time.Sleep(4 * time.Second) // several retries: 125ms, 250ms, 500ms, 1s, 2s
+	if !r.alive() {
+		t.Fatalf("exited without RBAC:\n%s", r.proc.Output())
+	}
+	if code := r.readyz(time.Second); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d without RBAC, want 503", code)
+	}
+	if code := httpStatus(r.base + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d without RBAC, want 200 (a restart cannot grant permissions)", code)
+	}
+	if n := outputLines(r.proc.Output(), "reason=Forbidden"); n != 1 {
+		t.Errorf("the missing permission was logged %d times, want once:\n%s", n, r.proc.Output())
+	}
+	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := r.proc.Wait(3 * time.Second); err != nil || code != 0 {
+		t.Errorf("SIGTERM: exit %d (%v), want 0", code, err)
+	}
+}
+
+func (h *harness) testAPIServerRestart(t *testing.T) {
+	g := h.newGroup(t, "restart")
+	g.startN(t, 3)
+	before := g.waitLeader(t, 10*time.Second)
+	start := time.Now()
+	apiServer := h.env.ControlPlane.APIServer
+	if err := apiServer.Stop(); err != nil {
+		t.Fatalf("stopping the API server: %v", err)
+	}
+	t.Logf("API server stopped in %s", time.Since(start).Round(time.Millisecond))
+	if err := apiServer.Start(); err != nil {
+		t.Fatalf("starting the API server again: %v", err)
+	}
+	t.Logf("API server back after %s", time.Since(start).Round(time.Millisecond))
+	after := g.waitLeader(t, 30*time.Second)
+	t.Logf("leader before the restart %s, after %s; one leader again %s after the stop", before.name, after.name, time.Since(start).Round(time.Millisecond))
+	for _, r := range g.replicas {
+		if !r.alive() {
+			t.Errorf("%s exited during the API server's restart:\n%s", r.name, r.proc.Output())
+		}
+	}
+}

@@ -1,0 +1,440 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/leader-election/leader-election/pkg/elector"
+	"github.com/leader-election/leader-election/test/controlplane"
+)
+
+// The timings every scenario runs with: short, so that failovers take seconds.
+const (
+	leaseDuration = 2 * time.Second
+	renewDeadline = 1500 * time.Millisecond
+	retryPeriod   = 500 * time.Millisecond
+)
+
+// probeTimeout bounds the tests' own requests to electors: a stopped process never answers.
+const probeTimeout = 200 * time.Millisecond
+
+// waitUntil polls cond until it holds or timeout passes; it never asserts anything about time itself.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// httpStatus is the status code of a GET, 0 when there is no answer within a second.
+func httpStatus(url string) int {
+	client := http.Client{Timeout: time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode
+}
+
+// writeKubeconfig writes a kubeconfig with cfg's credentials for the API server at server.
+func writeKubeconfig(t *testing.T, cfg *rest.Config, server string) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	kc.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// replica is one elector process.
+type replica struct {
+	name string
+	base string // http://127.0.0.1:<port>
+	port int
+	proc *controlplane.Process
+}
+
+// status is the replica's GET / answer.
+func (r *replica) status() (elector.Status, error) {
+	client := http.Client{Timeout: time.Second}
+	resp, err := client.Get(r.base + "/")
+	if err != nil {
+		return elector.Status{}, err
+	}
+	defer resp.Body.Close()
+	var st elector.Status
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET / answered %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// readyz is the replica's /readyz status code, 0 when it does not answer within timeout.
+func (r *replica) readyz(timeout time.Duration) int {
+	client := http.Client{Timeout: timeout}
+	resp, err := client.Get(r.base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode
+}
+
+// alive reports whether the process has not exited.
+func (r *replica) alive() bool {
+	_, err := r.proc.Wait(10 * time.Millisecond)
+	return err != nil
+}
+
+// subscribe follows the replica's /events stream until the test ends.
+func (r *replica) subscribe(t *testing.T) <-chan elector.Status {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s/events: %v", r.name, err)
+	}
+	out := make(chan elector.Status, 64)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		scanner := bufio.NewScanner(resp.Body)
+		for scanner.Scan() {
+			if data, ok := strings.CutPrefix(scanner.Text(), "data: "); ok {
+				var st elector.Status
+				if json.Unmarshal([]byte(data), &st) == nil {
+					out <- st
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// group is the replicas of one scenario, competing for one Lease, with the two watchers every scenario
+// runs: the Lease's history (for the fencing token) and readiness exclusivity.
+type group struct {
+	h         *harness
+	lease     string
+	replicas  []*replica
+	history   *leaseHistory
+	exclusive *exclusivityWatch
+}
+
+// newGroup starts watching a Lease and the readiness of the replicas that will compete for it. When the test
+// ends, it fails the test if two replicas were ever ready together or the fencing token ever failed to grow.
+func (h *harness) newGroup(t *testing.T, lease string) *group {
+	g := &group{h: h, lease: lease, history: recordLease(t, h.env.Clientset, h.namespace, lease), exclusive: watchExclusivity(t)}
+	return g
+}
+
+// start runs one more replica with the given kubeconfig and extra environment.
+func (g *group) start(t *testing.T, kubeconfig string, extraEnv ...string) *replica {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", g.lease, len(g.replicas))
+	port := controlplane.FreePort(t)
+	env := cleanEnv(
+		"POD_NAME="+name, "POD_NAMESPACE="+g.h.namespace, "LEASE_NAME="+g.lease, "KUBECONFIG="+kubeconfig,
+		"LEASE_DURATION="+leaseDuration.String(), "RENEW_DEADLINE="+renewDeadline.String(), "RETRY_PERIOD="+retryPeriod.String(),
+		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port))
+	env = append(env, extraEnv...)
+	r := &replica{name: name, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	r.proc = controlplane.StartProcess(t, name, electorBin, env)
+	waitUntil(t, 10*time.Second, name+" to serve HTTP", func() bool { return httpStatus(r.base+"/healthz") == http.StatusOK })
+	g.replicas = append(g.replicas, r)
+	g.exclusive.add(r)
+	return r
+}
+
+// startN runs n replicas with the harness's least-privilege kubeconfig.
+func (g *group) startN(t *testing.T, n int, extraEnv ...string) {
+	t.Helper()
+	for range n {
+		g.start(t, g.h.kubeconfig, extraEnv...)
+	}
+}
+
+func (g *group) byName(name string) *replica {
+	for _, r := range g.replicas {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// waitLeader waits until the Lease names a replica other than those excluded and that replica says it leads.
+func (g *group) waitLeader(t *testing.T, timeout time.Duration, excluded ...*replica) *replica {
+	t.Helper()
+	var leader *replica
+	waitUntil(t, timeout, "a leader for "+g.lease, func() bool {
+		l, err := g.h.env.Clientset.CoordinationV1().Leases(g.h.namespace).Get(context.Background(), g.lease, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return false
+		}
+		leader = g.byName(*l.Spec.HolderIdentity)
+		if leader == nil || slices.Contains(excluded, leader) {
+			return false
+		}
+		st, err := leader.status()
+		return err == nil && st.IsLeader
+	})
+	return leader
+}
+
+// harness is the control plane shared by the scenarios, and a least-privilege identity for the electors.
+type harness struct {
+	env       *controlplane.Env
+	namespace string
+	// electorConfig is the electors' identity: a user bound to exactly the election's permissions.
+	electorConfig *rest.Config
+	// kubeconfig is electorConfig written out, pointing straight at the API server.
+	kubeconfig string
+}
+
+// leaseEntry is one state of a Lease as the test's own watch saw it.
+type leaseEntry struct {
+	index       int
+	at          time.Time
+	holder      string
+	transitions int32
+}
+
+// leaseHistory records every state of a Lease, from the test's own watch.
+type leaseHistory struct {
+	mu      sync.Mutex
+	entries []leaseEntry
+}
+
+// recordLease watches a Lease until the test ends, then checks that the fencing token never shrank and grew
+// with every new holder.
+func recordLease(t *testing.T, cs kubernetes.Interface, namespace, name string) *leaseHistory {
+	h := &leaseHistory{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.follow(ctx, cs, namespace, name)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		h.checkFencingToken(t)
+	})
+	return h
+}
+
+// follow re-establishes the watch whenever it ends (the API server may be restarted under it).
+func (h *leaseHistory) follow(ctx context.Context, cs kubernetes.Interface, namespace, name string) {
+	leases := cs.CoordinationV1().Leases(namespace)
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	rv := ""
+	for ctx.Err() == nil {
+		w, err := leases.Watch(ctx, metav1.ListOptions{FieldSelector: selector, ResourceVersion: rv})
+		if err != nil {
+			rv = ""
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
+				if ev.Type == watch.Error {
+					rv = ""
+				}
+				continue
+			}
+			rv = l.ResourceVersion
+			h.add(l)
+		}
+		w.Stop()
+	}
+}
+
+func (h *leaseHistory) add(l *coordinationv1.Lease) {
+	e := leaseEntry{at: time.Now()}
+	if l.Spec.HolderIdentity != nil {
+		e.holder = *l.Spec.HolderIdentity
+	}
+	if l.Spec.LeaseTransitions != nil {
+		e.transitions = *l.Spec.LeaseTransitions
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].transitions == e.transitions {
+		return // a renewal: nothing the tests look at changed
+	}
+	e.index = len(h.entries)
+	h.entries = append(h.entries, e)
+}
+
+// mark is the position from which waitFor looks.
+func (h *leaseHistory) mark() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.entries)
+}
+
+// waitFor returns the first entry from position from on that matches.
+func (h *leaseHistory) waitFor(t *testing.T, from int, timeout time.Duration, what string, match func(leaseEntry) bool) leaseEntry {
+	t.Helper()
+	var found leaseEntry
+	waitUntil(t, timeout, what, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, e := range h.entries[min(from, len(h.entries)):] {
+			if match(e) {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// checkFencingToken fails the test if leaseTransitions ever shrank, or a new holder did not raise it above
+// every earlier holder's.
+func (h *leaseHistory) checkFencingToken(t *testing.T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	highest := int32(-1)
+	tenures := 0
+	for i, e := range h.entries {
+		if i > 0 && e.transitions < h.entries[i-1].transitions {
+			t.Errorf("fencing token went down: %+v after %+v", e, h.entries[i-1])
+		}
+		// A tenure starts whenever a holder appears that the previous state did not name, including a
+		// holder taking the Lease back after releasing it: each must carry a token above all earlier ones.
+		if e.holder != "" && (i == 0 || h.entries[i-1].holder != e.holder) {
+			if i > 0 && e.transitions <= highest {
+				t.Errorf("tenure of %s started with fencing token %d, not above the earlier %d", e.holder, e.transitions, highest)
+			}
+			tenures++
+		}
+		if e.holder != "" {
+			highest = max(highest, e.transitions)
+		}
+	}
+	t.Logf("fencing token: %d Lease states, %d tenures, strictly increasing (last %d)", len(h.entries), tenures, highest)
+}
+
+// exclusivityWatch samples every replica's /readyz every 10 ms and records every round in which more than one
+// replica answered 200.
+type exclusivityWatch struct {
+	mu         sync.Mutex
+	replicas   []*replica
+	rounds     int
+	violations []string
+}
+
+// watchExclusivity starts sampling; when the test ends it logs the number of rounds and fails the test on a
+// round with two ready replicas.
+func watchExclusivity(t *testing.T) *exclusivityWatch {
+	w := &exclusivityWatch{}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(stop)
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.violations) > 0 {
+			t.Errorf("two replicas ready at once in %d of %d sampling rounds: %s", len(w.violations), w.rounds, strings.Join(w.violations, "; "))
+			return
+		}
+		t.Logf("readiness sampled every 10ms in %d rounds across %d replicas: never two ready at once", w.rounds, len(w.replicas))
+	})
+	return w
+}
+
+func (w *exclusivityWatch) add(r *replica) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.replicas = append(w.replicas, r)
+}
+
+func (w *exclusivityWatch) run(stop <-chan struct{}) {
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		}
+		w.mu.Lock()
+		replicas := slices.Clone(w.replicas)
+		w.mu.Unlock()
+		codes := make([]int, len(replicas))
+		var wg sync.WaitGroup
+		for i, r := range replicas {
+			wg.Go(func() { codes[i] = r.readyz(probeTimeout) })
+		}
+		wg.Wait()
+		var ready []string
+		for i, code := range codes {
+			if code == http.StatusOK {
+				ready = append(ready, replicas[i].name)
+			}
+		}
+		w.mu.Lock()
+		w.rounds++
+		if len(ready) > 1 {
+			w.violations = append(w.violations, fmt.Sprintf("round %d at %s: %s", w.rounds, time.Now().Format(time.StampMilli), strings.Join(ready, ", ")))
+		}
+		w.mu.Unlock()
+	}
+}
+
+// outputLines counts the lines of a process's output that contain every one of parts.
+func outputLines(out string, parts ...string) int {
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/leader-election/leader-election/pkg/elector"
+	"github.com/leader-election/leader-election/pkg/version"
+)
+
+// httpShutdownTimeout bounds the HTTP server's shutdown once the Lease is released.
+const httpShutdownTimeout = time.Second
+
+// serve takes part in the election until SIGTERM or SIGINT, then releases the Lease (if held) and returns.
+func serve(s settings, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With(
+		"lease", s.config.Namespace+"/"+s.config.LeaseName, "identity", s.config.Identity)
+
+	cfg, err := restConfig(s.kubeconfig, s.kubeconfigSource)
+	if err != nil {
+		fmt.Fprintf(stderr, "elector: %v\n", err)
+		return exitUsage
+	}
+	addr := net.JoinHostPort(s.bindAddress, strconv.Itoa(s.port))
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "elector: cannot serve HTTP on %s (port from %s, bind address from %s): %v\n",
+			addr, s.sources["port"], s.sources["bind-address"], err)
+		return exitUsage
+	}
+	leases, events, err := elector.NewAPIs(cfg, s.config.Namespace, s.config.LeaseName)
+	if err != nil {
+		fmt.Fprintf(stderr, "elector: %v\n", err)
+		return exitUsage
+	}
+	e, err := elector.New(s.config, leases, events, elector.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "elector: %v\n", err)
+		return exitUsage
+	}
+
+	ctx, stop := signalContext(log)
+	defer stop()
+	server := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	var code atomic.Int32 // exitOK unless the HTTP server fails
+	go func() {
+		if err := server.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server failed; stopping", "error", err)
+			code.Store(exitFailure)
+			stop()
+		}
+	}()
+	log.Info("taking part in the election", "version", version.Version, "http", listener.Addr().String(),
+		"leaseDuration", s.config.LeaseDuration, "renewDeadline", s.config.RenewDeadline,
+		"retryPeriod", s.config.RetryPeriod, "readiness", s.config.Readiness)
+
+	if err := e.Run(ctx); err != nil {
+		// A standby still takes over, once the lease expires.
+		log.Warn("stopped without releasing the Lease", "error", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		_ = server.Close()
+	}
+	log.Info("stopped")
+	return int(code.Load())
+}
+
+// signalContext ends at the first SIGTERM or SIGINT, so that the Lease is released; a second signal exits
+// at once, for an operator who does not want to wait.
+func signalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		select {
+		case sig := <-signals:
+			log.Info("stopping: releasing the Lease if held", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		sig := <-signals
+		log.Warn("second signal: exiting at once", "signal", sig.String())
+		os.Exit(exitFailure)
+	}()
+	return ctx, cancel
+}
