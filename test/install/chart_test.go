@@ -1,0 +1,463 @@
+package install
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/leader-election/leader-election/pkg/version"
+	"github.com/leader-election/leader-election/pkg/webhook"
+	"github.com/leader-election/leader-election/test/controlplane"
+)
+
+func nondefaultValues(tb testing.TB) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "values-nondefault.yaml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// chartMeta is the part of Chart.yaml the tests check against.
+type chartMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	AppVersion string `json:"appVersion"`
+}
+
+func readChartMeta(tb testing.TB) chartMeta {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m chartMeta
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// TestChartMetadata: the chart is a v2 chart whose appVersion is the release the binaries are stamped with, so that
+// the default image tags (the appVersion) name the images `make docker-build` produces.
+func TestChartMetadata(t *testing.T) {
+	m := readChartMeta(t)
+	want := chartMeta{APIVersion: "v2", Name: "leader-election", Version: "0.1.0", AppVersion: version.Version}
+	if m != want {
+		t.Errorf("Chart.yaml: got %+v, want %+v (appVersion must equal pkg/version.Version)", m, want)
+	}
+}
+
+func TestChartLint(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values string
+	}{
+		{"defaults", ""},
+		{"non-default values", nondefaultValues(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"lint", "--strict", chartDir, "--namespace", "platform"}
+			if tc.values != "" {
+				args = append(args, "--values", writeFile(t, "values.yaml", tc.values))
+			}
+			out, err := run(t, "helm", args...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if !strings.Contains(out, "1 chart(s) linted, 0 chart(s) failed") {
+				t.Errorf("helm lint --strict did not pass cleanly:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestChartSchemaRejects: a wrong value stops `helm install` before anything reaches the cluster, with a message
+// that names the value and what is accepted.
+func TestChartSchemaRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, values, want string
+	}{
+		{"replicas as a word", "replicaCount: two", "at '/replicaCount': got string, want integer"},
+		{"no replicas", "replicaCount: 0", "at '/replicaCount': minimum: got 0, want 1"},
+		{"sidecar mode", "elector: {sidecarMode: sidecar}", "at '/elector/sidecarMode': value must be one of 'auto', 'native', 'container'"},
+		{"traffic mode", "elector: {traffic: dns}", "at '/elector/traffic': value must be one of 'label', 'readiness'"},
+		{"duration without unit", "elector: {leaseDuration: \"15\"}", "at '/elector/leaseDuration': '15' does not match pattern"},
+		{"duration as a number", "elector: {retryPeriod: 2}", "at '/elector/retryPeriod': got number, want string"},
+		{"fractional lease", "elector: {leaseDuration: 1.5s}", "at '/elector/leaseDuration': '1.5s' does not match pattern"},
+		{"elector port too high", "elector: {port: 70000}", "at '/elector/port': maximum: got 70,000, want 65,535"},
+		{"privileged webhook port", "webhook: {port: 443}", "at '/webhook/port': minimum: got 443, want 1,024"},
+		{"webhook timeout above the API server's limit", "webhook: {timeoutSeconds: 31}", "at '/webhook/timeoutSeconds': maximum: got 31, want 30"},
+		{"cert-manager switch as a string", "certManager: {enabled: \"no\"}", "at '/certManager/enabled': got string, want boolean"},
+		{"misspelt value", "elector: {leaseDurration: 15s}", "at '/elector': additional properties 'leaseDurration' not allowed"},
+		{"quantity", "elector: {resources: {memoryLimit: lots}}", "at '/elector/resources/memoryLimit': 'lots' does not match pattern"},
+		{"issuer kind", "certManager: {issuerRef: {name: ca, kind: Issuers}}", "at '/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := helmTemplateErr(t, release{name: defaultRelease, namespace: defaultNamespace, values: tc.values})
+			if err == nil {
+				t.Fatalf("helm template accepted %q", tc.values)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "values don't meet the specifications of the schema(s)") || !strings.Contains(msg, tc.want) {
+				t.Errorf("values %q: helm said\n%s\nwant a schema error containing %q", tc.values, msg, tc.want)
+			}
+		})
+	}
+}
+
+// install is one way of installing, as rendered objects plus what the rendering was asked for.
+type install struct {
+	name        string
+	objects     objects
+	namespace   string
+	certManager bool
+	// image and electorImage are the images the values ask for.
+	image, electorImage string
+	extraDNSNames       []string
+	// release and notes, for the chart: how it was rendered and what its NOTES must say.
+	release release
+	notes   []string
+}
+
+func installs(t *testing.T) []install {
+	t.Helper()
+	app := readChartMeta(t).AppVersion
+	defaults := release{name: defaultRelease, namespace: defaultNamespace}
+	nondefault := release{name: "le", namespace: "platform", values: nondefaultValues(t)}
+	return []install{
+		{
+			name:    "chart defaults",
+			objects: helmTemplate(t, defaults),
+			release: defaults,
+			notes: []string{
+				`leader-election/enabled: "true"`, "leader-election/role: leader",
+				"rollout status deployment/leader-election-webhook", "Certificate leader-election-serving-cert",
+			},
+			namespace:   defaultNamespace,
+			certManager: true,
+			image:       "leader-election/webhook:" + app,
+			// The chart's default elector image is the webhook's own default (cmd/webhook --elector-image).
+			electorImage: "leader-election/elector:" + version.Version,
+		},
+		{
+			name:          "chart without cert-manager",
+			objects:       helmTemplate(t, nondefault),
+			release:       nondefault,
+			notes:         []string{`leader-election/enabled: "true"`, `Traffic mode is "readiness"`, "replaced on every upgrade"},
+			namespace:     "platform",
+			image:         "example/leader-election-webhook:1.2.3-rc.1",
+			electorImage:  "example/leader-election-elector:1.2.3-rc.1",
+			extraDNSNames: []string{"localhost"},
+		},
+		{
+			name:         "kustomize config/default",
+			objects:      kustomizeBuild(t, "default"),
+			namespace:    defaultNamespace,
+			certManager:  true,
+			image:        "leader-election/webhook:" + app,
+			electorImage: "leader-election/elector:" + version.Version,
+		},
+	}
+}
+
+// TestInstallWiring checks that the rendered objects fit together: every name one object uses for another, every
+// port, selector and certificate. A mistake here installs cleanly and then refuses every annotated pod.
+func TestInstallWiring(t *testing.T) {
+	for _, in := range installs(t) {
+		t.Run(in.name, func(t *testing.T) {
+			objs := in.objects
+			for _, u := range objs {
+				if u.GetKind() == "Namespace" || u.GetKind() == "MutatingWebhookConfiguration" || strings.HasPrefix(u.GetKind(), "Cluster") {
+					continue
+				}
+				if u.GetNamespace() != in.namespace {
+					t.Errorf("%s: want namespace %s", key(u), in.namespace)
+				}
+			}
+
+			deploy := as[appsv1.Deployment](t, objs.one(t, "Deployment", ""))
+			pod := deploy.Spec.Template
+			if len(pod.Spec.Containers) != 1 {
+				t.Fatalf("want one container in the webhook's pod, got %d", len(pod.Spec.Containers))
+			}
+			c := pod.Spec.Containers[0]
+			args := parseArgs(t, c.Args)
+			if c.Image != in.image {
+				t.Errorf("webhook image %q, want %q", c.Image, in.image)
+			}
+			if args["elector-image"] != in.electorImage {
+				t.Errorf("--elector-image=%q, want %q", args["elector-image"], in.electorImage)
+			}
+			sel, err := metav1.LabelSelectorAsSelector(deploy.Spec.Selector)
+			if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+				t.Errorf("Deployment selector %v does not select its pod template's labels %v", deploy.Spec.Selector, pod.Labels)
+			}
+
+			// The ServiceAccount exists and is bound to the webhook's ClusterRole and lease Role.
+			sa := objs.one(t, "ServiceAccount", pod.Spec.ServiceAccountName)
+			electorRole := as[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole", args["elector-cluster-role"]))
+			crb := as[rbacv1.ClusterRoleBinding](t, objs.one(t, "ClusterRoleBinding", ""))
+			webhookRole := as[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole", crb.RoleRef.Name))
+			wantSubject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.GetName(), Namespace: in.namespace}}
+			if !slices.Equal(crb.Subjects, wantSubject) {
+				t.Errorf("ClusterRoleBinding %s subjects %+v, want %+v", crb.Name, crb.Subjects, wantSubject)
+			}
+			rb := as[rbacv1.RoleBinding](t, objs.one(t, "RoleBinding", ""))
+			role := as[rbacv1.Role](t, objs.one(t, "Role", rb.RoleRef.Name))
+			if !slices.Equal(rb.Subjects, wantSubject) || rb.RoleRef.Kind != "Role" {
+				t.Errorf("RoleBinding %s: roleRef %+v subjects %+v, want Role %s and %+v", rb.Name, rb.RoleRef, rb.Subjects, role.Name, wantSubject)
+			}
+			if !grants(role.Rules, "coordination.k8s.io", "leases", "get", "create", "update") {
+				t.Errorf("Role %s does not grant leases get, create, update: %+v", role.Name, role.Rules)
+			}
+			// The webhook may bind the elector ClusterRole (and only that one) without holding its permissions.
+			if !slices.ContainsFunc(webhookRole.Rules, func(r rbacv1.PolicyRule) bool {
+				return slices.Equal(r.Verbs, []string{"bind"}) && slices.Equal(r.ResourceNames, []string{electorRole.Name})
+			}) {
+				t.Errorf("ClusterRole %s cannot bind %s (--elector-cluster-role): %+v", webhookRole.Name, electorRole.Name, webhookRole.Rules)
+			}
+
+			// Ports: the Service reaches the webhook's TLS port; the probes reach the health port.
+			ports := map[string]int32{}
+			for _, p := range c.Ports {
+				ports[p.Name] = p.ContainerPort
+			}
+			if want := strconv.Itoa(int(ports["webhook"])); args["port"] != want {
+				t.Errorf("--port=%s, want the container port named webhook (%s)", args["port"], want)
+			}
+			if want := ":" + strconv.Itoa(int(ports["health"])); args["health-probe-bind-address"] != want {
+				t.Errorf("--health-probe-bind-address=%s, want %s (the container port named health)", args["health-probe-bind-address"], want)
+			}
+			if want := ":" + strconv.Itoa(int(ports["metrics"])); args["metrics-bind-address"] != want {
+				t.Errorf("--metrics-bind-address=%s, want %s (the container port named metrics)", args["metrics-bind-address"], want)
+			}
+			for probe, p := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
+				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != probe || p.HTTPGet.Port.String() != "health" {
+					t.Errorf("want an HTTP probe of %s on port health, got %+v", probe, p)
+				}
+			}
+			svc := as[corev1.Service](t, objs.one(t, "Service", ""))
+			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.String() != "webhook" {
+				t.Errorf("Service %s ports %+v, want 443 -> webhook", svc.Name, svc.Spec.Ports)
+			}
+			if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+				t.Errorf("Service selector %v does not select the webhook's pods %v", svc.Spec.Selector, pod.Labels)
+			}
+			for _, pdb := range objs.ofKind("PodDisruptionBudget") {
+				pdb := as[policyv1.PodDisruptionBudget](t, pdb)
+				sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+				if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+					t.Errorf("PodDisruptionBudget selector %v does not select the webhook's pods", pdb.Spec.Selector)
+				}
+			}
+			if len(objs.ofKind("PodDisruptionBudget")) != 1 {
+				t.Errorf("want one PodDisruptionBudget for %d replicas, got %d", *deploy.Spec.Replicas, len(objs.ofKind("PodDisruptionBudget")))
+			}
+
+			// The webhooks call the Service on the paths the server registers, and never see the webhook's own
+			// namespace (its pods must start while it is down).
+			mwc := as[admissionregistrationv1.MutatingWebhookConfiguration](t, objs.one(t, "MutatingWebhookConfiguration", ""))
+			wantPaths := []string{webhook.PathOptIn, webhook.PathEnforced}
+			if len(mwc.Webhooks) != len(wantPaths) {
+				t.Fatalf("want %d webhooks, got %d", len(wantPaths), len(mwc.Webhooks))
+			}
+			for i, wh := range mwc.Webhooks {
+				s := wh.ClientConfig.Service
+				if s == nil || s.Name != svc.Name || s.Namespace != in.namespace || s.Port == nil || *s.Port != 443 || s.Path == nil || *s.Path != wantPaths[i] {
+					t.Errorf("webhook %s calls %+v, want Service %s/%s port 443 path %s", wh.Name, s, in.namespace, svc.Name, wantPaths[i])
+				}
+				if !excludes(wh.NamespaceSelector, in.namespace) || !excludes(wh.NamespaceSelector, "kube-system") {
+					t.Errorf("webhook %s namespaceSelector %v does not keep %s and kube-system out", wh.Name, wh.NamespaceSelector, in.namespace)
+				}
+			}
+
+			// TLS: the Secret the Deployment mounts is the one the certificate is written to, and the API server
+			// trusts it.
+			var secretName string
+			for _, v := range pod.Spec.Volumes {
+				if v.Secret != nil {
+					secretName = v.Secret.SecretName
+				}
+			}
+			svcDNS := svc.Name + "." + in.namespace + ".svc"
+			if in.certManager {
+				cert := objs.one(t, "Certificate", strings.TrimPrefix(mwc.Annotations["cert-manager.io/inject-ca-from"], in.namespace+"/"))
+				spec, _ := cert.Object["spec"].(map[string]any)
+				if spec["secretName"] != secretName {
+					t.Errorf("Certificate %s writes Secret %v, the Deployment mounts %q", cert.GetName(), spec["secretName"], secretName)
+				}
+				names, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+				if !slices.Contains(names, svcDNS) || !slices.Contains(names, svcDNS+".cluster.local") {
+					t.Errorf("Certificate %s dnsNames %v lack %s", cert.GetName(), names, svcDNS)
+				}
+				for _, wh := range mwc.Webhooks {
+					if len(wh.ClientConfig.CABundle) != 0 {
+						t.Errorf("webhook %s has a caBundle; cert-manager injects it", wh.Name)
+					}
+				}
+				if len(objs.ofKind("Secret")) != 0 {
+					t.Errorf("a Secret is rendered although cert-manager writes it")
+				}
+				return
+			}
+			if len(objs.ofKind("Certificate")) != 0 || len(objs.ofKind("Issuer")) != 0 {
+				t.Errorf("cert-manager objects rendered with certManager.enabled=false")
+			}
+			if _, ok := mwc.Annotations["cert-manager.io/inject-ca-from"]; ok {
+				t.Errorf("inject-ca-from annotation with certManager.enabled=false")
+			}
+			secret := as[corev1.Secret](t, objs.one(t, "Secret", secretName))
+			for _, wh := range mwc.Webhooks {
+				for _, name := range append([]string{svcDNS, svcDNS + ".cluster.local"}, in.extraDNSNames...) {
+					if err := verifyServing(wh.ClientConfig.CABundle, secret.Data, name); err != nil {
+						t.Errorf("webhook %s: the API server would refuse the certificate for %s: %v", wh.Name, name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestChartCertificatesAreNewEachRender documents the trade-off of generating certificates without `lookup`: every
+// render (every upgrade) issues a new CA and serving certificate.
+func TestChartCertificatesAreNewEachRender(t *testing.T) {
+	r := release{name: defaultRelease, namespace: defaultNamespace, values: "certManager: {enabled: false}"}
+	a := helmTemplate(t, r).one(t, "Secret", "")
+	b := helmTemplate(t, r).one(t, "Secret", "")
+	if fmt.Sprint(a.Object["data"]) == fmt.Sprint(b.Object["data"]) {
+		t.Errorf("two renders produced the same certificate; docs/install.md says each upgrade rotates it")
+	}
+}
+
+// parseArgs turns --name=value arguments into a map; anything else fails the test.
+func parseArgs(tb testing.TB, args []string) map[string]string {
+	tb.Helper()
+	out := map[string]string{}
+	for _, a := range args {
+		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !ok || !strings.HasPrefix(a, "--") {
+			tb.Fatalf("argument %q: want --name=value", a)
+		}
+		if _, dup := out[name]; dup {
+			tb.Fatalf("argument --%s given twice", name)
+		}
+		out[name] = value
+	}
+	return out
+}
+
+// grants reports whether rules allow every verb on a resource of a group.
+func grants(rules []rbacv1.PolicyRule, group, resource string, verbs ...string) bool {
+	for _, v := range verbs {
+		if !slices.ContainsFunc(rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, v)
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// excludes reports whether a namespace selector refuses a namespace (by its kubernetes.io/metadata.name label).
+func excludes(sel *metav1.LabelSelector, namespace string) bool {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false
+	}
+	return !s.Matches(labels.Set{"kubernetes.io/metadata.name": namespace, "leader-election/enforce": "true"})
+}
+
+// verifyServing checks that the Secret's certificate and key belong together and that the certificate is valid
+// for name under the CA bundle, as the API server checks it.
+func verifyServing(caBundle []byte, data map[string][]byte, name string) error {
+	if _, err := tls.X509KeyPair(data[corev1.TLSCertKey], data[corev1.TLSPrivateKeyKey]); err != nil {
+		return fmt.Errorf("tls.crt and tls.key: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caBundle) {
+		return fmt.Errorf("caBundle holds no PEM certificate")
+	}
+	block, _ := pem.Decode(data[corev1.TLSCertKey])
+	if block == nil {
+		return fmt.Errorf("tls.crt holds no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return err
+	}
+	_, err = cert.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
+}
+
+// TestInstallDocListsEveryValue: docs/install.md has a row for every value in values.yaml (a value or one of its
+// parents, such as `resources`), and every value it documents exists.
+func TestInstallDocListsEveryValue(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), "docs", "install.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Za-z0-9.]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	if len(documented) == 0 {
+		t.Fatal("docs/install.md has no table of values")
+	}
+	known := map[string]bool{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		known[prefix] = true
+		m, ok := v.(map[string]any)
+		if !ok || len(m) == 0 {
+			for p := prefix; ; {
+				if documented[p] {
+					return
+				}
+				i := strings.LastIndex(p, ".")
+				if i < 0 {
+					t.Errorf("value %s is not documented in docs/install.md", prefix)
+					return
+				}
+				p = p[:i]
+			}
+		}
+		for k, child := range m {
+			walk(strings.TrimPrefix(prefix+"."+k, "."), child)
+		}
+	}
+	walk("", values)
+	for d := range documented {
+		if !known[d] {
+			t.Errorf("docs/install.md documents %s, which values.yaml does not have", d)
+		}
+	}
+}
