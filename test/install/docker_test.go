@@ -2,11 +2,18 @@ package install
 
 import (
 	"bufio"
+	"bytes"
+	"debug/buildinfo"
+	"debug/elf"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -15,8 +22,8 @@ import (
 )
 
 // TestDockerfiles checks what can be checked without a Docker engine: pinned base images without a registry host,
-// a non-root final user, and a go build with exactly the Makefile's flags (so images and `make build` binaries
-// are the same program).
+// a non-root final user, a go build with exactly the Makefile's flags (so images and `make build` binaries are the
+// same program), and that build run on a copy of only what the build stage COPYs, giving a static binary.
 func TestDockerfiles(t *testing.T) {
 	makeVars := readMakeVars(t)
 	// The Makefile's GOBUILD, with $(VERSION) as the Dockerfile's build argument.
@@ -74,6 +81,7 @@ func TestDockerfiles(t *testing.T) {
 			if !strings.Contains(final.entrypoint, "/"+cmd) {
 				t.Errorf("ENTRYPOINT %q does not run /%s", final.entrypoint, cmd)
 			}
+			buildLikeDocker(t, df, builds[0], cmd)
 		})
 	}
 }
@@ -104,9 +112,92 @@ func TestDockerignore(t *testing.T) {
 	}
 }
 
+// buildLikeDocker runs the build stage's go build without a Docker engine: in a directory holding only what the
+// stage COPYs from the context (after .dockerignore), with the build arguments set. The result must be a static
+// binary stamped with the version, built with -trimpath and without cgo.
+func buildLikeDocker(t *testing.T, df dockerfile, run, cmd string) {
+	t.Helper()
+	const version = "v9.9.9-dockerfile-test"
+	root := controlplane.RepoRoot()
+	patterns := readDockerignore(t)
+	ctx := t.TempDir()
+	for _, c := range df.stages[0].copies {
+		for _, src := range c[:len(c)-1] {
+			err := filepath.WalkDir(filepath.Join(root, src), func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				rel, _ := filepath.Rel(root, p)
+				if ignored(patterns, filepath.ToSlash(rel)) {
+					return nil
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				dst := filepath.Join(ctx, rel)
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					return err
+				}
+				return os.WriteFile(dst, b, 0o644)
+			})
+			if err != nil {
+				t.Fatalf("COPY %s: %v", src, err)
+			}
+		}
+	}
+	buildArgs := map[string]string{"VERSION": version, "TARGETOS": runtime.GOOS, "TARGETARCH": runtime.GOARCH}
+	env, words := splitEnv(shellWords(t, os.Expand(run, func(k string) string { return buildArgs[k] })))
+	out := filepath.Join(t.TempDir(), cmd)
+	if i := slices.Index(words, "-o"); i >= 0 && i+1 < len(words) {
+		words[i+1] = out
+	}
+	c := exec.Command(words[0], words[1:]...)
+	c.Dir = ctx
+	c.Env = append(os.Environ(), env...)
+	if msg, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("the Dockerfile's go build, on a context of only its COPY sources: %v\n%s", err, msg)
+	}
+
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s is dynamically linked; the image has no libc", cmd)
+		}
+	}
+	info, err := buildinfo.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
+		t.Errorf("build settings CGO_ENABLED=%q -trimpath=%q, want 0 and true", settings["CGO_ENABLED"], settings["-trimpath"])
+	}
+	// -trimpath keeps -ldflags out of the build settings: look for the stamped version in the binary itself.
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(version)) {
+		t.Errorf("%s does not hold the version %s passed as build argument VERSION", cmd, version)
+	}
+	if _, err := f.Symbols(); !errors.Is(err, elf.ErrNoSymbols) {
+		t.Errorf("%s has a symbol table; -ldflags -s strips it", cmd)
+	}
+}
+
 type stage struct {
 	name, from, user, entrypoint string
 	args, runs                   []string
+	// copies are the COPY instructions from the build context (not --from another stage): sources, then destination.
+	copies [][]string
 }
 
 type dockerfile struct{ stages []*stage }
@@ -156,6 +247,10 @@ func parseDockerfile(tb testing.TB, file string) dockerfile {
 			df.stages[len(df.stages)-1].args = append(df.stages[len(df.stages)-1].args, name)
 		case "RUN":
 			df.stages[len(df.stages)-1].runs = append(df.stages[len(df.stages)-1].runs, rest)
+		case "COPY":
+			if !strings.Contains(rest, "--from=") {
+				df.stages[len(df.stages)-1].copies = append(df.stages[len(df.stages)-1].copies, strings.Fields(rest))
+			}
 		case "USER":
 			df.stages[len(df.stages)-1].user = rest
 		case "ENTRYPOINT":

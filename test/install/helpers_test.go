@@ -214,7 +214,7 @@ func certManagerCRDDir(tb testing.TB) string {
 		defer os.RemoveAll(dir)
 		cmd := exec.Command("go", "mod", "download", "-json", certManagerModule)
 		cmd.Dir = dir // no go.mod here: nothing is added to this module's
-		cmd.Env = append(os.Environ(), "GO111MODULE=on", "GOFLAGS=-mod=mod")
+		cmd.Env = append(os.Environ(), "GO111MODULE=on")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
