@@ -36,6 +36,7 @@ func TestElectionAgainstARealAPIServer(t *testing.T) {
 	t.Run("a leader paused past its lease is not ready when it resumes", h.testPause)
 	t.Run("a leader cut off from the API server turns unready, is replaced, and rejoins as a standby", h.testPartition)
 	t.Run("an elector without RBAC stays up and unready, and says why once", h.testForbidden)
+	t.Run("a second signal exits at once, even while the release hangs", h.testSecondSignal)
 	t.Run("the API server restarts under the electors", h.testAPIServerRestart)
 }
 
@@ -447,6 +448,35 @@ func (h *harness) testForbidden(t *testing.T) {
 	if code, err := r.proc.Wait(3 * time.Second); err != nil || code != 0 {
 		t.Errorf("SIGTERM: exit %d (%v), want 0", code, err)
 	}
+}
+
+func (h *harness) testSecondSignal(t *testing.T) {
+	apiServer, err := url.Parse(h.electorConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, apiServer.Host)
+	g := h.newGroup(t, "twosignals")
+	// The default timings: releasing through a dead connection may take up to a retry period (2s).
+	r := g.start(t, writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()), "LEASE_DURATION=15s", "RENEW_DEADLINE=10s", "RETRY_PERIOD=2s")
+	g.waitLeader(t, 10*time.Second)
+	proxy.sever()
+	start := time.Now()
+	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !r.alive() {
+		t.Fatalf("exited before the release could have finished:\n%s", r.proc.Output())
+	}
+	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := r.proc.Wait(time.Second)
+	if err != nil || code != exitFailure {
+		t.Fatalf("after a second SIGTERM: exit %d (%v), want %d at once", code, err, exitFailure)
+	}
+	t.Logf("exited with %d %s after the first signal, on the second", code, time.Since(start).Round(time.Millisecond))
 }
 
 func (h *harness) testAPIServerRestart(t *testing.T) {

@@ -65,7 +65,7 @@ func TestStatusRowsAndTable(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("")}},
 	}
 	rows := leaseRows(leases, now)
-	if len(rows) != 2 || rows[0].Name != "a" || rows[1].LastRenewalAge != "1.5s" || rows[1].LeaseTransitions != 4 {
+	if len(rows) != 2 || rows[0].Name != "a" || rows[1].LastRenewalAgeSeconds == nil || *rows[1].LastRenewalAgeSeconds != 1.5 || rows[0].LastRenewalAgeSeconds != nil || rows[1].LeaseTransitions != 4 {
 		t.Fatalf("rows %+v", rows)
 	}
 	var buf bytes.Buffer

@@ -21,13 +21,14 @@ const statusTimeout = 10 * time.Second
 
 // leaseRow is one Lease as the status command reports it; the JSON form is for scripts.
 type leaseRow struct {
-	Name                 string     `json:"name"`
-	Namespace            string     `json:"namespace"`
-	Holder               string     `json:"holder"`
-	RenewTime            *time.Time `json:"renewTime,omitempty"`
-	LastRenewalAge       string     `json:"lastRenewalAge,omitempty"`
-	LeaseTransitions     int32      `json:"leaseTransitions"`
-	LeaseDurationSeconds int32      `json:"leaseDurationSeconds,omitempty"`
+	Name      string     `json:"name"`
+	Namespace string     `json:"namespace"`
+	Holder    string     `json:"holder"`
+	RenewTime *time.Time `json:"renewTime,omitempty"`
+	// LastRenewalAgeSeconds is how long ago renewTime was, by this machine's clock.
+	LastRenewalAgeSeconds *float64 `json:"lastRenewalAgeSeconds,omitempty"`
+	LeaseTransitions      int32    `json:"leaseTransitions"`
+	LeaseDurationSeconds  int32    `json:"leaseDurationSeconds,omitempty"`
 }
 
 // runStatus is "elector status [-n NAMESPACE] [LEASE] [-o table|json] [--kubeconfig PATH]".
@@ -128,7 +129,8 @@ func leaseRows(leases []coordinationv1.Lease, now time.Time) []leaseRow {
 		if l.Spec.RenewTime != nil {
 			t := l.Spec.RenewTime.UTC()
 			r.RenewTime = &t
-			r.LastRenewalAge = now.Sub(t).Round(time.Millisecond).String()
+			age := now.Sub(t).Round(time.Millisecond).Seconds()
+			r.LastRenewalAgeSeconds = &age
 		}
 		if l.Spec.LeaseTransitions != nil {
 			r.LeaseTransitions = *l.Spec.LeaseTransitions
@@ -152,8 +154,8 @@ func writeTable(w io.Writer, rows []leaseRow) {
 			holder = "<none>"
 		}
 		age := "<never>"
-		if r.LastRenewalAge != "" {
-			age = r.LastRenewalAge + " ago"
+		if r.LastRenewalAgeSeconds != nil {
+			age = time.Duration(*r.LastRenewalAgeSeconds*float64(time.Second)).String() + " ago"
 		}
 		duration := "<unset>"
 		if r.LeaseDurationSeconds > 0 {

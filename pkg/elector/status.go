@@ -72,23 +72,19 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// ready decides /readyz and explains a refusal.
+// ready decides /readyz and explains a refusal. A fresh leader is ready in both modes (in member mode even
+// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone).
 func ready(s Snapshot, synced bool, now time.Time, cfg Config) (bool, string) {
-	fresh := s.Fresh(now, cfg.RenewDeadline)
-	if s.Leading && !fresh {
+	switch {
+	case s.Fresh(now, cfg.RenewDeadline):
+		return true, "leader"
+	case s.Leading:
 		return false, fmt.Sprintf("stale leader: last renewal sent %s ago, renew deadline is %s",
 			now.Sub(s.LastRenewSent).Round(time.Millisecond), cfg.RenewDeadline)
-	}
-	if cfg.Readiness == ReadinessMember {
-		if !synced {
-			return false, "not following the Lease: its watch is not established"
-		}
+	case cfg.Readiness == ReadinessMember && synced:
 		return true, "member"
-	}
-	if fresh {
-		return true, "leader"
-	}
-	switch {
+	case cfg.Readiness == ReadinessMember:
+		return false, "not following the Lease: its watch is not established"
 	case !s.Known:
 		return false, "the Lease has not been read yet"
 	case s.Holder == "":

@@ -32,7 +32,8 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		{"not read yet", leader, Snapshot{}, false, 0, false, "not been read"},
 		{"member following the Lease", member, standby, true, 0, true, "member"},
 		{"member without a watch", member, standby, false, 0, false, "watch is not established"},
-		{"member that leads, fresh", member, leading, true, time.Second, true, "member"},
+		{"member that leads, fresh", member, leading, true, time.Second, true, "leader"},
+		{"member that leads, fresh, watch down", member, leading, false, time.Second, true, "leader"},
 		{"member that leads, stale", member, leading, true, 1500 * time.Millisecond, false, "stale leader"},
 	} {
 		ok, reason := ready(tc.snap, tc.synced, sent.Add(tc.at), tc.cfg)
