@@ -112,6 +112,7 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"misspelt value", "elector: {leaseDurration: 15s}", "at '/elector': additional properties 'leaseDurration' not allowed"},
 		{"quantity", "elector: {resources: {memoryLimit: lots}}", "at '/elector/resources/memoryLimit': 'lots' does not match pattern"},
 		{"issuer kind", "certManager: {issuerRef: {name: ca, kind: Issuers}}", "at '/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'"},
+		{"issuer without a name", "certManager: {issuerRef: {kind: ClusterIssuer}}", "at '/certManager/issuerRef': properties 'name' required, if 'kind' exists"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helmTemplateErr(t, release{name: defaultRelease, namespace: defaultNamespace, values: tc.values})
