@@ -25,7 +25,15 @@ type Snapshot struct {
 // may act as the leader. It is computed from time at every use, never stored, so that a replica resumed after
 // a pause, or cut off from the API server, cannot report a leadership that has run out.
 func (s Snapshot) Fresh(now time.Time, renewDeadline time.Duration) bool {
-	return s.Leading && now.Sub(s.LastRenewSent) < renewDeadline
+	return s.Leading && elapsed(s.LastRenewSent, now) < renewDeadline
+}
+
+// elapsed is the time from then to now by the monotonic clock or by the wall clock, whichever says longer.
+// The monotonic clock keeps running while the process is stopped, but not while the whole machine is
+// suspended; the wall clock is set forward on resume. Either running ahead only makes a leader unready early,
+// until its next renewal.
+func elapsed(then, now time.Time) time.Duration {
+	return max(now.Sub(then), now.Round(0).Sub(then.Round(0)))
 }
 
 // Status is the JSON answer of GET / and of each /events message. Name comes first, as in the retired
@@ -80,7 +88,7 @@ func ready(s Snapshot, synced bool, now time.Time, cfg Config) (bool, string) {
 		return true, "leader"
 	case s.Leading:
 		return false, fmt.Sprintf("stale leader: last renewal sent %s ago, renew deadline is %s",
-			now.Sub(s.LastRenewSent).Round(time.Millisecond), cfg.RenewDeadline)
+			elapsed(s.LastRenewSent, now).Round(time.Millisecond), cfg.RenewDeadline)
 	case cfg.Readiness == ReadinessMember && synced:
 		return true, "member"
 	case cfg.Readiness == ReadinessMember:
