@@ -462,3 +462,46 @@ func TestInstallDocListsEveryValue(t *testing.T) {
 		}
 	}
 }
+
+// TestChartCertManagerIssuer: by default the serving certificate comes from the chart's own CA chain (self-signed
+// Issuer -> CA Certificate -> CA Issuer); certManager.issuerRef replaces the chain with an existing issuer.
+func TestChartCertManagerIssuer(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		// wantIssuers are the Issuers rendered; wantRef is the serving certificate's issuerRef (kind/name).
+		wantIssuers []string
+		wantRef     string
+	}{
+		{"self-signed CA chain", "", []string{"leader-election-ca-issuer", "leader-election-selfsigned-issuer"}, "Issuer/leader-election-ca-issuer"},
+		{"existing ClusterIssuer", "certManager: {issuerRef: {name: corp-ca, kind: ClusterIssuer}}", nil, "ClusterIssuer/corp-ca"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace, values: tc.values})
+			var issuers []string
+			for _, u := range objs.ofKind("Issuer") {
+				issuers = append(issuers, u.GetName())
+			}
+			slices.Sort(issuers)
+			if !slices.Equal(issuers, tc.wantIssuers) {
+				t.Errorf("Issuers %v, want %v", issuers, tc.wantIssuers)
+			}
+			cert := objs.one(t, "Certificate", "leader-election-serving-cert")
+			kind, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "kind")
+			name, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+			if got := kind + "/" + name; got != tc.wantRef {
+				t.Errorf("serving Certificate issuerRef %s, want %s", got, tc.wantRef)
+			}
+			if tc.wantIssuers != nil {
+				ca := objs.one(t, "Certificate", "leader-election-ca")
+				if isCA, _, _ := unstructured.NestedBool(ca.Object, "spec", "isCA"); !isCA {
+					t.Errorf("Certificate %s is not a CA", ca.GetName())
+				}
+				caSecret, _, _ := unstructured.NestedString(ca.Object, "spec", "secretName")
+				issuerSecret, _, _ := unstructured.NestedString(objs.one(t, "Issuer", "leader-election-ca-issuer").Object, "spec", "ca", "secretName")
+				if caSecret != issuerSecret {
+					t.Errorf("the CA Issuer reads Secret %q, the CA Certificate writes %q", issuerSecret, caSecret)
+				}
+			}
+		})
+	}
+}
