@@ -47,7 +47,7 @@ type podRunner struct {
 	restarts    int32
 	terminating bool
 	startedAt   metav1.Time
-	holdUntil   time.Time // no restart before this (a crash loop's back-off)
+	holdUntil   time.Time     // no restart before this (a crash loop's back-off)
 	done        chan struct{} // closed when the runner stopped for good
 	stopOnce    sync.Once
 	ctx         context.Context
