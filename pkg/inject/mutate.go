@@ -35,6 +35,11 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	}
 
 	out = pod.DeepCopy()
+	// The ServiceAccount admission plugin sets this before webhooks run; set it where it did not run, because a
+	// projected token needs a named account, and the RoleBinding names this one.
+	if out.Spec.ServiceAccountName == "" {
+		out.Spec.ServiceAccountName = "default"
+	}
 	token := existingTokenVolume(out)
 	if token == "" {
 		token = tokenVolumeName

@@ -53,7 +53,7 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	}
 	// Dry-run requests must have no side effects: the pod is answered as it would be, but nothing is bound.
 	if req.DryRun == nil || !*req.DryRun {
-		if err := p.Binder.Bind(ctx, req.Namespace, serviceAccountOf(pod)); err != nil {
+		if err := p.Binder.Bind(ctx, req.Namespace, out.Spec.ServiceAccountName); err != nil {
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
 		}
 	}
@@ -75,11 +75,3 @@ func patchFor(pod, out *corev1.Pod) admission.Response {
 	return admission.PatchResponseFromRaw(before, after)
 }
 
-// serviceAccountOf is the pod's ServiceAccount, "default" when unset (as the ServiceAccount admission plugin
-// would set it).
-func serviceAccountOf(pod *corev1.Pod) string {
-	if pod.Spec.ServiceAccountName != "" {
-		return pod.Spec.ServiceAccountName
-	}
-	return "default"
-}
