@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	testclock "k8s.io/utils/clock/testing"
 )
 
@@ -133,4 +134,27 @@ func TestRunStaysUpAndRetriesWhenTheAPIServerRefuses(t *testing.T) {
 	api.setFail(nil)
 	clk.Step(2 * time.Second)
 	waitFor(t, "the elector to create the Lease once the API server answers", func() bool { return e.Status().IsLeader })
+}
+
+func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 1, 2))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.synced.Load() && e.Status().Name == "other" })
+
+	// The server ends the watch after a while, and by then it no longer has our resource version.
+	api.setFail(func(verb string) error {
+		if verb == "watch" && api.calls["watch"] == 2 {
+			return apierrors.NewResourceExpired("too old resource version")
+		}
+		return nil
+	})
+	clk.Step(time.Second)
+	api.closeWatches()
+	waitFor(t, "a fresh read and watch", func() bool { return api.count("get") == 2 && api.count("watch") == 3 })
+	waitFor(t, "the watch to be established again", func() bool { return e.board.synced.Load() })
+
+	api.store(heldBy("", 1, 2))
+	waitFor(t, "the elector to see the release through the new watch and acquire", func() bool { return e.Status().IsLeader })
 }

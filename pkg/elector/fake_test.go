@@ -75,6 +75,16 @@ func (f *fakeLeases) storeLocked(l *coordinationv1.Lease) *coordinationv1.Lease 
 	return l.DeepCopy()
 }
 
+// closeWatches ends every open watch, as an API server does after a while.
+func (f *fakeLeases) closeWatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range f.watchers {
+		w.Stop()
+	}
+	f.watchers = nil
+}
+
 func (f *fakeLeases) current() *coordinationv1.Lease {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -64,7 +64,8 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 		w, err := e.startWatch(ctx, resourceVersion)
 		if err != nil {
 			if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
-				resourceVersion = ""
+				resourceVersion = "" // too far behind: start over from a read, which cannot be too old
+				continue
 			}
 			fail("watch the Lease", err)
 			continue
