@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -156,7 +157,11 @@ func (k *Kubelet) sync(ctx context.Context, key types.NamespacedName) error {
 		return nil
 	case pod.DeletionTimestamp != nil:
 		if r == nil {
-			return k.cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, *metav1.NewDeleteOptions(0))
+			err := k.cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, *metav1.NewDeleteOptions(0))
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
 		}
 		grace := time.Duration(0)
 		if pod.DeletionGracePeriodSeconds != nil {

@@ -360,9 +360,7 @@ func (w *world) settled(lease, app string, replicas int) string {
 				holderRuns = holderRuns || p.Name == holder
 			}
 		}
-		w.s.mu.Lock()
-		ready := w.s.ready[app]
-		w.s.mu.Unlock()
+		ready := w.s.Ready(app)
 		why = fmt.Sprintf("holder %q, %d running pods, ready endpoints %v", holder, running, ready)
 		return holderRuns && running == replicas && slices.Equal(ready, []string{holder}), nil
 	}, func() string { return why })
