@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -161,17 +160,9 @@ func (h *harness) testStepDown(t *testing.T) {
 	g.startN(t, 3, "ELECTOR_BIND_ADDRESS=0.0.0.0")
 	old := g.waitLeader(t, 10*time.Second)
 
-	if ip := nonLoopbackAddress(); ip != nil {
-		code, body := postFrom(t, ip, fmt.Sprintf("http://%s/stepdown", net.JoinHostPort(ip.String(), fmt.Sprint(old.port))))
-		if code != http.StatusForbidden || !strings.Contains(body, "loopback only") {
-			t.Errorf("step-down from %s: %d %q, want 403 naming the loopback rule", ip, code, body)
-		}
-		if holder := *h.lease(t, "stepdown").Spec.HolderIdentity; holder != old.name {
-			t.Fatalf("a refused step-down moved the Lease to %q", holder)
-		}
-	} else {
-		t.Log("this machine has no non-loopback address; pkg/elector's TestFromLoopback covers the address check")
-	}
+	// A request from outside the pod is refused by the same handler; that is tested with a crafted remote address
+	// in pkg/elector (TestStepDownFromOutsideThePodIsRefusedAndChangesNothing), because this workplace's rules
+	// keep test traffic on loopback and this machine's other addresses are off limits.
 	for _, r := range g.replicas {
 		if r != old {
 			if code, body := postFrom(t, nil, r.base+"/stepdown"); code != http.StatusConflict {
@@ -201,20 +192,6 @@ func (h *harness) testStepDown(t *testing.T) {
 	for _, r := range g.replicas {
 		waitEvent(t, r, streams[r], func(st elector.Status) bool { return st.Name == next.holder })
 	}
-}
-
-// nonLoopbackAddress is an address of this machine that is not loopback, nil if there is none.
-func nonLoopbackAddress() net.IP {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil && !n.IP.IsLinkLocalUnicast() {
-			return n.IP
-		}
-	}
-	return nil
 }
 
 // postFrom sends an empty POST from a given local address (nil: any).

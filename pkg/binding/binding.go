@@ -64,14 +64,9 @@ func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
 		return nil
 	}
 	if have.RoleRef != want.RoleRef {
-		// roleRef is immutable: replace the binding.
-		if err := b.Writer.Delete(ctx, have); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("replacing RoleBinding %s/%s: %w", ns, want.Name, err)
-		}
-		if err := b.Writer.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("replacing RoleBinding %s/%s: %w", ns, want.Name, err)
-		}
-		return nil
+		// roleRef is immutable, and the webhook may not delete bindings: an administrator must.
+		return fmt.Errorf("RoleBinding %s/%s refers to %s %q, not ClusterRole %q; delete it and the webhook recreates it",
+			ns, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Name)
 	}
 	updated := have.DeepCopy()
 	updated.Subjects, updated.OwnerReferences, updated.Labels = want.Subjects, want.OwnerReferences, want.Labels

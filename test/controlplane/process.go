@@ -58,12 +58,37 @@ func (e *Env) WriteKubeconfig(dir, user string, groups ...string) (string, error
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := NextFreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// NextFreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed
+// out before: the kernel may offer a port again as soon as its probe listener closes, and two flags given the
+// same port make the second server fail to bind.
+func NextFreePort() (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port found that was not handed out already")
 }
 
 // Process is a binary under test, running as a real process. Its output is kept and printed when the test fails.

@@ -167,12 +167,14 @@ func TestWebhook(t *testing.T) {
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Name: "web"},
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "get", Name: "web"},
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "watch"},
-			{Namespace: ns, Group: "", Resource: "events", Verb: "create"},
+			{Namespace: ns, Group: "events.k8s.io", Resource: "events", Verb: "create"},
 		}
 		denied := []authorizationv1.ResourceAttributes{
 			{Namespace: ns, Group: "", Resource: "secrets", Verb: "get"},
 			{Namespace: ns, Group: "", Resource: "secrets", Verb: "list"},
 			{Namespace: ns, Group: "", Resource: "pods", Verb: "patch"},
+			{Namespace: ns, Group: "", Resource: "pods", Verb: "get"},
+			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "list"},
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "delete", Name: "web"},
 			{Namespace: other, Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Name: "web"},
 			{Namespace: other, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"},
