@@ -204,6 +204,7 @@ func (m *machine) release(ctx context.Context, why string) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
 	defer cancel()
 	l := m.s.lease.DeepCopy()
+	reread := false
 	for attempt := 0; ; attempt++ {
 		l.Spec.HolderIdentity = ptr.To("")
 		l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(m.clock.Now()))
@@ -214,9 +215,18 @@ func (m *machine) release(ctx context.Context, why string) error {
 			m.log.Info("released the Lease", "reason", why)
 			return nil
 		}
-		if !isStale(err) || attempt > 0 {
+		if !isStale(err) {
+			// A dropped connection or a timeout: the release is what lets a standby take over at once, so try
+			// again, briefly, for as long as the release may take.
+			if waitErr := pause(ctx, releaseRetryPause(attempt)); waitErr != nil {
+				return fmt.Errorf("releasing the Lease: %w", err)
+			}
+			continue
+		}
+		if reread {
 			return fmt.Errorf("releasing the Lease: %w", err)
 		}
+		reread = true
 		// The Lease changed since it was observed; perhaps a renewal that timed out did land. Read it to know
 		// whether there is still something to release.
 		cur, getErr := m.leases.Get(ctx)
@@ -228,6 +238,25 @@ func (m *machine) release(ctx context.Context, why string) error {
 			return nil
 		}
 		l = cur.DeepCopy()
+	}
+}
+
+// releaseRetryPause is the pause before the next release attempt after a transport error: 25ms, doubling, at most
+// 400ms.
+func releaseRetryPause(attempt int) time.Duration {
+	return min(25*time.Millisecond<<min(attempt, 4), 400*time.Millisecond)
+}
+
+// pause waits d of real time, or until ctx ends (an error then). Release retries use real time because they run
+// while the process shuts down, under a real deadline.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -348,3 +348,25 @@ func TestReleaseAfterATimedOutRenewalThatLandedStillReleases(t *testing.T) {
 		t.Fatal("the Lease still names this replica after shutdown")
 	}
 }
+
+func TestReleaseRetriesADroppedConnection(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	failures := 2
+	api.setFail(func(verb string) error {
+		if verb == "update" && failures > 0 {
+			failures--
+			return errors.New("connection reset by peer")
+		}
+		return nil
+	})
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatalf("release after two dropped connections: %v", err)
+	}
+	if holderOf(api.current()) != "" || api.count("update") != 3 {
+		t.Fatalf("holder %q after %d updates; want released on the third", holderOf(api.current()), api.count("update"))
+	}
+}
