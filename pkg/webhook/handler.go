@@ -74,4 +74,3 @@ func patchFor(pod, out *corev1.Pod) admission.Response {
 	}
 	return admission.PatchResponseFromRaw(before, after)
 }
-

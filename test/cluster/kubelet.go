@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -287,14 +286,4 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 	created.Status.Allocatable = created.Status.Capacity
 	_, err = k.cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
 	return err
-}
-
-// dialable reports whether addr accepts TCP connections (used to wait for a process to listen).
-func dialable(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }

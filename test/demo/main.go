@@ -269,4 +269,3 @@ func waitRolledOut(ctx context.Context, cs kubernetes.Interface) error {
 	}
 	return nil
 }
-
