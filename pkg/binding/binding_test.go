@@ -1,0 +1,77 @@
+package binding
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+)
+
+func account(name string) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID("uid-" + name)}}
+}
+
+func TestName(t *testing.T) {
+	if got := Name("web"); got != "leader-election-elector-web" {
+		t.Errorf("Name(web) = %q", got)
+	}
+	long := strings.Repeat("a", 253)
+	got := Name(long)
+	if len(got) > 253 {
+		t.Errorf("Name of a 253-character account is %d characters, over the limit", len(got))
+	}
+	if got == Name(strings.Repeat("a", 252)+"b") {
+		t.Error("two long names that differ at the end map to the same RoleBinding")
+	}
+}
+
+func TestBind(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientBuilder().WithObjects(account("web")).Build()
+	b := &Binder{Reader: c, Writer: c, ClusterRole: DefaultClusterRole}
+
+	for range 2 { // the second call finds it in place
+		if err := b.Bind(ctx, "shop", "web"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb := &rbacv1.RoleBinding{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: Name("web")}, rb); err != nil {
+		t.Fatal(err)
+	}
+	if rb.RoleRef.Name != DefaultClusterRole || len(rb.Subjects) != 1 || rb.Subjects[0].Name != "web" ||
+		rb.Subjects[0].Namespace != "shop" || rb.OwnerReferences[0].UID != "uid-web" {
+		t.Errorf("RoleBinding = %+v", rb)
+	}
+
+	// Someone edited the subjects: the next pod repairs them.
+	rb.Subjects = append(rb.Subjects, rbacv1.Subject{Kind: "User", Name: "mallory"})
+	if err := c.Update(ctx, rb); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Bind(ctx, "shop", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(rb), rb); err != nil || len(rb.Subjects) != 1 {
+		t.Errorf("subjects after repair = %+v (%v), want only the ServiceAccount", rb.Subjects, err)
+	}
+}
+
+func TestBindRefusals(t *testing.T) {
+	ctx := context.Background()
+	wrongRole := Desired(account("web"), "cluster-admin")
+	c := fake.NewClientBuilder().WithObjects(account("web"), wrongRole).Build()
+	b := &Binder{Reader: c, Writer: c, ClusterRole: DefaultClusterRole}
+	if err := b.Bind(ctx, "shop", "missing"); err == nil || !strings.Contains(err.Error(), "ServiceAccount shop/missing not found") {
+		t.Errorf("missing account: %v", err)
+	}
+	if err := b.Bind(ctx, "shop", "web"); err == nil || !strings.Contains(err.Error(), `"cluster-admin"`) {
+		t.Errorf("binding to another role: %v, want a refusal naming it", err)
+	}
+}
