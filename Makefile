@@ -16,8 +16,9 @@ KUSTOMIZE_VERSION   := v5.8.2
 TOOLS_BIN := $(CURDIR)/bin/tools
 
 # The local control plane (kube-apiserver, kube-controller-manager, etcd) built from source once and cached
-# outside the clone; an existing KUBEBUILDER_ASSETS that holds them is used as it is.
-ASSETS = $(shell hack/control-plane.sh)
+# outside the clone; an existing KUBEBUILDER_ASSETS that holds them is used as it is. Evaluated inside each
+# recipe, so a failed build stops make with the builder's message.
+ASSETS := assets=$$(hack/control-plane.sh)
 
 .PHONY: help build test test-unit lint fuzz demo bench control-plane tools docker-build clean
 
@@ -46,7 +47,7 @@ $(TOOLS_BIN)/staticcheck:
 	GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 test: tools ## run every test: unit, integration against the local control plane, chart and end to end
-	assets="$(ASSETS)"; \
+	$(ASSETS); \
 	PATH="$(TOOLS_BIN):$$PATH" KUBEBUILDER_ASSETS="$$assets" go test -count=1 -timeout 30m ./...
 
 test-unit: ## run the tests that need no control plane
@@ -63,11 +64,11 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	go test ./pkg/webhook -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 demo: build ## run the demo against the local control plane (KEEP=1 leaves it up)
-	assets="$(ASSETS)"; \
+	$(ASSETS); \
 	KUBEBUILDER_ASSETS="$$assets" go run ./test/demo --bin $(CURDIR)/bin $(if $(KEEP),--keep)
 
 bench: build ## run the benchmarks and write docs/benchmarks.md
-	assets="$(ASSETS)"; \
+	$(ASSETS); \
 	KUBEBUILDER_ASSETS="$$assets" go run ./test/bench --bin $(CURDIR)/bin --out docs/benchmarks.md
 
 docker-build: ## build the images (needs a Docker engine)
