@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
 // SidecarMode says how the elector joins the pod.
@@ -80,18 +82,15 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// checkTimings enforces 0 < retry < renew < lease, and a whole number of seconds for the lease duration,
-// because a Lease stores its duration in seconds (spec.leaseDurationSeconds).
+// checkTimings applies the elector's own rule (0 < retry < renew < lease, pkg/elector.CheckDurations), so a pod
+// is refused at admission rather than crash-looping later, plus a whole number of seconds for the lease duration:
+// a Lease stores seconds (spec.leaseDurationSeconds), and a value the Lease cannot hold would be silently rounded.
 func checkTimings(lease, renew, retry time.Duration) error {
-	switch {
-	case retry <= 0:
-		return fmt.Errorf("retry period %s must be positive", retry)
-	case renew <= retry:
-		return fmt.Errorf("renew deadline %s must be longer than retry period %s", renew, retry)
-	case lease <= renew:
-		return fmt.Errorf("lease duration %s must be longer than renew deadline %s", lease, renew)
-	case lease%time.Second != 0:
-		return fmt.Errorf("lease duration %s must be a whole number of seconds (a Lease stores seconds)", lease)
+	if err := elector.CheckDurations(lease, renew, retry); err != nil {
+		return err
+	}
+	if lease%time.Second != 0 {
+		return fmt.Errorf("lease-duration (%s) must be a whole number of seconds (a Lease stores seconds)", lease)
 	}
 	return nil
 }

@@ -57,9 +57,9 @@ func TestRefusedAnnotations(t *testing.T) {
 		{"retry period garbage", map[string]string{AnnotationRetryPeriod: "often"},
 			[]string{AnnotationRetryPeriod, `"often"`}},
 		{"renew not shorter than lease", map[string]string{AnnotationLeaseDuration: "10s"},
-			[]string{AnnotationLeaseDuration, "lease duration 10s must be longer than renew deadline 10s", "retry-period < renew-deadline < lease-duration"}},
+			[]string{AnnotationLeaseDuration, "lease-duration (10s) must be longer than renew-deadline (10s)", "retry-period < renew-deadline < lease-duration"}},
 		{"retry not shorter than renew", map[string]string{AnnotationRetryPeriod: "10s"},
-			[]string{AnnotationRetryPeriod, "renew deadline 10s must be longer than retry period 10s"}},
+			[]string{AnnotationRetryPeriod, "renew-deadline (10s) must be longer than retry-period (10s)"}},
 		{"lease duration fractional", map[string]string{AnnotationLeaseDuration: "15500ms"},
 			[]string{AnnotationLeaseDuration, "whole number of seconds"}},
 		{"port zero", map[string]string{AnnotationPort: "0"},
@@ -190,7 +190,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"no image", func(c *Config) { c.Image = "" }, "image"},
 		{"unknown sidecar mode", func(c *Config) { c.Sidecar = "ambient" }, "sidecar mode"},
-		{"renew >= lease", func(c *Config) { c.RenewDeadline = c.LeaseDuration }, "lease duration"},
+		{"renew >= lease", func(c *Config) { c.RenewDeadline = c.LeaseDuration }, "lease-duration"},
 		{"port out of range", func(c *Config) { c.Port = 0 }, "port"},
 		{"unknown traffic", func(c *Config) { c.Traffic = "x" }, "traffic"},
 	}
