@@ -17,7 +17,8 @@ import (
 )
 
 // Build compiles a main package of this module (e.g. "./cmd/webhook") into the test's temporary directory,
-// with the Makefile's flags, and returns the binary's path.
+// static and with -trimpath like the Makefile's build (unstripped, so a crash in a test has its symbols), and
+// returns the binary's path.
 func Build(tb testing.TB, pkg string) string {
 	tb.Helper()
 	out := filepath.Join(tb.TempDir(), filepath.Base(pkg))
