@@ -27,9 +27,11 @@ var Labels = map[string]string{
 // DefaultClusterRole is the ClusterRole the install ships for electors.
 const DefaultClusterRole = "leader-election-elector"
 
-// Binder creates and repairs the RoleBindings. Reader may be a cache; Writer talks to the API server.
+// Binder creates and repairs the RoleBindings. Reader may be a cache; Live, if set, is asked when the cache has
+// not seen a ServiceAccount yet (one created a moment before its pods); Writer talks to the API server.
 type Binder struct {
 	Reader      client.Reader
+	Live        client.Reader
 	Writer      client.Writer
 	ClusterRole string
 }
@@ -38,7 +40,12 @@ type Binder struct {
 // safe to call from many webhook replicas at once: a lost creation race counts as success.
 func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
 	account := &corev1.ServiceAccount{}
-	if err := b.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: sa}, account); err != nil {
+	key := types.NamespacedName{Namespace: ns, Name: sa}
+	err := b.Reader.Get(ctx, key, account)
+	if apierrors.IsNotFound(err) && b.Live != nil {
+		err = b.Live.Get(ctx, key, account)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("ServiceAccount %s/%s not found: create it before the pod, the elector runs as it", ns, sa)
 		}
@@ -47,7 +54,7 @@ func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
 	want := Desired(account, b.ClusterRole)
 
 	have := &rbacv1.RoleBinding{}
-	err := b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
+	err = b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
 	switch {
 	case apierrors.IsNotFound(err):
 		err = b.Writer.Create(ctx, want)

@@ -63,6 +63,15 @@ func TestBind(t *testing.T) {
 	}
 }
 
+func TestBindAsksTheServerWhenTheCacheHasNotSeenTheAccount(t *testing.T) {
+	cache := fake.NewClientBuilder().Build()
+	server := fake.NewClientBuilder().WithObjects(account("new")).Build()
+	b := &Binder{Reader: cache, Live: server, Writer: server, ClusterRole: DefaultClusterRole}
+	if err := b.Bind(context.Background(), "shop", "new"); err != nil {
+		t.Fatalf("an account the cache has not seen yet: %v", err)
+	}
+}
+
 func TestBindRefusals(t *testing.T) {
 	ctx := context.Background()
 	wrongRole := Desired(account("web"), "cluster-admin")

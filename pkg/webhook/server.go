@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
-	binder := &binding.Binder{Reader: mgr.GetCache(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
+	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
 	decoder := admission.NewDecoder(scheme)
 	server := mgr.GetWebhookServer()
 	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder}})
