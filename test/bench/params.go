@@ -1,0 +1,61 @@
+package main
+
+import "time"
+
+// params are the sizes of every benchmark. make bench uses fullParams; the quick test runs the same code with
+// quickParams so that it cannot rot.
+type params struct {
+	// gracefulTrials failovers by SIGTERM per implementation, one after another, alternating.
+	gracefulTrials int
+	// crashTrials failovers by SIGKILL per implementation, spread over crashGroups groups per implementation
+	// that run side by side (each waits out a whole lease per trial).
+	crashTrials, crashGroups int
+	// failoverTiming is used by the failover rows, crashTiming by the crash rows and loadTiming by the API load.
+	failoverTiming, crashTiming, loadTiming timing
+	// loadWindow is how long requests are counted.
+	loadWindow time.Duration
+	// injectArgs are go test's flags for pkg/inject's benchmarks.
+	injectArgs []string
+	// pods are created per series at each of concurrency, with and without the webhook, in podRounds series
+	// of each kind (pooled).
+	pods, podRounds int
+	concurrency     []int
+	// scaleGroups groups of scaleReplicas electors with scaleTiming; scaleWindow of steady state; then
+	// scaleFailovers single-group failovers.
+	scaleGroups, scaleReplicas int
+	scaleTiming                timing
+	scaleWindow                time.Duration
+	scaleFailovers             int
+}
+
+// shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 2s/1.5s/0.5s, four
+// times the renewal rate of the defaults, the load a cluster of impatient users would put on the API server.
+var shortTiming = timing{2 * time.Second, 1500 * time.Millisecond, 500 * time.Millisecond}
+
+func fullParams() params {
+	return params{
+		gracefulTrials: 30,
+		crashTrials:    20, crashGroups: 10,
+		failoverTiming: defaultTiming, crashTiming: defaultTiming, loadTiming: defaultTiming,
+		loadWindow: 3 * time.Minute,
+		injectArgs: []string{"-count", "6"},
+		pods:       300, podRounds: 2,
+		concurrency: []int{1, 16},
+		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
+		scaleWindow: time.Minute, scaleFailovers: 5,
+	}
+}
+
+func quickParams() params {
+	return params{
+		gracefulTrials: 2,
+		crashTrials:    2, crashGroups: 2,
+		failoverTiming: defaultTiming, crashTiming: shortTiming, loadTiming: defaultTiming,
+		loadWindow: 10 * time.Second,
+		injectArgs: []string{"-count", "1", "-benchtime", "100x"},
+		pods:       20, podRounds: 1,
+		concurrency: []int{1, 4},
+		scaleGroups: 3, scaleReplicas: 3, scaleTiming: shortTiming,
+		scaleWindow: 5 * time.Second, scaleFailovers: 1,
+	}
+}
