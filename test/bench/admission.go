@@ -201,7 +201,7 @@ func runAdmission(ctx context.Context, bins binaries, dir string, n, rounds int,
 	if err != nil {
 		return nil, fmt.Errorf("the webhook's memory: %w", err)
 	}
-	res.webhookMem.peak = mem.peak
+	res.webhookMem.peak = max(mem.peak, res.webhookMem.rss)
 	return res, nil
 }
 

@@ -129,7 +129,9 @@ func document(r *results, notes string) string {
 	if s := r.scale; s != nil {
 		var parts []string
 		for _, k := range sortedKeys(s.leaseRate) {
-			parts = append(parts, fmt.Sprintf("%.1f %s", s.leaseRate[k], k))
+			if s.leaseRate[k] >= 0.05 {
+				parts = append(parts, fmt.Sprintf("%.1f %s", s.leaseRate[k], k))
+			}
 		}
 		w("- scale: %d electors started in %s; Lease requests per second: %s; mean RSS per elector %s, largest %s; failovers (sorted): %s\n",
 			s.groups*s.replicas, s.launch.Round(time.Millisecond), strings.Join(parts, ", "), mibs(s.rssMean), mibs(s.rssMax), durations(s.failovers))

@@ -37,7 +37,7 @@ func fullParams() params {
 		gracefulTrials: 30,
 		crashTrials:    20, crashGroups: 10,
 		failoverTiming: defaultTiming, crashTiming: defaultTiming, loadTiming: defaultTiming,
-		loadWindow: 3 * time.Minute,
+		loadWindow: 5 * time.Minute,
 		injectArgs: []string{"-count", "6"},
 		pods:       300, podRounds: 2,
 		concurrency: []int{1, 16},

@@ -160,6 +160,8 @@ func readMemory(pid int) (memory, error) {
 	if m.rss == 0 {
 		return m, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 	}
+	// The kernel updates the high-water mark lazily; it can trail the current RSS.
+	m.peak = max(m.peak, m.rss)
 	return m, nil
 }
 
