@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -116,11 +115,13 @@ func (g *group) launch(ctx context.Context, id, kubeconfig string) (*replica, er
 	if r.proc, err = g.ws.procs.start(id, g.impl.bin, nil, env, logPath, nil); err != nil {
 		return nil, err
 	}
+	// Its own identity in GET / proves that this process, not another one that got the same port, answers.
 	err = poll(ctx, 20*time.Second, 10*time.Millisecond, func() (bool, error) {
 		if r.proc.exited() {
 			return false, fmt.Errorf("%w:\n%s", errExitedAtStart, r.proc.tail())
 		}
-		return httpOK(r.base + "/healthz"), nil
+		st, err := r.status()
+		return err == nil && st.Identity == id, nil
 	})
 	if err != nil {
 		r.proc.stop(syscall.SIGKILL, time.Second)
@@ -268,25 +269,4 @@ func poll(ctx context.Context, timeout, interval time.Duration, cond func() (boo
 		case <-time.After(interval):
 		}
 	}
-}
-
-// httpOK reports whether a GET answers 200 within a second.
-func httpOK(url string) bool {
-	client := http.Client{Timeout: time.Second}
-	resp, err := client.Get(url)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// freePort is a loopback port that was free a moment ago.
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("no free loopback port: %v", err))
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
