@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,12 +23,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -54,21 +52,10 @@ func TestWebhook(t *testing.T) {
 	ctx := t.Context()
 
 	// The shipped RBAC, with the webhook running as a user bound to its ClusterRole and nothing else.
-	electorRole := readObject[*rbacv1.ClusterRole](t, "config/rbac/elector_role.yaml")
-	webhookRole := readObject[*rbacv1.ClusterRole](t, "config/rbac/webhook_role.yaml")
-	for _, r := range []*rbacv1.ClusterRole{electorRole, webhookRole} {
-		if _, err := cs.RbacV1().ClusterRoles().Create(ctx, r, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: webhookUser},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: webhookRole.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: webhookUser}},
-	}, metav1.CreateOptions{})
-	if err != nil {
+	if err := cluster.InstallRBAC(ctx, cs, webhookUser); err != nil {
 		t.Fatal(err)
 	}
+	electorRole := readObject[*rbacv1.ClusterRole](t, "config/rbac/elector_role.yaml")
 
 	wh := startWebhook(t, env)
 
@@ -340,19 +327,11 @@ func (w *webhookUnderTest) requests(t *testing.T) int {
 
 func readObject[T runtime.Object](t *testing.T, rel string) T {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), rel))
+	obj, err := cluster.ReadManifest[T](rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(data, nil, nil)
-	if err != nil {
-		t.Fatalf("%s: %v", rel, err)
-	}
-	typed, ok := obj.(T)
-	if !ok {
-		t.Fatalf("%s holds a %T", rel, obj)
-	}
-	return typed
+	return obj
 }
 
 func newNamespace(t *testing.T, cs kubernetes.Interface, labels map[string]string) string {
