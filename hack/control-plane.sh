@@ -29,7 +29,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && has_all "$KUBEBUILDER_ASSETS" kube-apis
   exit 0
 fi
 
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/leader-election/control-plane"
+cache="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/leader-election/control-plane"
 dest="$cache/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
 if has_all "$dest" kube-apiserver etcd kube-controller-manager; then
   printf '%s\n' "$dest"
