@@ -29,32 +29,42 @@ func (r *results) rows() []row {
 func (r *results) failoverRows() []row {
 	var rows []row
 	if r.graceful != nil {
-		t := r.params.failoverTiming
-		for _, q := range []float64{0.5, 0.9, 0.99} {
-			b, o := percentile(r.graceful["baseline"], q), percentile(r.graceful["ours"], q)
-			x := row{what: fmt.Sprintf("graceful failover (SIGTERM) p%.0f, %d trials, %s", q*100, len(r.graceful["ours"]), t),
-				baseline: seconds(b), ours: seconds(o), ratio: ratio(o.Seconds(), b.Seconds())}
-			switch q {
-			case 0.5:
-				x.target, x.met = "≤ 0.1 s and ≤ 0.1× baseline", verdict(o <= 100*time.Millisecond && o*10 <= b)
-			case 0.99:
-				x.target, x.met = "≤ 0.5 s", verdict(o <= 500*time.Millisecond)
-			}
-			rows = append(rows, x)
-		}
+		rows = append(rows, percentileRows("graceful failover (SIGTERM)", r.graceful, r.params.failoverTiming,
+			func(q float64, o, b time.Duration) (string, *bool) {
+				switch q {
+				case 0.5:
+					return "≤ 0.1 s and ≤ 0.1× baseline", verdict(o <= 100*time.Millisecond && o*10 <= b)
+				case 0.99:
+					return "≤ 0.5 s", verdict(o <= 500*time.Millisecond)
+				}
+				return "", nil
+			})...)
 	}
 	if r.crash != nil {
 		t := r.params.crashTiming
-		for _, q := range []float64{0.5, 0.9, 0.99} {
-			b, o := percentile(r.crash["baseline"], q), percentile(r.crash["ours"], q)
-			x := row{what: fmt.Sprintf("crash failover (SIGKILL) p%.0f, %d trials, %s", q*100, len(r.crash["ours"]), t),
-				baseline: seconds(b), ours: seconds(o), ratio: ratio(o.Seconds(), b.Seconds())}
-			if q == 0.99 {
+		rows = append(rows, percentileRows("crash failover (SIGKILL)", r.crash, t,
+			func(q float64, o, _ time.Duration) (string, *bool) {
+				if q != 0.99 {
+					return "", nil
+				}
 				limit := t.lease + 500*time.Millisecond
-				x.target, x.met = "≤ lease + 0.5 s = "+seconds(limit), verdict(o <= limit)
-			}
-			rows = append(rows, x)
-		}
+				return "≤ lease + 0.5 s = " + seconds(limit), verdict(o <= limit)
+			})...)
+	}
+	return rows
+}
+
+// percentileRows is one row per quantile (p50, p90, p99) of failover times, ours against the baseline; judge
+// gives a quantile's target and verdict ("" and nil where it has none).
+func percentileRows(what string, samples map[string][]time.Duration, t timing,
+	judge func(q float64, ours, baseline time.Duration) (string, *bool)) []row {
+	var rows []row
+	for _, q := range []float64{0.5, 0.9, 0.99} {
+		b, o := percentile(samples["baseline"], q), percentile(samples["ours"], q)
+		x := row{what: fmt.Sprintf("%s p%.0f, %d trials, %s", what, q*100, len(samples["ours"]), t),
+			baseline: seconds(b), ours: seconds(o), ratio: ratio(o.Seconds(), b.Seconds())}
+		x.target, x.met = judge(q, o, b)
+		rows = append(rows, x)
 	}
 	return rows
 }
