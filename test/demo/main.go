@@ -254,15 +254,7 @@ func waitRolledOut(ctx context.Context, cs kubernetes.Interface) error {
 			return false, err
 		}
 		last = d.Status
-		want := ptr.Deref(d.Spec.Replicas, 1)
-		st := d.Status
-		done := st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want
-		for _, c := range st.Conditions {
-			if c.Type == appsv1.DeploymentAvailable && c.Status != corev1.ConditionTrue {
-				done = false
-			}
-		}
-		return done, nil
+		return cluster.RolledOut(d, ptr.Deref(d.Spec.Replicas, 1)), nil
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the rollout: %w (last status %+v)", err, last)

@@ -310,15 +310,8 @@ func (w *world) waitDeploymentComplete(name string, replicas int32) {
 			return false, err
 		}
 		last = d.Status
-		st := d.Status
-		if st.ObservedGeneration < d.Generation || st.UpdatedReplicas != replicas || st.Replicas != replicas ||
-			st.AvailableReplicas != replicas || st.ReadyReplicas != replicas {
+		if !cluster.RolledOut(d, replicas) || d.Status.ReadyReplicas != replicas {
 			return false, nil
-		}
-		for _, c := range st.Conditions {
-			if c.Type == appsv1.DeploymentAvailable && c.Status != corev1.ConditionTrue {
-				return false, nil
-			}
 		}
 		rss, err := w.cs.AppsV1().ReplicaSets(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 		if err != nil {
