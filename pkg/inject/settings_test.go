@@ -104,31 +104,46 @@ func TestRefusedAnnotations(t *testing.T) {
 	}
 }
 
+// TestLeaseNameFromOwner covers every owner derivation documented in the README ("Which Lease").
 func TestLeaseNameFromOwner(t *testing.T) {
 	tests := []struct {
-		name  string
-		kind  string
-		owner string
-		hash  string
-		want  string
+		name    string
+		kind    string
+		owner   string
+		labels  map[string]string
+		want    string
+		wantErr []string
 	}{
-		{"deployment replica", "ReplicaSet", "web-6b7c9d", "6b7c9d", "web"},
-		{"deployment with dashes", "ReplicaSet", "my-web-app-6b7c9d", "6b7c9d", "my-web-app"},
-		{"replicaset not from a deployment", "ReplicaSet", "worker", "", "worker"},
-		{"hash label that is not the suffix", "ReplicaSet", "worker", "abc", "worker"},
-		{"statefulset", "StatefulSet", "queue", "", "queue"},
-		{"job", "Job", "nightly", "", "nightly"},
+		{"deployment replica", "ReplicaSet", "web-6b7c9d", map[string]string{"pod-template-hash": "6b7c9d"}, "web", nil},
+		{"deployment with dashes", "ReplicaSet", "my-web-app-6b7c9d", map[string]string{"pod-template-hash": "6b7c9d"}, "my-web-app", nil},
+		{"replicaset not from a deployment", "ReplicaSet", "worker", nil, "worker", nil},
+		{"hash label that is not the suffix", "ReplicaSet", "worker", map[string]string{"pod-template-hash": "abc"}, "worker", nil},
+		{"argo rollout revision", "ReplicaSet", "checkout-7f9c5d8b4", map[string]string{"rollouts-pod-template-hash": "7f9c5d8b4"}, "checkout", nil},
+		{"argo rollout canary revision shares the lease", "ReplicaSet", "checkout-5d4c3b2a1", map[string]string{"rollouts-pod-template-hash": "5d4c3b2a1"}, "checkout", nil},
+		{"rollouts hash that is not the suffix", "ReplicaSet", "checkout", map[string]string{"rollouts-pod-template-hash": "abc"}, "checkout", nil},
+		{"statefulset", "StatefulSet", "queue", nil, "queue", nil},
+		{"daemonset", "DaemonSet", "node-agent", nil, "node-agent", nil},
+		{"job refused", "Job", "nightly", nil, "", []string{AnnotationLeaseName, `Job "nightly"`, "CronJob"}},
+		{"cronjob run refused", "Job", "nightly-29415360", nil, "", []string{AnnotationLeaseName, `Job "nightly-29415360"`, "jobTemplate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-				Labels:          map[string]string{},
+				Labels:          tt.labels,
 				OwnerReferences: []metav1.OwnerReference{{Kind: tt.kind, Name: tt.owner, Controller: ptrTo(true)}},
 			}}
-			if tt.hash != "" {
-				pod.Labels["pod-template-hash"] = tt.hash
-			}
 			got, err := leaseNameFromOwner(pod)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("leaseNameFromOwner = %q, want a refusal", got)
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not mention %q", err, want)
+					}
+				}
+				return
+			}
 			if err != nil || got != tt.want {
 				t.Errorf("leaseNameFromOwner = %q, %v; want %q", got, err, tt.want)
 			}

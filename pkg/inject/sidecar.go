@@ -33,6 +33,10 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		readiness = "leader"
 	}
 	port := intstr.FromInt32(s.Port)
+	user := int64(nonRootUID)
+	if s.Mesh == MeshIstio {
+		user = s.ProxyUser
+	}
 	c := corev1.Container{
 		Name:            ContainerName,
 		Image:           s.Image,
@@ -51,14 +55,14 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		// Readiness is checked every second and fails on the first miss: a leader that stopped renewing must
 		// leave the Service before another replica's lease can expire (lease-duration - renew-deadline later).
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: readyzPath, Port: port}},
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: readyzPath, Port: port, Scheme: corev1.URISchemeHTTP}},
 			PeriodSeconds:    1,
 			TimeoutSeconds:   1,
 			SuccessThreshold: 1,
 			FailureThreshold: 1,
 		},
 		LivenessProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: healthzPath, Port: port}},
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: healthzPath, Port: port, Scheme: corev1.URISchemeHTTP}},
 			PeriodSeconds:    10,
 			TimeoutSeconds:   2,
 			SuccessThreshold: 1,
@@ -66,18 +70,21 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: s.CPURequest, corev1.ResourceMemory: s.MemoryRequest},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: s.MemoryLimit},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: s.CPULimit, corev1.ResourceMemory: s.MemoryLimit},
 		},
 		// Everything PodSecurity "restricted" asks for, so the elector never makes a pod less admissible.
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To[int64](nonRootUID),
-			RunAsGroup:               ptr.To[int64](nonRootUID),
+			RunAsUser:                ptr.To(user),
+			RunAsGroup:               ptr.To(user),
 			AllowPrivilegeEscalation: ptr.To(false),
 			ReadOnlyRootFilesystem:   ptr.To(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+		// Every field the API server would default is set, so a reinvocation can compare the stored container
+		// with a fresh build field by field.
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		VolumeMounts:             []corev1.VolumeMount{{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true}},
 	}
