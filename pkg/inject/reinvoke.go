@@ -124,6 +124,9 @@ func differingFields(got, want *corev1.Container) []string {
 		{"readinessProbe", got.ReadinessProbe, want.ReadinessProbe},
 		{"livenessProbe", got.LivenessProbe, want.LivenessProbe},
 		{"restartPolicy", got.RestartPolicy, want.RestartPolicy},
+		{"imagePullPolicy", got.ImagePullPolicy, want.ImagePullPolicy},
+		{"terminationMessagePath", got.TerminationMessagePath, want.TerminationMessagePath},
+		{"terminationMessagePolicy", got.TerminationMessagePolicy, want.TerminationMessagePolicy},
 	}
 	var names []string
 	for _, f := range fields {
