@@ -129,9 +129,17 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 // Guaranteed pod Guaranteed: when every container of the pod has requests equal to limits for CPU and memory,
 // the elector's requests are raised to its limits (the kubelet gives exclusive CPUs and the last place in the
 // eviction order only to Guaranteed pods, and one Burstable container makes the whole pod Burstable).
+//
+// A pod with pod-level resources (spec.resources) has a budget its containers share, and the API server refuses
+// container requests that add up to more: there the elector takes no resources of its own but those its
+// annotations name, and the pod-level limits cap it.
 func resolveResources(pod *corev1.Pod, s *Settings) []error {
 	ann := pod.Annotations
 	var errs []error
+	podLevel := hasPodLevelResources(pod)
+	if podLevel {
+		s.CPURequest, s.CPULimit, s.MemoryRequest, s.MemoryLimit = resource.Quantity{}, resource.Quantity{}, resource.Quantity{}, resource.Quantity{}
+	}
 	quantities := []struct {
 		key string
 		dst *resource.Quantity
@@ -164,9 +172,9 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		{"CPU", AnnotationCPURequest, AnnotationCPULimit, &s.CPURequest, &s.CPULimit},
 		{"memory", AnnotationMemoryRequest, AnnotationMemoryLimit, &s.MemoryRequest, &s.MemoryLimit},
 	}
-	guaranteed := isGuaranteed(pod)
+	guaranteed := !podLevel && isGuaranteed(pod)
 	for _, p := range pairs {
-		if p.limit.Cmp(*p.request) < 0 {
+		if !p.limit.IsZero() && p.limit.Cmp(*p.request) < 0 {
 			errs = append(errs, fmt.Errorf("annotations %s, %s: %s limit %s is below %s request %s; want a limit at least the request",
 				p.limitKey, p.requestKey, p.what, p.limit.String(), p.what, p.request.String()))
 			continue
@@ -182,6 +190,12 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		*p.request = p.limit.DeepCopy()
 	}
 	return errs
+}
+
+// hasPodLevelResources reports whether the pod sets pod-level requests or limits (spec.resources).
+func hasPodLevelResources(pod *corev1.Pod) bool {
+	r := pod.Spec.Resources
+	return r != nil && (len(r.Requests) > 0 || len(r.Limits) > 0)
 }
 
 // isGuaranteed reports whether every container, init and regular, sets CPU and memory limits and requests equal

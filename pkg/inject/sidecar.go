@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -69,8 +70,8 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 			FailureThreshold: 3,
 		},
 		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: s.CPURequest, corev1.ResourceMemory: s.MemoryRequest},
-			Limits:   corev1.ResourceList{corev1.ResourceCPU: s.CPULimit, corev1.ResourceMemory: s.MemoryLimit},
+			Requests: resourceList(s.CPURequest, s.MemoryRequest),
+			Limits:   resourceList(s.CPULimit, s.MemoryLimit),
 		},
 		// Everything PodSecurity "restricted" asks for, so the elector never makes a pod less admissible.
 		SecurityContext: &corev1.SecurityContext{
@@ -92,6 +93,21 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 	}
 	return c
+}
+
+// resourceList holds the quantities that are set (a pod with pod-level resources may leave them unset), or nil.
+func resourceList(cpu, memory resource.Quantity) corev1.ResourceList {
+	list := corev1.ResourceList{}
+	if !cpu.IsZero() {
+		list[corev1.ResourceCPU] = cpu
+	}
+	if !memory.IsZero() {
+		list[corev1.ResourceMemory] = memory
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	return list
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {

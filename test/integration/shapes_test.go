@@ -57,6 +57,22 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		}
 	})
 
+	t.Run("pod-level resources: the elector runs within the pod's budget", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		quotaOnLimits(t, cs, ns)
+		pod := annotated("pod-level")
+		budget := resources("1", "512Mi", "1", "512Mi")
+		pod.Spec.Resources = &budget
+		pod.Spec.Containers[0].Resources = resources("1", "512Mi", "1", "512Mi")
+		stored := createPod(t, cs, ns, "web", pod)
+		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+			t.Fatal("pod admitted without the elector")
+		}
+		if stored.Status.QOSClass != corev1.PodQOSGuaranteed {
+			t.Errorf("QoS class %q, want Guaranteed", stored.Status.QOSClass)
+		}
+	})
+
 	t.Run("reinvocation accepts the stored injection and refuses a look-alike", func(t *testing.T) {
 		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
 		first := createPod(t, cs, ns, "web", ownedByReplicaSet(plainPod("first"), "api-5f7d8", "5f7d8"))
