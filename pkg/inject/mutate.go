@@ -23,7 +23,7 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	if err != nil || !takesPart {
 		return pod, false, err
 	}
-	if err := refuseUnsupported(pod); err != nil {
+	if err := refuseUnsupported(pod, wayOut(pod)); err != nil {
 		return pod, false, err
 	}
 	if hasContainer(pod, ContainerName) {
@@ -97,21 +97,30 @@ func takesPart(pod *corev1.Pod, enforced bool) (bool, error) {
 	return v == "true", nil
 }
 
-// refuseUnsupported refuses the pods the elector cannot serve safely, naming the field and why.
-func refuseUnsupported(pod *corev1.Pod) error {
+// refuseUnsupported refuses the pods the elector cannot serve safely, naming the field, why, and the way out.
+func refuseUnsupported(pod *corev1.Pod, wayOut string) error {
 	if pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows {
-		return fmt.Errorf("spec.os.name is %q: the elector is a Linux image with a Linux-only securityContext, so it cannot run in a Windows pod; leader election is not available for Windows pods (remove annotation %s)",
-			pod.Spec.OS.Name, AnnotationEnabled)
+		return fmt.Errorf("spec.os.name is %q: the elector is a Linux image with a Linux-only securityContext, so it cannot run in a Windows pod; leader election is not available for Windows pods (%s)",
+			pod.Spec.OS.Name, wayOut)
 	}
 	if pod.Spec.NodeSelector[corev1.LabelOSStable] == string(corev1.Windows) {
-		return fmt.Errorf("spec.nodeSelector %s is %q: the elector is a Linux image, so it cannot run in a Windows pod; leader election is not available for Windows pods (remove annotation %s)",
-			corev1.LabelOSStable, corev1.Windows, AnnotationEnabled)
+		return fmt.Errorf("spec.nodeSelector %s is %q: the elector is a Linux image, so it cannot run in a Windows pod; leader election is not available for Windows pods (%s)",
+			corev1.LabelOSStable, corev1.Windows, wayOut)
 	}
 	if pod.Spec.HostNetwork {
-		return fmt.Errorf("spec.hostNetwork is true: the elector would listen on the node's address, where its port becomes a hostPort (one such pod per node across all workloads) and every process on the node could reach its endpoints, including stepping down; leader election is not available for host-network pods (remove annotation %s or spec.hostNetwork)",
-			AnnotationEnabled)
+		return fmt.Errorf("spec.hostNetwork is true: the elector would listen on the node's address, where its port becomes a hostPort (one such pod per node across all workloads) and every process on the node could reach its endpoints, including stepping down; leader election is not available for host-network pods (%s)",
+			wayOut)
 	}
 	return nil
+}
+
+// wayOut tells the user of a pod that cannot take part what to change: its opt-in, or, where the namespace's
+// policy enrolled it without one, where to run it.
+func wayOut(pod *corev1.Pod) string {
+	if pod.Annotations[AnnotationEnabled] == "true" {
+		return "remove annotation " + AnnotationEnabled
+	}
+	return fmt.Sprintf("namespace policy %s=\"true\" enrols every Deployment and StatefulSet replica here; run this workload in a namespace without that label", LabelEnforce)
 }
 
 // settingsHash identifies what was injected, so that a changed configuration is visible on the pod.
