@@ -77,6 +77,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	port := fs.Int("elector-port", int(def.Port), "default HTTP port of the elector")
 	fs.StringVar(&in.Traffic, "traffic", def.Traffic, "default traffic mode: label or readiness")
 	quantity(fs, &in.CPURequest, "elector-cpu-request", "default CPU request of the elector")
+	quantity(fs, &in.CPULimit, "elector-cpu-limit", "default CPU limit of the elector")
 	quantity(fs, &in.MemoryRequest, "elector-memory-request", "default memory request of the elector")
 	quantity(fs, &in.MemoryLimit, "elector-memory-limit", "default memory limit of the elector")
 	zapOpts := zap.Options{}
@@ -94,7 +95,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	in.Port = int32(*port)
 	in.Sidecar = inject.SidecarNative // replaced by --sidecar-mode when the server starts
 	if err := in.Validate(); err != nil {
-		return opts, fmt.Errorf("flags --elector-image, --lease-duration, --renew-deadline, --retry-period, --traffic, --elector-memory-*: %w", err)
+		return opts, fmt.Errorf("flags --elector-image, --lease-duration, --renew-deadline, --retry-period, --traffic, --elector-cpu-*, --elector-memory-*: %w", err)
 	}
 	return opts, nil
 }

@@ -34,8 +34,8 @@ type Config struct {
 	Port int32
 	// Traffic is the default traffic mode.
 	Traffic string
-	// CPURequest, MemoryRequest and MemoryLimit are the elector's default resources.
-	CPURequest, MemoryRequest, MemoryLimit resource.Quantity
+	// CPURequest, CPULimit, MemoryRequest and MemoryLimit are the elector's default resources.
+	CPURequest, CPULimit, MemoryRequest, MemoryLimit resource.Quantity
 }
 
 // DefaultPort is the elector's HTTP port unless configured otherwise.
@@ -53,6 +53,10 @@ func DefaultConfig(version, image string) Config {
 		Port:          DefaultPort,
 		Traffic:       TrafficLabel,
 		CPURequest:    resource.MustParse("10m"),
+		// A CPU limit on every elector lets pods into namespaces whose ResourceQuota tracks limits.cpu (the quota
+		// refuses any container without one), and 100m is ten times what a renewal every 2s uses, so the elector
+		// is not throttled in practice.
+		CPULimit:      resource.MustParse("100m"),
 		MemoryRequest: resource.MustParse("32Mi"),
 		MemoryLimit:   resource.MustParse("64Mi"),
 	}
@@ -75,6 +79,9 @@ func (c Config) Validate() error {
 	}
 	if c.Traffic != TrafficLabel && c.Traffic != TrafficReadiness {
 		return fmt.Errorf("traffic %q: want %q or %q", c.Traffic, TrafficLabel, TrafficReadiness)
+	}
+	if c.CPULimit.Cmp(c.CPURequest) < 0 {
+		return fmt.Errorf("CPU limit %s is below CPU request %s", c.CPULimit.String(), c.CPURequest.String())
 	}
 	if c.MemoryLimit.Cmp(c.MemoryRequest) < 0 {
 		return fmt.Errorf("memory limit %s is below memory request %s", c.MemoryLimit.String(), c.MemoryRequest.String())

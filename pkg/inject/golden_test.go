@@ -24,8 +24,8 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(inputs) < 12 {
-		t.Fatalf("found %d golden cases, want at least 12", len(inputs))
+	if len(inputs) < 30 {
+		t.Fatalf("found %d golden cases, want at least 30", len(inputs))
 	}
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
@@ -46,6 +46,9 @@ func TestGolden(t *testing.T) {
 					t.Errorf("%s exists but the case is refused: %v", outFile, err)
 				}
 				return
+			}
+			if _, statErr := os.Stat(errFile); statErr == nil {
+				t.Errorf("%s exists but the case is admitted", errFile)
 			}
 			got, mErr := yaml.Marshal(out)
 			if mErr != nil {

@@ -23,10 +23,15 @@ const (
 	AnnotationImage = Prefix + "image"
 	// AnnotationCPURequest overrides the elector's CPU request.
 	AnnotationCPURequest = Prefix + "cpu-request"
+	// AnnotationCPULimit overrides the elector's CPU limit.
+	AnnotationCPULimit = Prefix + "cpu-limit"
 	// AnnotationMemoryRequest overrides the elector's memory request.
 	AnnotationMemoryRequest = Prefix + "memory-request"
 	// AnnotationMemoryLimit overrides the elector's memory limit.
 	AnnotationMemoryLimit = Prefix + "memory-limit"
+	// AnnotationMesh says whether the elector bypasses a service mesh's proxy: MeshIstio or MeshNone. The webhook
+	// writes the value it resolved, so a reinvocation rebuilds the same container.
+	AnnotationMesh = Prefix + "mesh"
 	// AnnotationInjected is written by the webhook: "<version>/<config hash>".
 	AnnotationInjected = Prefix + "injected"
 
@@ -46,6 +51,15 @@ const (
 	TrafficLabel = "label"
 	// TrafficReadiness makes only the leader ready: simplest, but Deployments never report all replicas available.
 	TrafficReadiness = "readiness"
+)
+
+// Mesh modes (AnnotationMesh).
+const (
+	// MeshIstio runs the elector as Istio's proxy user, whose traffic Istio's iptables rules do not capture, so
+	// the elector reaches the API server even after a classic istio-proxy container has exited.
+	MeshIstio = "istio"
+	// MeshNone leaves the elector's traffic to whatever the pod's network does.
+	MeshNone = "none"
 )
 
 // ContainerName is the injected sidecar's name.

@@ -23,18 +23,31 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	if err != nil || !takesPart {
 		return pod, false, err
 	}
-	if hasContainer(pod, ContainerName) {
-		if pod.Annotations[AnnotationInjected] != "" {
-			return pod, false, nil
-		}
-		return pod, false, fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container", ContainerName)
+	if err := refuseUnsupported(pod, wayOut(pod)); err != nil {
+		return pod, false, err
 	}
-	s, err := settingsFor(pod, cfg)
+	if hasContainer(pod, ContainerName) {
+		if pod.Annotations[AnnotationInjected] == "" {
+			return pod, false, fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container", ContainerName)
+		}
+		return pod, false, recognise(pod, cfg)
+	}
+	out, err = inject(pod, cfg)
 	if err != nil {
 		return pod, false, err
 	}
+	return out, true, nil
+}
 
-	out = pod.DeepCopy()
+// inject builds the injected pod. It never changes what the user wrote: it sets labels, annotations and the
+// ServiceAccount name, and appends volumes and containers whose names and ports fit beside the user's.
+func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
+	s, err := settingsFor(pod, cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	out := pod.DeepCopy()
 	// The ServiceAccount admission plugin sets this before webhooks run; set it where it did not run, because a
 	// projected token needs a named account, and the RoleBinding names this one.
 	if out.Spec.ServiceAccountName == "" {
@@ -51,6 +64,9 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	} else {
 		out.Spec.Containers = append(out.Spec.Containers, electorContainer(s, false, token))
 	}
+	if err := fitInjected(pod, out); err != nil {
+		return nil, err
+	}
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
@@ -59,8 +75,9 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	}
 	out.Labels[LabelMember] = "true"
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
+	out.Annotations[AnnotationMesh] = s.Mesh
 	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)
-	return out, true, nil
+	return out, nil
 }
 
 // takesPart applies the opt-in annotation and the namespace policy.
@@ -80,10 +97,37 @@ func takesPart(pod *corev1.Pod, enforced bool) (bool, error) {
 	return v == "true", nil
 }
 
+// refuseUnsupported refuses the pods the elector cannot serve safely, naming the field, why, and the way out.
+func refuseUnsupported(pod *corev1.Pod, wayOut string) error {
+	if pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows {
+		return fmt.Errorf("spec.os.name is %q: the elector is a Linux image with a Linux-only securityContext, so it cannot run in a Windows pod; leader election is not available for Windows pods (%s)",
+			pod.Spec.OS.Name, wayOut)
+	}
+	if pod.Spec.NodeSelector[corev1.LabelOSStable] == string(corev1.Windows) {
+		return fmt.Errorf("spec.nodeSelector %s is %q: the elector is a Linux image, so it cannot run in a Windows pod; leader election is not available for Windows pods (%s)",
+			corev1.LabelOSStable, corev1.Windows, wayOut)
+	}
+	if pod.Spec.HostNetwork {
+		return fmt.Errorf("spec.hostNetwork is true: the elector would listen on the node's address, where its port becomes a hostPort (one such pod per node across all workloads) and every process on the node could reach its endpoints, including stepping down; leader election is not available for host-network pods (%s)",
+			wayOut)
+	}
+	return nil
+}
+
+// wayOut tells the user of a pod that cannot take part what to change: its opt-in, or, where the namespace's
+// policy enrolled it without one, where to run it.
+func wayOut(pod *corev1.Pod) string {
+	if pod.Annotations[AnnotationEnabled] == "true" {
+		return "remove annotation " + AnnotationEnabled
+	}
+	return fmt.Sprintf("namespace policy %s=\"true\" enrols every Deployment and StatefulSet replica here; run this workload in a namespace without that label", LabelEnforce)
+}
+
 // settingsHash identifies what was injected, so that a changed configuration is visible on the pod.
 func settingsHash(s Settings, mode SidecarMode) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s", s.LeaseName, s.LeaseDuration, s.RenewDeadline, s.RetryPeriod,
-		s.Port, s.Traffic, s.Image, s.CPURequest.String(), s.MemoryRequest.String(), s.MemoryLimit.String(), mode)
+	fmt.Fprintf(h, "%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s|%s|%s|%d", s.LeaseName, s.LeaseDuration, s.RenewDeadline, s.RetryPeriod,
+		s.Port, s.Traffic, s.Image, s.CPURequest.String(), s.MemoryRequest.String(), s.MemoryLimit.String(), mode,
+		s.CPULimit.String(), s.Mesh, s.ProxyUser)
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

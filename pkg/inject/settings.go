@@ -19,7 +19,11 @@ type Settings struct {
 	Port                                      int32
 	Traffic                                   string
 	Image                                     string
-	CPURequest, MemoryRequest, MemoryLimit    resource.Quantity
+	CPURequest, CPULimit                      resource.Quantity
+	MemoryRequest, MemoryLimit                resource.Quantity
+	// Mesh is MeshIstio or MeshNone; ProxyUser is the user (and group) the elector runs as under MeshIstio.
+	Mesh      string
+	ProxyUser int64
 }
 
 // AnnotationError is a refused annotation value; its message names the key, the value and what is accepted.
@@ -43,6 +47,7 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 		Traffic:       cfg.Traffic,
 		Image:         cfg.Image,
 		CPURequest:    cfg.CPURequest,
+		CPULimit:      cfg.CPULimit,
 		MemoryRequest: cfg.MemoryRequest,
 		MemoryLimit:   cfg.MemoryLimit,
 	}
@@ -98,11 +103,6 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 			s.Port = int32(p)
 		}
 	}
-	if owner := containerUsingPort(pod, s.Port); owner != "" {
-		key := AnnotationPort
-		errs = append(errs, &AnnotationError{Key: key, Value: strconv.Itoa(int(s.Port)),
-			Want: fmt.Sprintf("port %d is already used by container %q; choose a free port", s.Port, owner)})
-	}
 
 	if v, ok := ann[AnnotationTraffic]; ok {
 		if v != TrafficLabel && v != TrafficReadiness {
@@ -118,11 +118,34 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 			s.Image = v
 		}
 	}
+	errs = append(errs, resolveResources(pod, &s)...)
+	if err := resolveMesh(pod, &s); err != nil {
+		errs = append(errs, err)
+	}
+	return s, errors.Join(errs...)
+}
+
+// resolveResources applies the resource annotations, checks that no limit is below its request, and keeps a
+// Guaranteed pod Guaranteed: when every container of the pod has requests equal to limits for CPU and memory,
+// the elector's requests are raised to its limits (the kubelet gives exclusive CPUs and the last place in the
+// eviction order only to Guaranteed pods, and one Burstable container makes the whole pod Burstable).
+//
+// A pod with pod-level resources (spec.resources) has a budget its containers share, and the API server refuses
+// container requests that add up to more: there the elector takes no resources of its own but those its
+// annotations name, and the pod-level limits cap it.
+func resolveResources(pod *corev1.Pod, s *Settings) []error {
+	ann := pod.Annotations
+	var errs []error
+	podLevel := hasPodLevelResources(pod)
+	if podLevel {
+		s.CPURequest, s.CPULimit, s.MemoryRequest, s.MemoryLimit = resource.Quantity{}, resource.Quantity{}, resource.Quantity{}, resource.Quantity{}
+	}
 	quantities := []struct {
 		key string
 		dst *resource.Quantity
 	}{
 		{AnnotationCPURequest, &s.CPURequest},
+		{AnnotationCPULimit, &s.CPULimit},
 		{AnnotationMemoryRequest, &s.MemoryRequest},
 		{AnnotationMemoryLimit, &s.MemoryLimit},
 	}
@@ -133,31 +156,105 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 		}
 		parsed, err := resource.ParseQuantity(v)
 		if err != nil || parsed.Sign() <= 0 {
-			bad(q.key, "want a positive Kubernetes quantity such as 10m, 32Mi or 1Gi")
+			errs = append(errs, &AnnotationError{Key: q.key, Value: v, Want: "want a positive Kubernetes quantity such as 10m, 32Mi or 1Gi"})
 			continue
 		}
 		*q.dst = parsed
 	}
-	if s.MemoryLimit.Cmp(s.MemoryRequest) < 0 {
-		errs = append(errs, fmt.Errorf("annotations %s, %s: memory limit %s is below memory request %s",
-			AnnotationMemoryLimit, AnnotationMemoryRequest, s.MemoryLimit.String(), s.MemoryRequest.String()))
+	if len(errs) > 0 {
+		return errs
 	}
-	return s, errors.Join(errs...)
+	pairs := []struct {
+		what                 string
+		requestKey, limitKey string
+		request, limit       *resource.Quantity
+	}{
+		{"CPU", AnnotationCPURequest, AnnotationCPULimit, &s.CPURequest, &s.CPULimit},
+		{"memory", AnnotationMemoryRequest, AnnotationMemoryLimit, &s.MemoryRequest, &s.MemoryLimit},
+	}
+	guaranteed := !podLevel && isGuaranteed(pod)
+	for _, p := range pairs {
+		if !p.limit.IsZero() && p.limit.Cmp(*p.request) < 0 {
+			errs = append(errs, fmt.Errorf("annotations %s, %s: %s limit %s is below %s request %s; want a limit at least the request",
+				p.limitKey, p.requestKey, p.what, p.limit.String(), p.what, p.request.String()))
+			continue
+		}
+		if !guaranteed {
+			continue
+		}
+		if v, set := ann[p.requestKey]; set && p.request.Cmp(*p.limit) != 0 {
+			errs = append(errs, fmt.Errorf("annotations %s, %s: every container of this pod has requests equal to limits (QoS Guaranteed), so the elector's %s request %q must equal its limit %s to keep the pod Guaranteed; set both to one value or remove %s",
+				p.requestKey, p.limitKey, p.what, v, p.limit.String(), p.requestKey))
+			continue
+		}
+		*p.request = p.limit.DeepCopy()
+	}
+	return errs
 }
 
-// containerUsingPort returns the name of a container (init or regular, not our own) that declares port, or "".
-func containerUsingPort(pod *corev1.Pod, port int32) string {
+// hasPodLevelResources reports whether the pod sets pod-level requests or limits (spec.resources).
+func hasPodLevelResources(pod *corev1.Pod) bool {
+	r := pod.Spec.Resources
+	return r != nil && (len(r.Requests) > 0 || len(r.Limits) > 0)
+}
+
+// isGuaranteed reports whether every container, init and regular, sets CPU and memory limits and requests equal
+// to them (an unset request defaults to the limit): the pod's QoS class is Guaranteed before injection.
+func isGuaranteed(pod *corev1.Pod) bool {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
-			if c.Name == ContainerName {
-				continue
-			}
-			for _, p := range c.Ports {
-				if p.ContainerPort == port {
-					return c.Name
+			for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				limit, ok := c.Resources.Limits[name]
+				if !ok || limit.IsZero() {
+					return false
+				}
+				if request, ok := c.Resources.Requests[name]; ok && request.Cmp(limit) != 0 {
+					return false
 				}
 			}
 		}
 	}
-	return ""
+	return len(pod.Spec.Containers) > 0
+}
+
+// istioProxyContainer is the name of Istio's injected proxy, istioProxyUser the user it runs as by default.
+const (
+	istioProxyContainer = "istio-proxy"
+	istioProxyUser      = 1337
+)
+
+// resolveMesh decides whether the elector bypasses Istio's proxy. Istio's classic sidecar is a regular
+// container, so on shutdown it may exit before the elector (a native sidecar, stopped last); the elector's
+// release would then be redirected to a proxy that is gone and failover would wait a whole lease. Istio's
+// iptables rules never capture traffic of the proxy's own user (Istio documents running init containers that
+// need the network as that user), so under MeshIstio the elector runs as that user and always reaches the API
+// server. With Istio's native sidecar (istio-proxy an init container) the elector, appended after it, starts
+// after and stops before the proxy, so nothing is needed.
+func resolveMesh(pod *corev1.Pod, s *Settings) error {
+	proxy := regularContainer(pod, istioProxyContainer)
+	v, set := pod.Annotations[AnnotationMesh]
+	switch {
+	case !set && proxy != nil, set && v == MeshIstio:
+		s.Mesh = MeshIstio
+	case !set, v == MeshNone:
+		s.Mesh = MeshNone
+		return nil
+	default:
+		return &AnnotationError{Key: AnnotationMesh, Value: v, Want: fmt.Sprintf("want %q or %q", MeshIstio, MeshNone)}
+	}
+	s.ProxyUser = istioProxyUser
+	if proxy != nil && proxy.SecurityContext != nil && proxy.SecurityContext.RunAsUser != nil && *proxy.SecurityContext.RunAsUser > 0 {
+		s.ProxyUser = *proxy.SecurityContext.RunAsUser
+	}
+	return nil
+}
+
+// regularContainer returns the pod's regular (not init) container with the given name, or nil.
+func regularContainer(pod *corev1.Pod, name string) *corev1.Container {
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i]
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -82,6 +83,18 @@ func TestRefusedAnnotations(t *testing.T) {
 			[]string{AnnotationMemoryRequest, `"-1Mi"`, "positive"}},
 		{"memory limit below request", map[string]string{AnnotationMemoryLimit: "16Mi", AnnotationMemoryRequest: "32Mi"},
 			[]string{AnnotationMemoryLimit, "16Mi is below memory request 32Mi"}},
+		{"cpu limit garbage", map[string]string{AnnotationCPULimit: "fast"},
+			[]string{AnnotationCPULimit, `"fast"`, "quantity"}},
+		{"cpu limit zero", map[string]string{AnnotationCPULimit: "0"},
+			[]string{AnnotationCPULimit, `"0"`, "positive"}},
+		{"cpu limit below the default request", map[string]string{AnnotationCPULimit: "5m"},
+			[]string{AnnotationCPULimit, AnnotationCPURequest, "CPU limit 5m is below CPU request 10m"}},
+		{"cpu limit below the annotated request", map[string]string{AnnotationCPULimit: "50m", AnnotationCPURequest: "200m"},
+			[]string{AnnotationCPULimit, AnnotationCPURequest, "CPU limit 50m is below CPU request 200m"}},
+		{"mesh unknown", map[string]string{AnnotationMesh: "linkerd"},
+			[]string{AnnotationMesh, `"linkerd"`, `"istio" or "none"`}},
+		{"mesh empty", map[string]string{AnnotationMesh: ""},
+			[]string{AnnotationMesh, `""`}},
 		{"two bad values reported together", map[string]string{AnnotationPort: "x", AnnotationTraffic: "y"},
 			[]string{AnnotationPort, AnnotationTraffic}},
 	}
@@ -104,31 +117,46 @@ func TestRefusedAnnotations(t *testing.T) {
 	}
 }
 
+// TestLeaseNameFromOwner covers every owner derivation documented in the README ("Which Lease").
 func TestLeaseNameFromOwner(t *testing.T) {
 	tests := []struct {
-		name  string
-		kind  string
-		owner string
-		hash  string
-		want  string
+		name    string
+		kind    string
+		owner   string
+		labels  map[string]string
+		want    string
+		wantErr []string
 	}{
-		{"deployment replica", "ReplicaSet", "web-6b7c9d", "6b7c9d", "web"},
-		{"deployment with dashes", "ReplicaSet", "my-web-app-6b7c9d", "6b7c9d", "my-web-app"},
-		{"replicaset not from a deployment", "ReplicaSet", "worker", "", "worker"},
-		{"hash label that is not the suffix", "ReplicaSet", "worker", "abc", "worker"},
-		{"statefulset", "StatefulSet", "queue", "", "queue"},
-		{"job", "Job", "nightly", "", "nightly"},
+		{"deployment replica", "ReplicaSet", "web-6b7c9d", map[string]string{"pod-template-hash": "6b7c9d"}, "web", nil},
+		{"deployment with dashes", "ReplicaSet", "my-web-app-6b7c9d", map[string]string{"pod-template-hash": "6b7c9d"}, "my-web-app", nil},
+		{"replicaset not from a deployment", "ReplicaSet", "worker", nil, "worker", nil},
+		{"hash label that is not the suffix", "ReplicaSet", "worker", map[string]string{"pod-template-hash": "abc"}, "worker", nil},
+		{"argo rollout revision", "ReplicaSet", "checkout-7f9c5d8b4", map[string]string{"rollouts-pod-template-hash": "7f9c5d8b4"}, "checkout", nil},
+		{"argo rollout canary revision shares the lease", "ReplicaSet", "checkout-5d4c3b2a1", map[string]string{"rollouts-pod-template-hash": "5d4c3b2a1"}, "checkout", nil},
+		{"rollouts hash that is not the suffix", "ReplicaSet", "checkout", map[string]string{"rollouts-pod-template-hash": "abc"}, "checkout", nil},
+		{"statefulset", "StatefulSet", "queue", nil, "queue", nil},
+		{"daemonset", "DaemonSet", "node-agent", nil, "node-agent", nil},
+		{"job refused", "Job", "nightly", nil, "", []string{AnnotationLeaseName, `Job "nightly"`, "CronJob"}},
+		{"cronjob run refused", "Job", "nightly-29415360", nil, "", []string{AnnotationLeaseName, `Job "nightly-29415360"`, "jobTemplate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-				Labels:          map[string]string{},
+				Labels:          tt.labels,
 				OwnerReferences: []metav1.OwnerReference{{Kind: tt.kind, Name: tt.owner, Controller: ptrTo(true)}},
 			}}
-			if tt.hash != "" {
-				pod.Labels["pod-template-hash"] = tt.hash
-			}
 			got, err := leaseNameFromOwner(pod)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("leaseNameFromOwner = %q, want a refusal", got)
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not mention %q", err, want)
+					}
+				}
+				return
+			}
 			if err != nil || got != tt.want {
 				t.Errorf("leaseNameFromOwner = %q, %v; want %q", got, err, tt.want)
 			}
@@ -193,6 +221,7 @@ func TestConfigValidate(t *testing.T) {
 		{"renew >= lease", func(c *Config) { c.RenewDeadline = c.LeaseDuration }, "lease-duration"},
 		{"port out of range", func(c *Config) { c.Port = 0 }, "port"},
 		{"unknown traffic", func(c *Config) { c.Traffic = "x" }, "traffic"},
+		{"cpu limit below request", func(c *Config) { c.CPULimit = resource.MustParse("1m") }, "CPU limit 1m is below CPU request 10m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,4 +232,57 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNativeSidecarOrder checks the stop order under Istio's native sidecar: the kubelet stops native sidecars
+// in reverse order, so the elector must come after istio-proxy to be stopped (and release) before the proxy.
+func TestNativeSidecarOrder(t *testing.T) {
+	pod := readPod(t, "testdata/istio-native-sidecar.in.yaml")
+	out, changed, err := Mutate(pod, testConfig(), false)
+	if err != nil || !changed {
+		t.Fatalf("Mutate: changed=%v err=%v", changed, err)
+	}
+	proxy, elector := -1, -1
+	for i, c := range out.Spec.InitContainers {
+		switch c.Name {
+		case istioProxyContainer:
+			proxy = i
+		case ContainerName:
+			elector = i
+		}
+	}
+	if proxy < 0 || elector <= proxy {
+		t.Errorf("init containers %v: want %s after %s", containerNames(out.Spec.InitContainers), ContainerName, istioProxyContainer)
+	}
+	if got := *out.Spec.InitContainers[elector].SecurityContext.RunAsUser; got != nonRootUID {
+		t.Errorf("elector runs as %d beside a native istio-proxy, want its own user %d (ordering suffices)", got, nonRootUID)
+	}
+}
+
+// TestIstioClassicProxyUser checks that beside a classic istio-proxy the elector runs as the proxy's user,
+// whichever user the proxy was given, so Istio's capture skips the elector's traffic.
+func TestIstioClassicProxyUser(t *testing.T) {
+	for _, uid := range []int64{1337, 1000770001} {
+		pod := readPod(t, "testdata/istio-classic-sidecar.in.yaml")
+		pod.Spec.Containers[1].SecurityContext.RunAsUser = &uid
+		out, _, err := Mutate(pod, testConfig(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		elector, _ := findElector(out)
+		if sc := elector.SecurityContext; *sc.RunAsUser != uid || *sc.RunAsGroup != uid || !*sc.RunAsNonRoot {
+			t.Errorf("proxy user %d: elector runs as %d:%d", uid, *sc.RunAsUser, *sc.RunAsGroup)
+		}
+		if out.Annotations[AnnotationMesh] != MeshIstio {
+			t.Errorf("annotation %s = %q, want %q", AnnotationMesh, out.Annotations[AnnotationMesh], MeshIstio)
+		}
+	}
+}
+
+func containerNames(list []corev1.Container) []string {
+	names := make([]string, len(list))
+	for i, c := range list {
+		names[i] = c.Name
+	}
+	return names
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -33,6 +34,10 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		readiness = "leader"
 	}
 	port := intstr.FromInt32(s.Port)
+	user := int64(nonRootUID)
+	if s.Mesh == MeshIstio {
+		user = s.ProxyUser
+	}
 	c := corev1.Container{
 		Name:            ContainerName,
 		Image:           s.Image,
@@ -51,33 +56,36 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		// Readiness is checked every second and fails on the first miss: a leader that stopped renewing must
 		// leave the Service before another replica's lease can expire (lease-duration - renew-deadline later).
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: readyzPath, Port: port}},
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: readyzPath, Port: port, Scheme: corev1.URISchemeHTTP}},
 			PeriodSeconds:    1,
 			TimeoutSeconds:   1,
 			SuccessThreshold: 1,
 			FailureThreshold: 1,
 		},
 		LivenessProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: healthzPath, Port: port}},
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: healthzPath, Port: port, Scheme: corev1.URISchemeHTTP}},
 			PeriodSeconds:    10,
 			TimeoutSeconds:   2,
 			SuccessThreshold: 1,
 			FailureThreshold: 3,
 		},
 		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: s.CPURequest, corev1.ResourceMemory: s.MemoryRequest},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: s.MemoryLimit},
+			Requests: resourceList(s.CPURequest, s.MemoryRequest),
+			Limits:   resourceList(s.CPULimit, s.MemoryLimit),
 		},
 		// Everything PodSecurity "restricted" asks for, so the elector never makes a pod less admissible.
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To[int64](nonRootUID),
-			RunAsGroup:               ptr.To[int64](nonRootUID),
+			RunAsUser:                ptr.To(user),
+			RunAsGroup:               ptr.To(user),
 			AllowPrivilegeEscalation: ptr.To(false),
 			ReadOnlyRootFilesystem:   ptr.To(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+		// Every field the API server would default is set, so a reinvocation can compare the stored container
+		// with a fresh build field by field.
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		VolumeMounts:             []corev1.VolumeMount{{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true}},
 	}
@@ -85,6 +93,21 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 	}
 	return c
+}
+
+// resourceList holds the quantities that are set (a pod with pod-level resources may leave them unset), or nil.
+func resourceList(cpu, memory resource.Quantity) corev1.ResourceList {
+	list := corev1.ResourceList{}
+	if !cpu.IsZero() {
+		list[corev1.ResourceCPU] = cpu
+	}
+	if !memory.IsZero() {
+		list[corev1.ResourceMemory] = memory
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	return list
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {

@@ -238,6 +238,8 @@ func TestWebhook(t *testing.T) {
 		}
 	})
 
+	t.Run("pod shapes", func(t *testing.T) { podShapes(t, cs) })
+
 	// Last: stop the webhook.
 	t.Run("with the webhook down annotated pods are refused and others created", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)

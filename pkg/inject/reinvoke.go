@@ -1,0 +1,151 @@
+package inject
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+// recognise accepts a pod that already carries the elector only when it is this webhook's own injection: the pod
+// without the elector (and the volumes only the elector mounts) is injected again, and the container, its
+// volumes, and the annotations and label the webhook writes must all equal that fresh build. A look-alike (a
+// copied leader-election/injected annotation beside a container merely named like the elector) is refused, so
+// a namespace's enforce policy cannot be passed by imitation. Every field the API server defaults is set in the
+// build, so the stored, defaulted pod of a reinvocation compares equal.
+func recognise(pod *corev1.Pod, cfg Config) error {
+	refuse := func(why string) error {
+		return fmt.Errorf("the pod carries annotation %s=%q and a container named %q, but they are not what this webhook injects for this pod (%s); remove both and let the webhook inject the elector",
+			AnnotationInjected, pod.Annotations[AnnotationInjected], ContainerName, why)
+	}
+	want, err := inject(withoutElector(pod), cfg)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	got, gotNative := findElector(pod)
+	wanted, _ := findElector(want)
+	if gotNative != (cfg.Sidecar == SidecarNative) {
+		return refuse("the container is in the wrong list for sidecar mode " + string(cfg.Sidecar))
+	}
+	if fields := differingFields(got, wanted); len(fields) > 0 {
+		return refuse("its " + strings.Join(fields, ", ") + " differ")
+	}
+	for _, m := range wanted.VolumeMounts {
+		if !equality.Semantic.DeepEqual(volumeNamed(pod, m.Name), volumeNamed(want, m.Name)) {
+			return refuse(fmt.Sprintf("volume %q differs", m.Name))
+		}
+	}
+	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh} {
+		if pod.Annotations[key] != want.Annotations[key] {
+			return refuse(fmt.Sprintf("annotation %s is %q, want %q", key, pod.Annotations[key], want.Annotations[key]))
+		}
+	}
+	if pod.Labels[LabelMember] != "true" {
+		return refuse(fmt.Sprintf("label %s is missing", LabelMember))
+	}
+	return nil
+}
+
+// withoutElector returns a copy of the pod without the elector container and the volumes no other container
+// mounts: the pod as the webhook saw it before injecting.
+func withoutElector(pod *corev1.Pod) *corev1.Pod {
+	base := pod.DeepCopy()
+	mine := map[string]bool{}
+	keep := func(list []corev1.Container) []corev1.Container {
+		var kept []corev1.Container
+		for _, c := range list {
+			if c.Name == ContainerName {
+				for _, m := range c.VolumeMounts {
+					mine[m.Name] = true
+				}
+				continue
+			}
+			kept = append(kept, c)
+		}
+		return kept
+	}
+	base.Spec.InitContainers = keep(base.Spec.InitContainers)
+	base.Spec.Containers = keep(base.Spec.Containers)
+	for _, list := range [][]corev1.Container{base.Spec.InitContainers, base.Spec.Containers} {
+		for _, c := range list {
+			for _, m := range c.VolumeMounts {
+				delete(mine, m.Name)
+			}
+		}
+	}
+	for _, c := range base.Spec.EphemeralContainers {
+		for _, m := range c.VolumeMounts {
+			delete(mine, m.Name)
+		}
+	}
+	var volumes []corev1.Volume
+	for _, v := range base.Spec.Volumes {
+		if !mine[v.Name] {
+			volumes = append(volumes, v)
+		}
+	}
+	base.Spec.Volumes = volumes
+	return base
+}
+
+// findElector returns the elector container and whether it is an init container (a native sidecar).
+func findElector(pod *corev1.Pod) (*corev1.Container, bool) {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == ContainerName {
+			return &pod.Spec.InitContainers[i], true
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == ContainerName {
+			return &pod.Spec.Containers[i], false
+		}
+	}
+	return nil, false
+}
+
+// differingFields names the fields in which two containers differ, for the refusal message.
+func differingFields(got, want *corev1.Container) []string {
+	if equality.Semantic.DeepEqual(got, want) {
+		return nil
+	}
+	fields := []struct {
+		name string
+		a, b any
+	}{
+		{"image", got.Image, want.Image},
+		{"command", got.Command, want.Command},
+		{"args", got.Args, want.Args},
+		{"env", got.Env, want.Env},
+		{"ports", got.Ports, want.Ports},
+		{"resources", got.Resources, want.Resources},
+		{"securityContext", got.SecurityContext, want.SecurityContext},
+		{"volumeMounts", got.VolumeMounts, want.VolumeMounts},
+		{"readinessProbe", got.ReadinessProbe, want.ReadinessProbe},
+		{"livenessProbe", got.LivenessProbe, want.LivenessProbe},
+		{"restartPolicy", got.RestartPolicy, want.RestartPolicy},
+		{"imagePullPolicy", got.ImagePullPolicy, want.ImagePullPolicy},
+		{"terminationMessagePath", got.TerminationMessagePath, want.TerminationMessagePath},
+		{"terminationMessagePolicy", got.TerminationMessagePolicy, want.TerminationMessagePolicy},
+	}
+	var names []string
+	for _, f := range fields {
+		if !equality.Semantic.DeepEqual(f.a, f.b) {
+			names = append(names, f.name)
+		}
+	}
+	if len(names) == 0 {
+		names = []string{"other fields"}
+	}
+	return names
+}
+
+// volumeNamed returns the pod's volume with the given name, or nil.
+func volumeNamed(pod *corev1.Pod, name string) *corev1.Volume {
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == name {
+			return &pod.Spec.Volumes[i]
+		}
+	}
+	return nil
+}

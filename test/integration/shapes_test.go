@@ -1,0 +1,172 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/leader-election/leader-election/pkg/inject"
+)
+
+// podShapes runs the real-world pod shapes that only the real API server can judge: a ResourceQuota on
+// limits.cpu, the QoS class it computes, and reinvocation against a pod the API server stored with its defaults.
+// It needs only the running webhook, not any particular RBAC or policy.
+func podShapes(t *testing.T, cs kubernetes.Interface) {
+	t.Run("a quota on limits.cpu admits an injected pod whose app sets limits", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		quotaOnLimits(t, cs, ns)
+		pod := annotated("quota")
+		pod.Spec.Containers[0].Resources = resources("500m", "256Mi", "1", "512Mi")
+		stored := createPod(t, cs, ns, "web", pod)
+		elector := findContainer(stored.Spec.InitContainers, inject.ContainerName)
+		if elector == nil {
+			t.Fatal("pod admitted without the elector")
+		}
+		if _, ok := elector.Resources.Limits[corev1.ResourceCPU]; !ok {
+			t.Errorf("elector has no CPU limit: %v", elector.Resources.Limits)
+		}
+
+		// The quota really is enforcing: an app container without a CPU limit is refused by it.
+		loose := annotated("quota-loose")
+		_, err := cs.CoreV1().Pods(ns).Create(t.Context(), withSA(loose, "web", t, cs, ns), metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "limits.cpu") {
+			t.Fatalf("app container without a CPU limit in a limits.cpu quota: %v, want the quota's refusal", err)
+		}
+	})
+
+	t.Run("a Guaranteed pod stays Guaranteed", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		pod := annotated("guaranteed")
+		pod.Spec.Containers[0].Resources = resources("1", "512Mi", "1", "512Mi")
+		stored := createPod(t, cs, ns, "web", pod)
+		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+			t.Fatal("pod admitted without the elector")
+		}
+		if stored.Status.QOSClass != corev1.PodQOSGuaranteed {
+			t.Errorf("QoS class %q, want Guaranteed", stored.Status.QOSClass)
+		}
+		burstable := annotated("burstable")
+		burstable.Spec.Containers[0].Resources = resources("100m", "128Mi", "1", "512Mi")
+		if got := createPod(t, cs, ns, "web", burstable).Status.QOSClass; got != corev1.PodQOSBurstable {
+			t.Errorf("Burstable app: QoS class %q, want Burstable (is the class really computed?)", got)
+		}
+	})
+
+	t.Run("pod-level resources: the elector runs within the pod's budget", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		quotaOnLimits(t, cs, ns)
+		pod := annotated("pod-level")
+		budget := resources("1", "512Mi", "1", "512Mi")
+		pod.Spec.Resources = &budget
+		pod.Spec.Containers[0].Resources = resources("1", "512Mi", "1", "512Mi")
+		stored := createPod(t, cs, ns, "web", pod)
+		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+			t.Fatal("pod admitted without the elector")
+		}
+		if stored.Status.QOSClass != corev1.PodQOSGuaranteed {
+			t.Errorf("QoS class %q, want Guaranteed", stored.Status.QOSClass)
+		}
+	})
+
+	t.Run("reinvocation accepts the stored injection and refuses a look-alike", func(t *testing.T) {
+		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+		first := createPod(t, cs, ns, "web", ownedByReplicaSet(plainPod("first"), "api-5f7d8", "5f7d8"))
+		if findContainer(first.Spec.InitContainers, inject.ContainerName) == nil {
+			t.Fatal("replica in an enforcing namespace was not injected")
+		}
+
+		// The stored pod, with every default the API server filled in, sent again as a new pod: this is what a
+		// reinvocation sees, and it must pass unchanged.
+		copied := storedCopy(first, "copied")
+		second := createPod(t, cs, ns, "web", copied)
+		if n := countElectors(second); n != 1 {
+			t.Fatalf("a copy of an injected pod has %d electors, want 1", n)
+		}
+		if !equality.Semantic.DeepEqual(second.Spec.InitContainers, first.Spec.InitContainers) {
+			t.Errorf("the copy's init containers changed:\n got %+v\nwant %+v", second.Spec.InitContainers, first.Spec.InitContainers)
+		}
+
+		// A look-alike: the copied annotation beside a container that only carries the elector's name.
+		fake := storedCopy(first, "fake")
+		for i := range fake.Spec.InitContainers {
+			if fake.Spec.InitContainers[i].Name == inject.ContainerName {
+				fake.Spec.InitContainers[i].Image = "example/does-nothing:1.0"
+				fake.Spec.InitContainers[i].Command = []string{"sleep", "infinity"}
+			}
+		}
+		_, err := cs.CoreV1().Pods(ns).Create(t.Context(), fake, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "not what this webhook injects") {
+			t.Fatalf("look-alike elector in an enforcing namespace: %v, want a refusal", err)
+		}
+	})
+
+	t.Run("host-network and Windows pods are refused naming the field", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		host := annotated("host")
+		host.Spec.HostNetwork = true
+		windows := annotated("windows")
+		windows.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+		for want, pod := range map[string]*corev1.Pod{"spec.hostNetwork": host, "spec.os.name": windows} {
+			_, err := cs.CoreV1().Pods(ns).Create(t.Context(), withSA(pod, "web", t, cs, ns), metav1.CreateOptions{})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("pod %s: %v, want a refusal naming %s", pod.Name, err, want)
+			}
+		}
+	})
+}
+
+// quotaOnLimits creates a ResourceQuota tracking limits.cpu and limits.memory, and no LimitRange. No
+// controller-manager runs here, so its status (what the quota admission plugin checks against) is set by hand.
+func quotaOnLimits(t *testing.T, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	hard := corev1.ResourceList{corev1.ResourceLimitsCPU: resource.MustParse("4"), corev1.ResourceLimitsMemory: resource.MustParse("4Gi")}
+	q, err := cs.CoreV1().ResourceQuotas(ns).Create(t.Context(), &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "limits"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: hard},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Status = corev1.ResourceQuotaStatus{Hard: hard, Used: corev1.ResourceList{
+		corev1.ResourceLimitsCPU: resource.MustParse("0"), corev1.ResourceLimitsMemory: resource.MustParse("0"),
+	}}
+	if _, err := cs.CoreV1().ResourceQuotas(ns).UpdateStatus(t.Context(), q, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func resources(cpuRequest, memoryRequest, cpuLimit, memoryLimit string) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpuRequest), corev1.ResourceMemory: resource.MustParse(memoryRequest)},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpuLimit), corev1.ResourceMemory: resource.MustParse(memoryLimit)},
+	}
+}
+
+// storedCopy is a stored pod as a client would send it again under a new name: metadata reduced to what a
+// client sets, the spec (with the API server's defaults) kept.
+func storedCopy(stored *corev1.Pod, name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: stored.Namespace, Labels: stored.Labels, Annotations: stored.Annotations,
+			OwnerReferences: stored.OwnerReferences,
+		},
+		Spec: *stored.Spec.DeepCopy(),
+	}
+}
+
+func countElectors(pod *corev1.Pod) int {
+	n := 0
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			if c.Name == inject.ContainerName {
+				n++
+			}
+		}
+	}
+	return n
+}
