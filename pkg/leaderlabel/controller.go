@@ -31,6 +31,8 @@ const leaseIndex = "leader-election.lease"
 type Reconciler struct {
 	Reader client.Reader
 	Writer client.Writer
+	// Events, when set, records an Event on the new leader's owner each time the label moves (events.go).
+	Events EventRecorder
 }
 
 // SetupWithManager registers the controller and its pod index.
@@ -84,6 +86,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	var leader *corev1.Pod
+	var unlabelled []string
 	for i := range members.Items {
 		pod := &members.Items[i]
 		labelled := pod.Labels[inject.LabelRole] == inject.RoleLeader
@@ -95,6 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			if err := r.setRole(ctx, pod, nil); err != nil {
 				return reconcile.Result{}, err
 			}
+			unlabelled = append(unlabelled, pod.Name)
 		}
 	}
 	if leader != nil && leader.Labels[inject.LabelRole] != inject.RoleLeader {
@@ -102,6 +106,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if err := r.setRole(ctx, leader, &role); err != nil {
 			return reconcile.Result{}, err
 		}
+		r.recordLeader(leader, lease, unlabelled)
 	}
 	return reconcile.Result{}, nil
 }
