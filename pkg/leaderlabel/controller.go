@@ -86,7 +86,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 
 	var leader *corev1.Pod
-	var unlabelled []string
 	for i := range members.Items {
 		pod := &members.Items[i]
 		labelled := pod.Labels[inject.LabelRole] == inject.RoleLeader
@@ -98,7 +97,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			if err := r.setRole(ctx, pod, nil); err != nil {
 				return reconcile.Result{}, err
 			}
-			unlabelled = append(unlabelled, pod.Name)
 		}
 	}
 	if leader != nil && leader.Labels[inject.LabelRole] != inject.RoleLeader {
@@ -106,7 +104,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if err := r.setRole(ctx, leader, &role); err != nil {
 			return reconcile.Result{}, err
 		}
-		r.recordLeader(leader, lease, unlabelled)
+		r.recordLeader(leader, lease)
 	}
 	return reconcile.Result{}, nil
 }

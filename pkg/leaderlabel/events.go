@@ -1,9 +1,6 @@
 package leaderlabel
 
 import (
-	"fmt"
-	"strings"
-
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,22 +19,17 @@ type EventRecorder interface {
 
 // recordLeader tells the story of a change of leader on the workload, so that `kubectl describe` of its
 // ReplicaSet or StatefulSet shows it beside the electors' Events on the Lease. The Event goes on the pod's
-// controlling owner, named with the UID its ownerReference carries (nothing more is read), or on the pod
-// itself when it has no owner; the Lease is the related object.
-func (r *Reconciler) recordLeader(pod *corev1.Pod, lease *coordinationv1.Lease, previous []string) {
+// controlling owner, named with the UID its ownerReference carries (nothing more is read), or on the pod itself
+// when it has no owner. The new leader is the related object: client-go folds Events with the same regarding,
+// related, reason and action into one series that keeps its first note, so each leader gets a series of its
+// own, and the note says only what stays true for every Event of the series.
+func (r *Reconciler) recordLeader(pod *corev1.Pod, lease *coordinationv1.Lease) {
 	if r.Events == nil {
 		return
 	}
-	note := fmt.Sprintf("pod %s leads Lease %s (leaseTransitions %d) and carries %s=%s",
-		pod.Name, lease.Name, transitionsOf(lease), inject.LabelRole, inject.RoleLeader)
-	if len(previous) > 0 {
-		note += "; the label left " + strings.Join(previous, ", ")
-	}
-	leaseRef := &corev1.ObjectReference{
-		APIVersion: coordinationv1.SchemeGroupVersion.String(), Kind: "Lease",
-		Namespace: lease.Namespace, Name: lease.Name, UID: lease.UID,
-	}
-	r.Events.Eventf(regardingOf(pod), leaseRef, corev1.EventTypeNormal, ReasonLeaderElected, "Label", "%s", note)
+	podRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	r.Events.Eventf(regardingOf(pod), podRef, corev1.EventTypeNormal, ReasonLeaderElected, "Label",
+		"pod %s leads Lease %s and carries %s=%s", pod.Name, lease.Name, inject.LabelRole, inject.RoleLeader)
 }
 
 // regardingOf is the pod's controlling owner (else its first owner), else the pod.
@@ -50,11 +42,4 @@ func regardingOf(pod *corev1.Pod) *corev1.ObjectReference {
 		return &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 	}
 	return &corev1.ObjectReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Namespace: pod.Namespace, Name: owner.Name, UID: owner.UID}
-}
-
-func transitionsOf(l *coordinationv1.Lease) int32 {
-	if l.Spec.LeaseTransitions == nil {
-		return 0
-	}
-	return *l.Spec.LeaseTransitions
 }

@@ -29,16 +29,15 @@ func TestAMovedLabelIsRecordedOnTheNewLeadersOwner(t *testing.T) {
 		return p
 	}
 	l := lease("b")
-	l.Spec.LeaseTransitions = ptr.To[int32](4)
 	for _, tc := range []struct {
 		name    string
 		objects []client.Object
 		want    []string
 	}{
 		{"label moves", []client.Object{l, owned(member("a", "web", true)), owned(member("b", "web", false))},
-			[]string{"Normal ReplicaSet/web-6c9(rs-uid) LeaderElected: pod b leads Lease web (leaseTransitions 4) and carries leader-election/role=leader; the label left a [related Lease web]"}},
+			[]string{"Normal ReplicaSet/web-6c9(rs-uid) LeaderElected: pod b leads Lease web and carries leader-election/role=leader [related Pod b]"}},
 		{"a pod without an owner", []client.Object{l, member("b", "web", false)},
-			[]string{"Normal Pod/b() LeaderElected: pod b leads Lease web (leaseTransitions 4) and carries leader-election/role=leader [related Lease web]"}},
+			[]string{"Normal Pod/b() LeaderElected: pod b leads Lease web and carries leader-election/role=leader [related Pod b]"}},
 		{"the label is already right: nothing to tell", []client.Object{l, owned(member("b", "web", true))}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
