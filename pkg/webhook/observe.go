@@ -67,7 +67,7 @@ func NewObserver(reg prometheus.Registerer, events EventRecorder) (*Observer, er
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "leader_election_webhook_admissions_total",
 			Help: "Admission requests by webhook path and outcome (injected, skipped, refused, error); reason is the " +
-				"annotation or label key at fault for a refusal, the HTTP status code for an error.",
+				"key or pod field at fault for a refusal (docs/observability.md), the HTTP status code for an error.",
 		}, []string{"webhook", "outcome", "reason"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "leader_election_webhook_events_dropped_total",
@@ -134,24 +134,43 @@ func outcomeOf(resp admission.Response) (outcome, reason string) {
 	return OutcomeError, strconv.Itoa(http.StatusInternalServerError)
 }
 
-// faultKeys are the keys a refusal can name; every refusal message names the key at fault (pkg/inject).
-var faultKeys = []string{
-	inject.AnnotationEnabled, inject.AnnotationLeaseName, inject.AnnotationLeaseDuration,
-	inject.AnnotationRenewDeadline, inject.AnnotationRetryPeriod, inject.AnnotationPort, inject.AnnotationTraffic,
-	inject.AnnotationImage, inject.AnnotationCPURequest, inject.AnnotationMemoryRequest,
-	inject.AnnotationMemoryLimit, inject.LabelEnforce,
+// faults are what a refusal message can name as the cause, each with its label value: the annotation and label
+// keys (pkg/inject names the key at fault in every refusal about one), the pod fields some shapes are refused
+// for, and a container that takes the elector's name. A fixed set, so the metric's cardinality is bounded.
+// The keys are spelt out rather than taken from pkg/inject's constants where an older build lacks one;
+// TestEveryKeyCanBeAtFault checks that every key pkg/inject defines is here.
+var faults = []struct{ match, reason string }{
+	{inject.AnnotationEnabled, inject.AnnotationEnabled},
+	{inject.AnnotationLeaseName, inject.AnnotationLeaseName},
+	{inject.AnnotationLeaseDuration, inject.AnnotationLeaseDuration},
+	{inject.AnnotationRenewDeadline, inject.AnnotationRenewDeadline},
+	{inject.AnnotationRetryPeriod, inject.AnnotationRetryPeriod},
+	{inject.AnnotationPort, inject.AnnotationPort},
+	{inject.AnnotationTraffic, inject.AnnotationTraffic},
+	{inject.AnnotationImage, inject.AnnotationImage},
+	{inject.AnnotationCPURequest, inject.AnnotationCPURequest},
+	{inject.Prefix + "cpu-limit", inject.Prefix + "cpu-limit"},
+	{inject.AnnotationMemoryRequest, inject.AnnotationMemoryRequest},
+	{inject.AnnotationMemoryLimit, inject.AnnotationMemoryLimit},
+	{inject.Prefix + "mesh", inject.Prefix + "mesh"},
+	{inject.AnnotationInjected, inject.AnnotationInjected},
+	{inject.LabelEnforce, inject.LabelEnforce},
+	{"spec.hostNetwork", "spec.hostNetwork"},
+	{"spec.os.name", "spec.os.name"},
+	{"spec.nodeSelector", "spec.nodeSelector"},
+	{"container name", "container-name"},
 }
 
-// keyAtFault is the key a refusal message names first, or "other": a bounded set, fit for a metric label. No
-// key is a prefix of another, so the first match is the key itself.
+// keyAtFault is the reason of the fault a refusal message names first, or "other". No match string is a
+// prefix of another, so the first match is the fault itself.
 func keyAtFault(msg string) string {
-	key, at := "other", len(msg)
-	for _, k := range faultKeys {
-		if i := strings.Index(msg, k); i >= 0 && i < at {
-			key, at = k, i
+	reason, at := "other", len(msg)
+	for _, f := range faults {
+		if i := strings.Index(msg, f.match); i >= 0 && i < at {
+			reason, at = f.reason, i
 		}
 	}
-	return key
+	return reason
 }
 
 func (o *Observer) enqueue(req admission.Request, eventType, reason, note string) {

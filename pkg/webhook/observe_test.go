@@ -2,6 +2,11 @@ package webhook
 
 import (
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -167,11 +172,13 @@ func TestObserverDropsEventsWhenTheQueueIsFullAndSaysSo(t *testing.T) {
 
 func TestKeyAtFaultIsTheFirstKeyTheMessageNames(t *testing.T) {
 	for msg, want := range map[string]string{
-		`annotation leader-election/port: "99999" is not accepted: want a port number from 1 to 65535`:                        inject.AnnotationPort,
-		"annotations leader-election/lease-duration, leader-election/renew-deadline, leader-election/retry-period: 3s < 5s":   inject.AnnotationLeaseDuration,
-		"annotation leader-election/lease-name: required for a pod without an owner":                                          inject.AnnotationLeaseName,
-		`namespace policy leader-election/enforce="true": ... annotation leader-election/enabled="false" is not allowed here`: inject.LabelEnforce,
-		`container name "leader-elector" is reserved for the injected elector; rename the pod's container`:                    "other",
+		`annotation leader-election/port: "99999" is not accepted: want a port number from 1 to 65535`:                                                      inject.AnnotationPort,
+		"annotations leader-election/lease-duration, leader-election/renew-deadline, leader-election/retry-period: 3s < 5s":                                 inject.AnnotationLeaseDuration,
+		"annotation leader-election/lease-name: required for a pod without an owner":                                                                        inject.AnnotationLeaseName,
+		`namespace policy leader-election/enforce="true": ... annotation leader-election/enabled="false" is not allowed here`:                               inject.LabelEnforce,
+		`container name "leader-elector" is reserved for the injected elector; rename the pod's container`:                                                  "container-name",
+		`spec.hostNetwork is true: ... leader election is not available for host-network pods (namespace policy leader-election/enforce="true" enrols ...)`: "spec.hostNetwork",
+		"decoding the pod: unexpected end of JSON input":                                                                                                    "other",
 	} {
 		if got := keyAtFault(msg); got != want {
 			t.Errorf("keyAtFault(%q) = %q, want %q", msg, got, want)
@@ -188,4 +195,57 @@ func TestTruncateKeepsNotesUnderTheAPILimit(t *testing.T) {
 	if truncate("short", noteLimit) != "short" {
 		t.Error("a short note was changed")
 	}
+}
+
+// TestEveryKeyCanBeAtFault: every annotation key and the enforce label pkg/inject defines is a fault the metric
+// can name, so a new annotation is not counted as "other". Read from keys.go's source, which lists them all.
+func TestEveryKeyCanBeAtFault(t *testing.T) {
+	file, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "inject", "keys.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, f := range faults {
+		known[f.match] = true
+	}
+	var checked int
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			for _, name := range spec.(*ast.ValueSpec).Names {
+				if !strings.HasPrefix(name.Name, "Annotation") && name.Name != "LabelEnforce" {
+					continue
+				}
+				checked++
+				key := inject.Prefix + strings.TrimPrefix(exprString(t, spec.(*ast.ValueSpec).Values[0]), "Prefix + ")
+				if !known[key] {
+					t.Errorf("%s (%s) is not in faults: a refusal naming it would be counted as \"other\"", name.Name, key)
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("found only %d keys in keys.go: is the parser looking at the right file?", checked)
+	}
+}
+
+// exprString renders `Prefix + "enabled"` as `Prefix + enabled`.
+func exprString(t *testing.T, e ast.Expr) string {
+	t.Helper()
+	bin, ok := e.(*ast.BinaryExpr)
+	if !ok {
+		t.Fatalf("key constant %T is not Prefix + \"...\"", e)
+	}
+	lit, ok := bin.Y.(*ast.BasicLit)
+	if !ok {
+		t.Fatalf("key constant's right side %T is not a string", bin.Y)
+	}
+	v, err := strconv.Unquote(lit.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "Prefix + " + v
 }
