@@ -13,6 +13,8 @@ STATICCHECK_VERSION := v0.8.2
 HELM_VERSION        := v3.22.0
 # kustomize v5.8.2 is the newest v5 that builds with Go 1.26 (v5.8.3 needs Go 1.27).
 KUSTOMIZE_VERSION   := v5.8.2
+# promtool tests the chart's alert rules; Prometheus v3.16.0 is tagged v0.316.0 as a Go module (it needs Go >= 1.26.7).
+PROMTOOL_VERSION    := v0.316.0
 TOOLS_BIN := $(CURDIR)/bin/tools
 
 # The local control plane (kube-apiserver, kube-controller-manager, etcd) built from source once and cached
@@ -35,7 +37,7 @@ FORCE:
 control-plane: ## build (first run) and print the local control plane's directory
 	@hack/control-plane.sh
 
-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kustomize $(TOOLS_BIN)/staticcheck ## install the test tools into bin/tools
+tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kustomize $(TOOLS_BIN)/staticcheck $(TOOLS_BIN)/promtool ## install the test tools into bin/tools
 
 $(TOOLS_BIN)/helm:
 	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
@@ -45,6 +47,9 @@ $(TOOLS_BIN)/kustomize:
 
 $(TOOLS_BIN)/staticcheck:
 	GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(TOOLS_BIN)/promtool:
+	GOBIN=$(TOOLS_BIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 test: tools ## run every test: unit, integration against the local control plane, chart and end to end
 	$(ASSETS); \

@@ -65,6 +65,9 @@ func New(cfg Config, leases LeaseAPI, events EventAPI, opts Options) (*Elector, 
 	problems := newProblemLog(opts.Logger)
 	leases = countedLeases{next: leases, metrics: metrics}
 	b := newBoard()
+	if err := registry.Register(newStatusCollector(b, cfg)); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	e := &Elector{
 		cfg:       cfg,
 		clock:     opts.Clock,

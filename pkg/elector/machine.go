@@ -107,6 +107,9 @@ func (m *machine) acquire(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
 	defer cancel()
 	out, err := m.leases.Update(ctx, l)
+	if err == nil && previous != m.cfg.Identity {
+		m.metrics.tookOver(m.s.lease, now)
+	}
 	m.afterAcquire("acquire the Lease", previous, now, out, err)
 }
 

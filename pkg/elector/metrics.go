@@ -17,6 +17,7 @@ type Metrics struct {
 	transitions prometheus.Counter
 	lastRenewal prometheus.Gauge
 	apiErrors   *prometheus.CounterVec
+	handover    prometheus.Histogram
 }
 
 // NewMetrics registers the election metrics, plus the Go runtime and process collectors, on reg.
@@ -40,9 +41,16 @@ func NewMetrics(reg prometheus.Registerer, leaseName string) (*Metrics, error) {
 			Name: "leader_election_api_errors_total",
 			Help: "Failed API requests by resource, verb and reason (Conflict is a lost race, not a fault).",
 		}, []string{"resource", "verb", "reason"}),
+		handover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "leader_election_handover_seconds", ConstLabels: name,
+			Help: "When this replica took the Lease over from another holder: the time since that holder's last write " +
+				"to the Lease (its last renewal, or its release), by the two replicas' clocks.",
+			// From a graceful handover (milliseconds) to a crashed leader's full lease duration (at most 300s).
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 20, 30, 60, 120, 300},
+		}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.isLeader, m.transitions, m.lastRenewal, m.apiErrors,
+		m.isLeader, m.transitions, m.lastRenewal, m.apiErrors, m.handover,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
@@ -65,6 +73,16 @@ func (m *Metrics) leading(is bool) {
 // renewed records a successful acquisition or renewal, sent at the given time.
 func (m *Metrics) renewed(sent time.Time) {
 	m.lastRenewal.Set(float64(sent.UnixNano()) / 1e9)
+}
+
+// tookOver records an acquisition at acquired of a Lease whose previous state was previous (held by another
+// replica, or released by one). The clocks of two machines are compared here, which the election itself never
+// does: a skew between them shows in this metric only, and a negative difference counts as zero.
+func (m *Metrics) tookOver(previous *coordinationv1.Lease, acquired time.Time) {
+	if previous == nil || previous.Spec.RenewTime == nil {
+		return
+	}
+	m.handover.Observe(max(acquired.Sub(previous.Spec.RenewTime.Time), 0).Seconds())
 }
 
 // apiError counts a failed request.

@@ -31,6 +31,8 @@ const leaseIndex = "leader-election.lease"
 type Reconciler struct {
 	Reader client.Reader
 	Writer client.Writer
+	// Events, when set, records an Event on the new leader's owner each time the label moves (events.go).
+	Events EventRecorder
 }
 
 // SetupWithManager registers the controller and its pod index.
@@ -102,6 +104,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if err := r.setRole(ctx, leader, &role); err != nil {
 			return reconcile.Result{}, err
 		}
+		r.recordLeader(leader, lease)
 	}
 	return reconcile.Result{}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -27,6 +28,9 @@ import (
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 )
+
+// eventsController names the webhook in the Events it records (a qualified name, as the API requires).
+const eventsController = "leader-election/webhook"
 
 // Options configure the webhook server (cmd/webhook's flags).
 type Options struct {
@@ -96,10 +100,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
 	decoder := admission.NewDecoder(scheme)
 	server := mgr.GetWebhookServer()
-	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder}})
-	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder}})
+	events := mgr.GetEventRecorder(eventsController)
+	observer, err := NewObserver(ctrlmetrics.Registry, events)
+	if err != nil {
+		return fmt.Errorf("registering the admission metrics: %w", err)
+	}
+	if err := ctrlmetrics.Registry.Register(newCertExpiry(opts.CertDir)); err != nil {
+		return fmt.Errorf("registering the certificate metric: %w", err)
+	}
+	if err := mgr.Add(observer); err != nil {
+		return err
+	}
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder})})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder})})
 
-	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Writer: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Writer: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 

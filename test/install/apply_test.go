@@ -25,11 +25,12 @@ import (
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
-// withCertManagerCRDs installs cert-manager's CustomResourceDefinitions before the control plane is handed over.
-func withCertManagerCRDs(tb testing.TB) controlplane.Option {
-	dir := certManagerCRDDir(tb)
+// withCRDs installs cert-manager's CustomResourceDefinitions, and the Prometheus Operator's that the monitoring
+// objects need, before the control plane is handed over: the API server validates what the chart renders.
+func withCRDs(tb testing.TB) controlplane.Option {
+	paths := append([]string{certManagerCRDDir(tb)}, monitoringCRDFiles(tb)...)
 	return func(e *envtest.Environment) {
-		e.CRDDirectoryPaths = append(e.CRDDirectoryPaths, dir)
+		e.CRDDirectoryPaths = append(e.CRDDirectoryPaths, paths...)
 		e.ErrorIfCRDPathMissing = true
 	}
 }
@@ -41,7 +42,7 @@ func withCertManagerCRDs(tb testing.TB) controlplane.Option {
 func TestInstallOnControlPlane(t *testing.T) {
 	for _, in := range installs(t) {
 		t.Run(in.name, func(t *testing.T) {
-			env := controlplane.Start(t, withCertManagerCRDs(t))
+			env := controlplane.Start(t, withCRDs(t))
 			ctx := t.Context()
 			cs := env.Clientset
 
@@ -112,7 +113,8 @@ func TestInstallOnControlPlane(t *testing.T) {
 // so that nothing the install creates is sent to a webhook that is not there yet.
 var kindOrder = []string{
 	"Namespace", "ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-	"Deployment", "PodDisruptionBudget", "Issuer", "Certificate", "MutatingWebhookConfiguration",
+	"Deployment", "PodDisruptionBudget", "Issuer", "Certificate", "ConfigMap", "ServiceMonitor", "PodMonitor",
+	"PrometheusRule", "MutatingWebhookConfiguration",
 }
 
 // apply creates every object with server-side apply and returns what the API server stored. A kind the order does

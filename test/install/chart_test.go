@@ -113,6 +113,11 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"quantity", "elector: {resources: {memoryLimit: lots}}", "at '/elector/resources/memoryLimit': 'lots' does not match pattern"},
 		{"issuer kind", "certManager: {issuerRef: {name: ca, kind: Issuers}}", "at '/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'"},
 		{"issuer without a name", "certManager: {issuerRef: {kind: ClusterIssuer}}", "at '/certManager/issuerRef': properties 'name' required, if 'kind' exists"},
+		{"monitoring switch as a string", "monitoring: {enabled: \"true\"}", "at '/monitoring/enabled': got string, want boolean"},
+		{"scrape interval without unit", "monitoring: {podMonitor: {interval: \"30\"}}", "at '/monitoring/podMonitor/interval'"},
+		{"flapping threshold of zero", "monitoring: {prometheusRule: {flappingChangesPerHour: 0}}", "at '/monitoring/prometheusRule/flappingChangesPerHour': minimum: got 0, want 1"},
+		{"dashboard label as a number", "monitoring: {dashboard: {labels: {grafana_dashboard: 1}}}", "at '/monitoring/dashboard/labels/grafana_dashboard': got number, want string"},
+		{"misspelt monitoring value", "monitoring: {serviceMonitors: {enabled: true}}", "at '/monitoring': additional properties 'serviceMonitors' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := helmTemplateErr(t, release{name: defaultRelease, namespace: defaultNamespace, values: tc.values})
@@ -162,10 +167,11 @@ func installs(t *testing.T) []install {
 			electorImage: "leader-election/elector:" + version.Version,
 		},
 		{
-			name:          "chart without cert-manager",
-			objects:       helmTemplate(t, nondefault),
-			release:       nondefault,
-			notes:         []string{`leader-election/enabled: "true"`, `Traffic mode is "readiness"`, "replaced on every upgrade"},
+			name:    "chart without cert-manager",
+			objects: helmTemplate(t, nondefault),
+			release: nondefault,
+			notes: []string{`leader-election/enabled: "true"`, `Traffic mode is "readiness"`, "replaced on every upgrade",
+				"Monitoring is on", "PrometheusRule le-leader-election"},
 			namespace:     "platform",
 			image:         "example/leader-election-webhook:1.2.3-rc.1",
 			electorImage:  "example/leader-election-elector:1.2.3-rc.1",
@@ -258,7 +264,8 @@ func TestInstallWiring(t *testing.T) {
 					t.Errorf("want an HTTP probe of %s on port health, got %+v", probe, p)
 				}
 			}
-			svc := as[corev1.Service](t, objs.one(t, "Service", ""))
+			// The admission Service is named like the Deployment (with monitoring, a metrics Service joins it).
+			svc := as[corev1.Service](t, objs.one(t, "Service", deploy.Name))
 			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.String() != "webhook" {
 				t.Errorf("Service %s ports %+v, want 443 -> webhook", svc.Name, svc.Spec.Ports)
 			}

@@ -195,42 +195,59 @@ func toYAML(v any) string {
 	return string(b)
 }
 
-var (
-	certManagerOnce sync.Once
-	certManagerCRDs string
-	certManagerErr  error
-)
+// prometheusOperatorModule holds the CustomResourceDefinitions of ServiceMonitor, PodMonitor and PrometheusRule
+// (example/prometheus-operator-crd), which the chart renders with monitoring.enabled.
+const prometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
 
-// certManagerCRDDir downloads the cert-manager module (through the Go module proxy, once, cached in the module
-// cache) and returns its deploy/crds directory. It runs outside this module so that go.mod stays as it is.
+// certManagerCRDDir returns the directory of cert-manager's CustomResourceDefinitions.
 func certManagerCRDDir(tb testing.TB) string {
 	tb.Helper()
-	certManagerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cert-manager-crds")
-		if err != nil {
-			certManagerErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		cmd := exec.Command("go", "mod", "download", "-json", certManagerModule)
-		cmd.Dir = dir // no go.mod here: nothing is added to this module's
-		cmd.Env = append(os.Environ(), "GO111MODULE=on")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			certManagerErr = fmt.Errorf("go mod download %s: %w\n%s%s", certManagerModule, err, out, stderr.String())
-			return
-		}
-		var mod struct{ Dir, Error string }
-		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-			certManagerErr = fmt.Errorf("go mod download %s: no directory in %s (%v %s)", certManagerModule, out, err, mod.Error)
-			return
-		}
-		certManagerCRDs = filepath.Join(mod.Dir, "deploy", "crds")
-	})
-	if certManagerErr != nil {
-		tb.Fatal(certManagerErr)
+	return filepath.Join(moduleDir(tb, certManagerModule), "deploy", "crds")
+}
+
+// monitoringCRDFiles returns the files of the Prometheus Operator's CustomResourceDefinitions the chart uses.
+func monitoringCRDFiles(tb testing.TB) []string {
+	tb.Helper()
+	dir := filepath.Join(moduleDir(tb, prometheusOperatorModule), "example", "prometheus-operator-crd")
+	var files []string
+	for _, plural := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
+		files = append(files, filepath.Join(dir, "monitoring.coreos.com_"+plural+".yaml"))
 	}
-	return certManagerCRDs
+	return files
+}
+
+var (
+	modulesMu sync.Mutex
+	modules   = map[string]string{}
+)
+
+// moduleDir downloads a module (through the Go module proxy, once, cached in the module cache) and returns its
+// directory. It runs outside this module so that go.mod stays as it is.
+func moduleDir(tb testing.TB, module string) string {
+	tb.Helper()
+	modulesMu.Lock()
+	defer modulesMu.Unlock()
+	if dir, ok := modules[module]; ok {
+		return dir
+	}
+	dir, err := os.MkdirTemp("", "module-download")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.Command("go", "mod", "download", "-json", module)
+	cmd.Dir = dir // no go.mod here: nothing is added to this module's
+	cmd.Env = append(os.Environ(), "GO111MODULE=on")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("go mod download %s: %v\n%s%s", module, err, out, stderr.String())
+	}
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		tb.Fatalf("go mod download %s: no directory in %s (%v %s)", module, out, err, mod.Error)
+	}
+	modules[module] = mod.Dir
+	return mod.Dir
 }

@@ -73,3 +73,28 @@ app.kubernetes.io/component: webhook
 {{- define "leader-election.electorImage" -}}
 {{- printf "%s:%s" .Values.elector.image.repository (default .Chart.AppVersion .Values.elector.image.tag) }}
 {{- end }}
+
+{{/* Monitoring: labels on every monitoring object, and the names Prometheus gives the scrape jobs. */}}
+{{- define "leader-election.monitoringLabels" -}}
+{{ include "leader-election.labels" . }}
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "leader-election.metricsService" -}}
+{{- include "leader-election.fullname" . }}-webhook-metrics
+{{- end }}
+
+{{- define "leader-election.podMonitor" -}}
+{{- include "leader-election.fullname" . }}-elector
+{{- end }}
+
+{{/* The Prometheus Operator names a ServiceMonitor's job after the Service, a PodMonitor's "<namespace>/<name>". */}}
+{{- define "leader-election.webhookSelector" -}}
+job="{{ include "leader-election.metricsService" . }}", namespace="{{ .Release.Namespace }}"
+{{- end }}
+
+{{- define "leader-election.electorSelector" -}}
+job="{{ .Release.Namespace }}/{{ include "leader-election.podMonitor" . }}"
+{{- end }}
