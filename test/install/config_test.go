@@ -24,17 +24,20 @@ import (
 // whatMatters lists, per kind, the fields whose difference between the chart and config/ changes behaviour.
 // Labels other than selectors are left out: Helm's and kustomize's bookkeeping labels differ by design.
 var whatMatters = map[string][][]string{
-	"MutatingWebhookConfiguration": {{"webhooks"}, {"metadata", "annotations"}},
-	"ClusterRole":                  {{"rules"}, {"aggregationRule"}},
-	"Role":                         {{"rules"}},
-	"ClusterRoleBinding":           {{"roleRef"}, {"subjects"}},
-	"RoleBinding":                  {{"roleRef"}, {"subjects"}},
-	"ServiceAccount":               {{"automountServiceAccountToken"}, {"imagePullSecrets"}},
-	"Service":                      {{"spec"}},
-	"Deployment":                   {{"spec", "replicas"}, {"spec", "selector"}, {"spec", "strategy"}, {"spec", "template", "spec"}, {"spec", "template", "metadata", "annotations"}},
-	"PodDisruptionBudget":          {{"spec"}},
-	"Issuer":                       {{"spec"}},
-	"Certificate":                  {{"spec"}},
+	"MutatingWebhookConfiguration":     {{"webhooks"}, {"metadata", "annotations"}},
+	"ClusterRole":                      {{"rules"}, {"aggregationRule"}},
+	"Role":                             {{"rules"}},
+	"ClusterRoleBinding":               {{"roleRef"}, {"subjects"}},
+	"RoleBinding":                      {{"roleRef"}, {"subjects"}},
+	"ServiceAccount":                   {{"automountServiceAccountToken"}, {"imagePullSecrets"}},
+	"Service":                          {{"spec"}},
+	"Deployment":                       {{"spec", "replicas"}, {"spec", "selector"}, {"spec", "strategy"}, {"spec", "template", "spec"}, {"spec", "template", "metadata", "annotations"}},
+	"PodDisruptionBudget":              {{"spec"}},
+	"Issuer":                           {{"spec"}},
+	"Certificate":                      {{"spec"}},
+	"ValidatingAdmissionPolicy":        {{"spec"}},
+	"ValidatingAdmissionPolicyBinding": {{"spec"}},
+	"NetworkPolicy":                    {{"spec"}},
 }
 
 // TestConfigMatchesChart: `kustomize build config/default` and the chart with its defaults install the same
@@ -108,6 +111,10 @@ func TestConfigKeepsItsSourcesOfTruth(t *testing.T) {
 		{"webhook/manifests.yaml", "MutatingWebhookConfiguration"},
 		{"rbac/elector_role.yaml", "ClusterRole"},
 		{"rbac/webhook_role.yaml", "ClusterRole"},
+		{"policies/webhook_pods.yaml", "ValidatingAdmissionPolicy"},
+		{"policies/webhook_rbac.yaml", "ValidatingAdmissionPolicy"},
+		{"policies/elector_leases.yaml", "ValidatingAdmissionPolicy"},
+		{"policies/pod_labels.yaml", "ValidatingAdmissionPolicy"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(configDir, tc.file))
