@@ -58,6 +58,10 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 		out.Labels = map[string]string{}
 	}
 	out.Labels[LabelMember] = "true"
+	// Only the leader-label controller gives a pod the role label, once its elector holds the Lease: a label copied
+	// from a template (or forged) would make a second endpoint. The ValidatingAdmissionPolicy
+	// leader-election-pod-labels refuses a pod that still carries it, so stripping it here keeps such pods running.
+	delete(out.Labels, LabelRole)
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)
 	return out, true, nil
