@@ -291,6 +291,17 @@ func TestInstallWiring(t *testing.T) {
 				if !excludes(wh.NamespaceSelector, in.namespace) || !excludes(wh.NamespaceSelector, "kube-system") {
 					t.Errorf("webhook %s namespaceSelector %v does not keep %s and kube-system out", wh.Name, wh.NamespaceSelector, in.namespace)
 				}
+				// The handler refuses exactly the namespaces the configuration keeps away (forged requests).
+				for _, ns := range strings.Split(args["excluded-namespaces"], ",") {
+					if !excludes(wh.NamespaceSelector, ns) {
+						t.Errorf("--excluded-namespaces names %s, which webhook %s's namespaceSelector lets through", ns, wh.Name)
+					}
+				}
+				for _, ns := range []string{in.namespace, "kube-system"} {
+					if !slices.Contains(strings.Split(args["excluded-namespaces"], ","), ns) {
+						t.Errorf("--excluded-namespaces=%s lacks %s", args["excluded-namespaces"], ns)
+					}
+				}
 			}
 
 			// TLS: the Secret the Deployment mounts is the one the certificate is written to, and the API server
