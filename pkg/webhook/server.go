@@ -43,10 +43,9 @@ type Options struct {
 	MetricsAddress, HealthAddress string
 	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
 	GracefulShutdown time.Duration
-	// LeaderElect makes the replicas elect one to run the leader-label controller; every replica serves admission.
-	LeaderElect bool
-	// LeaderElectionNamespace holds the webhook's own Lease (default: the namespace it runs in).
-	LeaderElectionNamespace string
+	// ExcludedNamespaces are the namespaces the MutatingWebhookConfiguration keeps away from the webhook; a request
+	// for one of them (a forged one, sent straight to the port) is refused.
+	ExcludedNamespaces []string
 }
 
 // Run serves the webhook until ctx is done.
@@ -66,15 +65,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		LeaderElection:          opts.LeaderElect,
-		LeaderElectionID:        "leader-election-webhook",
-		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		// Release at shutdown so that a rolling update of the webhook hands the controller over at once.
-		LeaderElectionReleaseOnCancel: true,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddress},
-		HealthProbeBindAddress:        opts.HealthAddress,
-		GracefulShutdownTimeout:       &opts.GracefulShutdown,
+		Scheme: scheme,
+		// No leader election: every replica runs the leader-label controller side by side (its writes are
+		// guarded, see pkg/leaderlabel), so a replica that dies during a failover costs nothing.
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress:  opts.HealthAddress,
+		GracefulShutdownTimeout: &opts.GracefulShutdown,
 		WebhookServer: crwebhook.NewServer(crwebhook.Options{
 			Port:    opts.Port,
 			CertDir: opts.CertDir,
@@ -96,10 +92,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
 	decoder := admission.NewDecoder(scheme)
 	server := mgr.GetWebhookServer()
-	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder}})
-	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder}})
+	excluded := NewNamespaceSet(opts.ExcludedNamespaces)
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder, Excluded: excluded}})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder, Excluded: excluded}})
 
-	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Writer: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 
