@@ -55,32 +55,53 @@ func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
 
 	have := &rbacv1.RoleBinding{}
 	err = b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
-	switch {
-	case apierrors.IsNotFound(err):
+	if apierrors.IsNotFound(err) {
 		err = b.Writer.Create(ctx, want)
-		if apierrors.IsAlreadyExists(err) {
+		if err == nil {
 			return nil
 		}
-		if err != nil {
+		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating RoleBinding %s/%s: %w", ns, want.Name, err)
 		}
-		return nil
-	case err != nil:
+		// Another webhook replica won the race, or the name is taken by a RoleBinding the cache does not hold
+		// (it holds only ours): read it, and accept it only if it grants what the elector needs.
+		have = &rbacv1.RoleBinding{}
+		err = b.live().Get(ctx, client.ObjectKeyFromObject(want), have)
+	}
+	if err != nil {
 		return fmt.Errorf("reading RoleBinding %s/%s: %w", ns, want.Name, err)
-	case upToDate(have, want):
+	}
+	if upToDate(have, want) {
 		return nil
 	}
 	if have.RoleRef != want.RoleRef {
 		// roleRef is immutable, and the webhook may not delete bindings: an administrator must.
-		return fmt.Errorf("RoleBinding %s/%s refers to %s %q, not ClusterRole %q; delete it and the webhook recreates it",
-			ns, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Name)
+		return fmt.Errorf("RoleBinding %s/%s exists and refers to %s %q, not ClusterRole %q, so ServiceAccount %s would get no Lease permissions; "+
+			"it was not created by leader-election (or was changed): delete it and the webhook recreates it",
+			ns, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Name, sa)
 	}
+	// The right role with other subjects, owners or labels (a RoleBinding someone else made under our name, or
+	// ours edited): make it ours again. Other labels stay.
 	updated := have.DeepCopy()
-	updated.Subjects, updated.OwnerReferences, updated.Labels = want.Subjects, want.OwnerReferences, want.Labels
+	updated.Subjects, updated.OwnerReferences = want.Subjects, want.OwnerReferences
+	if updated.Labels == nil {
+		updated.Labels = map[string]string{}
+	}
+	for k, v := range want.Labels {
+		updated.Labels[k] = v
+	}
 	if err := b.Writer.Update(ctx, updated); err != nil && !apierrors.IsConflict(err) {
-		return fmt.Errorf("repairing RoleBinding %s/%s: %w", ns, want.Name, err)
+		return fmt.Errorf("repairing RoleBinding %s/%s (subjects %v, not ServiceAccount %s alone): %w", ns, want.Name, have.Subjects, sa, err)
 	}
 	return nil
+}
+
+// live is the reader that sees every RoleBinding, not only those the cache holds.
+func (b *Binder) live() client.Reader {
+	if b.Live != nil {
+		return b.Live
+	}
+	return b.Reader
 }
 
 // Desired is the RoleBinding for a ServiceAccount.

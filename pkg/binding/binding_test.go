@@ -84,3 +84,42 @@ func TestBindRefusals(t *testing.T) {
 		t.Errorf("binding to another role: %v, want a refusal naming it", err)
 	}
 }
+
+// TestBindForeignObjects: a RoleBinding under our name that the webhook did not create (no labels, so the cache,
+// which holds only ours, does not see it) is never taken as success: with the elector role it is repaired, with
+// another role the pod is refused with a message naming the object.
+func TestBindForeignObjects(t *testing.T) {
+	ctx := context.Background()
+	foreign := func(role string, subjects ...rbacv1.Subject) *rbacv1.RoleBinding {
+		return &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: Name("web"), Namespace: "shop", Labels: map[string]string{"team": "shop"}},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   subjects,
+		}
+	}
+	t.Run("another role is refused, naming the object", func(t *testing.T) {
+		server := fake.NewClientBuilder().WithObjects(account("web"), foreign("view", rbacv1.Subject{Kind: "ServiceAccount", Name: "web", Namespace: "shop"})).Build()
+		cache := fake.NewClientBuilder().WithObjects(account("web")).Build()
+		b := &Binder{Reader: cache, Live: server, Writer: server, ClusterRole: DefaultClusterRole}
+		err := b.Bind(ctx, "shop", "web")
+		if err == nil || !strings.Contains(err.Error(), "RoleBinding shop/leader-election-elector-web exists and refers to ClusterRole \"view\"") {
+			t.Fatalf("Bind = %v, want a refusal naming the RoleBinding and its role", err)
+		}
+	})
+	t.Run("the elector role with other subjects is repaired", func(t *testing.T) {
+		server := fake.NewClientBuilder().WithObjects(account("web"), foreign(DefaultClusterRole, rbacv1.Subject{Kind: "Group", Name: "system:authenticated"})).Build()
+		cache := fake.NewClientBuilder().WithObjects(account("web")).Build()
+		b := &Binder{Reader: cache, Live: server, Writer: server, ClusterRole: DefaultClusterRole}
+		if err := b.Bind(ctx, "shop", "web"); err != nil {
+			t.Fatal(err)
+		}
+		rb := &rbacv1.RoleBinding{}
+		if err := server.Get(ctx, client.ObjectKey{Namespace: "shop", Name: Name("web")}, rb); err != nil {
+			t.Fatal(err)
+		}
+		want := Desired(account("web"), DefaultClusterRole)
+		if !upToDate(rb, want) || rb.Labels["team"] != "shop" {
+			t.Errorf("after repair: subjects %+v owners %+v labels %v, want ours (and the team label kept)", rb.Subjects, rb.OwnerReferences, rb.Labels)
+		}
+	})
+}
