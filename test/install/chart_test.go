@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -256,6 +257,21 @@ func TestInstallWiring(t *testing.T) {
 			for probe, p := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
 				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != probe || p.HTTPGet.Port.String() != "health" {
 					t.Errorf("want an HTTP probe of %s on port health, got %+v", probe, p)
+				}
+			}
+			// A NetworkPolicy, when rendered, selects the webhook's pods and opens ports they declare.
+			for _, u := range objs.ofKind("NetworkPolicy") {
+				np := as[networkingv1.NetworkPolicy](t, u)
+				sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+				if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+					t.Errorf("NetworkPolicy %s does not select the webhook's pods", np.Name)
+				}
+				for _, rule := range np.Spec.Ingress {
+					for _, p := range rule.Ports {
+						if _, ok := ports[p.Port.String()]; !ok {
+							t.Errorf("NetworkPolicy %s opens port %s, which the webhook's container does not name", np.Name, p.Port.String())
+						}
+					}
 				}
 			}
 			svc := as[corev1.Service](t, objs.one(t, "Service", ""))
