@@ -106,8 +106,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, nil // the renewals of a settled group cost nothing
 	}
 	for range maxPasses {
-		wrote, err := r.pass(ctx, req.NamespacedName)
-		if err != nil || !wrote {
+		added, err := r.pass(ctx, req.NamespacedName)
+		if err != nil || !added {
 			return reconcile.Result{}, err
 		}
 	}
@@ -115,8 +115,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 }
 
 // pass reads the Lease and the group's labelled pods from the API server and makes one round of writes:
-// removals first, then the holder's label. It reports whether it wrote anything, so the caller checks again.
-func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName) (wrote bool, err error) {
+// removals first, then the holder's label. It reports whether it added the label, so that the caller checks
+// again: another replica that read an older Lease may have labelled its holder meanwhile.
+func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName) (added bool, err error) {
 	current := &coordinationv1.Lease{}
 	if err := r.Live.Get(ctx, lease, current); apierrors.IsNotFound(err) {
 		current = nil
@@ -140,20 +141,19 @@ func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName) (wrot
 		if err := setRole(ctx, r.Writer, pod, nil); err != nil {
 			return false, err
 		}
-		wrote = true
 	}
 	holder := holderOf(current)
 	if holderLabelled || holder == "" {
-		return wrote, nil
+		return false, nil
 	}
 	pod := &corev1.Pod{}
 	if err := r.Live.Get(ctx, types.NamespacedName{Namespace: lease.Namespace, Name: holder}, pod); apierrors.IsNotFound(err) {
-		return wrote, nil
+		return false, nil
 	} else if err != nil {
 		return false, fmt.Errorf("reading pod %s/%s: %w", lease.Namespace, holder, err)
 	}
 	if pod.Labels[inject.LabelMember] != "true" || pod.Annotations[inject.AnnotationLeaseName] != lease.Name || !isHolder(pod, current) {
-		return wrote, nil // the holder is not an injected member of this group: label nobody
+		return false, nil // the holder is not an injected member of this group: label nobody
 	}
 	role := inject.RoleLeader
 	if err := setRole(ctx, r.Writer, pod, &role); err != nil {

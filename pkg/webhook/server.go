@@ -59,6 +59,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("injection configuration: %w", err)
 	}
 	ctrl.Log.Info("starting", "version", opts.Inject.Version, "sidecar", mode, "image", opts.Inject.Image)
+	// client-go's default of 20 requests/s, shared by admission's bindings and the label controllers' fresh reads,
+	// delays label moves by hundreds of milliseconds after a burst of failovers (measured); the API server's own
+	// priority and fairness remains the real limit.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 100, 200
+	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
