@@ -21,9 +21,9 @@ const (
 	PathEnforced = "/mutate-pod-enforced"
 )
 
-// Binder gives a ServiceAccount the elector's permissions in a namespace.
+// Binder gives a ServiceAccount the elector's permissions in a namespace, for the Lease its pod competes for.
 type Binder interface {
-	Bind(ctx context.Context, namespace, serviceAccount string) error
+	Bind(ctx context.Context, namespace, serviceAccount, lease string) error
 }
 
 // PodInjector is the admission handler for one webhook path.
@@ -72,7 +72,7 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	}
 	// Dry-run requests must have no side effects: the pod is answered as it would be, but nothing is bound.
 	if req.DryRun == nil || !*req.DryRun {
-		if err := p.Binder.Bind(ctx, req.Namespace, out.Spec.ServiceAccountName); err != nil {
+		if err := p.Binder.Bind(ctx, req.Namespace, out.Spec.ServiceAccountName, out.Annotations[inject.AnnotationLeaseName]); err != nil {
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
 		}
 	}

@@ -28,8 +28,8 @@ type recordingBinder struct {
 	err   error
 }
 
-func (b *recordingBinder) Bind(_ context.Context, ns, sa string) error {
-	b.calls = append(b.calls, ns+"/"+sa)
+func (b *recordingBinder) Bind(_ context.Context, ns, sa, lease string) error {
+	b.calls = append(b.calls, ns+"/"+sa+"/"+lease)
 	return b.err
 }
 
@@ -113,8 +113,8 @@ func TestHandle(t *testing.T) {
 			if len(b.calls) != tt.wantBinds {
 				t.Errorf("Bind called %d times (%v), want %d", len(b.calls), b.calls, tt.wantBinds)
 			}
-			if tt.wantBinds > 0 && b.calls[0] != "shop/runner" {
-				t.Errorf("bound %s, want shop/runner", b.calls[0])
+			if tt.wantBinds > 0 && b.calls[0] != "shop/runner/web" {
+				t.Errorf("bound %s, want shop/runner for Lease web", b.calls[0])
 			}
 			if tt.wantReason != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tt.wantReason)) {
 				t.Errorf("result = %+v, want a message containing %q", resp.Result, tt.wantReason)

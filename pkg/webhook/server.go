@@ -83,8 +83,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			CertDir: opts.CertDir,
 		}),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only the RoleBindings this webhook manages, not every binding in the cluster.
+			// Only the RoleBindings and Roles this webhook manages, not every one in the cluster.
 			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels)},
+			&rbacv1.Role{}:        {Label: labels.SelectorFromSet(binding.Labels)},
 			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
 			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
 			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.

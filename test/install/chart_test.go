@@ -395,7 +395,7 @@ func parseArgs(tb testing.TB, args []string) map[string]string {
 	return out
 }
 
-// checkPolicies: the four ValidatingAdmissionPolicies are rendered, each with a binding that denies, and they
+// checkPolicies: the five ValidatingAdmissionPolicies are rendered, each with a binding that denies, and they
 // recognise the webhook by its ServiceAccount's username and bind only the elector ClusterRole.
 func checkPolicies(t *testing.T, objs objects, webhookUser, electorRole string) {
 	t.Helper()
@@ -403,7 +403,7 @@ func checkPolicies(t *testing.T, objs objects, webhookUser, electorRole string) 
 	for _, u := range objs.ofKind("ValidatingAdmissionPolicy") {
 		policies[u.GetName()] = as[admissionregistrationv1.ValidatingAdmissionPolicy](t, u)
 	}
-	for _, suffix := range []string{"-webhook-pods", "-webhook-rolebindings", "-elector-leases", "-pod-labels"} {
+	for _, suffix := range []string{"-webhook-pods", "-webhook-rolebindings", "-webhook-roles", "-elector-leases", "-pod-labels"} {
 		found := false
 		for name, p := range policies {
 			if strings.HasSuffix(name, suffix) {

@@ -107,21 +107,23 @@ func TestConfigKeepsItsSourcesOfTruth(t *testing.T) {
 	for _, tc := range []struct {
 		file string
 		kind string
+		name string
 	}{
-		{"webhook/manifests.yaml", "MutatingWebhookConfiguration"},
-		{"rbac/elector_role.yaml", "ClusterRole"},
-		{"rbac/webhook_role.yaml", "ClusterRole"},
-		{"policies/webhook_pods.yaml", "ValidatingAdmissionPolicy"},
-		{"policies/webhook_rbac.yaml", "ValidatingAdmissionPolicy"},
-		{"policies/elector_leases.yaml", "ValidatingAdmissionPolicy"},
-		{"policies/pod_labels.yaml", "ValidatingAdmissionPolicy"},
+		{"webhook/manifests.yaml", "MutatingWebhookConfiguration", ""},
+		{"rbac/elector_role.yaml", "ClusterRole", ""},
+		{"rbac/webhook_role.yaml", "ClusterRole", ""},
+		{"policies/webhook_pods.yaml", "ValidatingAdmissionPolicy", ""},
+		{"policies/webhook_rbac.yaml", "ValidatingAdmissionPolicy", "leader-election-webhook-rolebindings"},
+		{"policies/webhook_rbac.yaml", "ValidatingAdmissionPolicy", "leader-election-webhook-roles"},
+		{"policies/elector_leases.yaml", "ValidatingAdmissionPolicy", ""},
+		{"policies/pod_labels.yaml", "ValidatingAdmissionPolicy", ""},
 	} {
-		t.Run(tc.file, func(t *testing.T) {
+		t.Run(tc.file+"/"+tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(configDir, tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
-			src := decode(t, string(b)).one(t, tc.kind, "")
+			src := decode(t, string(b)).one(t, tc.kind, tc.name)
 			built := config.one(t, tc.kind, src.GetName())
 			for _, p := range whatMatters[tc.kind] {
 				if p[0] == "metadata" {

@@ -44,6 +44,7 @@ import (
 const (
 	policyWebhookPods         = "leader-election-webhook-pods"
 	policyWebhookRoleBindings = "leader-election-webhook-rolebindings"
+	policyWebhookRoles        = "leader-election-webhook-roles"
 	policyElectorLeases       = "leader-election-elector-leases"
 	policyPodLabels           = "leader-election-pod-labels"
 )
@@ -188,7 +189,9 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 			Subjects:   subjects,
 		}
 	}
-	sa := func(ns, name string) rbacv1.Subject { return rbacv1.Subject{Kind: "ServiceAccount", Name: name, Namespace: ns} }
+	sa := func(ns, name string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: "ServiceAccount", Name: name, Namespace: ns}
+	}
 	t.Run("may bind only the elector role to one ServiceAccount of the namespace", func(t *testing.T) {
 		_, err := wh.RbacV1().RoleBindings(ns).Create(ctx, rb(binding.Name("x"), "cluster-admin", sa(ns, "x")), metav1.CreateOptions{})
 		if err == nil || !strings.Contains(err.Error(), "attempting to grant RBAC permissions not currently held") {
@@ -204,7 +207,7 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 			{"the elector role to a user", rb(binding.Name("x"), "leader-election-elector", rbacv1.Subject{Kind: "User", APIGroup: rbacv1.GroupName, Name: "mallory"}), "exactly one subject"},
 			{"the elector role to two accounts", rb(binding.Name("x"), "leader-election-elector", sa(ns, "x"), sa(ns, "y")), "exactly one subject"},
 			{"the elector role to another namespace's account", rb(binding.Name("x"), "leader-election-elector", sa("kube-system", "default")), "of the RoleBinding's own namespace"},
-			{"a binding not named as ours", rb("innocent", "leader-election-elector", sa(ns, "x")), "named leader-election-elector-<ServiceAccount>"},
+			{"a binding not named as ours", rb("innocent", "leader-election-elector", sa(ns, "x")), "(RoleBinding leader-election-elector-<ServiceAccount>)"},
 		} {
 			_, err := wh.RbacV1().RoleBindings(ns).Create(ctx, tc.rb, metav1.CreateOptions{})
 			refusedBy(t, tc.name, err, policyWebhookRoleBindings, tc.want)
@@ -214,11 +217,38 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 		}
 	})
 
+	t.Run("may write only Roles that list Leases to hold", func(t *testing.T) {
+		role := func(name string, rules ...rbacv1.PolicyRule) *rbacv1.Role {
+			return &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: binding.Labels}, Rules: rules}
+		}
+		hold := rbacv1.PolicyRule{APIGroups: []string{binding.HoldGroup}, Resources: []string{binding.HoldResource}, Verbs: []string{binding.HoldVerb}, ResourceNames: []string{"web"}}
+		_, err := wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}), metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "attempting to grant RBAC permissions not currently held") {
+			t.Errorf("a Role granting Secrets: %v, want RBAC's escalation refusal", err)
+		}
+		// The webhook holds pods patch, so RBAC would let it grant that: the policy does not.
+		_, err = wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), hold, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"patch"}}), metav1.CreateOptions{})
+		refusedBy(t, "a Role granting pods patch", err, policyWebhookRoles, "one rule granting")
+		_, err = wh.RbacV1().Roles(ns).Create(ctx, role("innocent", hold), metav1.CreateOptions{})
+		refusedBy(t, "a Role not named as ours", err, policyWebhookRoles, "named leader-election-leases-<ServiceAccount>")
+		// A Role someone else made, granting only what the webhook holds (so RBAC's escalation check passes).
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role("admin-role", hold), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = wh.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: binding.LeaseRoleName("x"), Labels: binding.Labels},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "admin-role"}, Subjects: []rbacv1.Subject{sa(ns, "x")}}, metav1.CreateOptions{})
+		refusedBy(t, "binding a Role of another name", err, policyWebhookRoleBindings, "the Role of the RoleBinding's own name")
+		if _, err := wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), hold), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("the Role the webhook exists to write was refused: %v", err)
+		}
+	})
+
 	t.Run("SubjectAccessReviews: nothing beyond the label, the bindings and the reads", func(t *testing.T) {
 		allowed := []authorizationv1.ResourceAttributes{
 			{Namespace: ns, Resource: "pods", Verb: "patch"},
 			{Namespace: ns, Resource: "pods", Verb: "list"},
 			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Verb: "create"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "create"},
 			{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind", Name: "leader-election-elector"},
 			{Namespace: ns, Resource: "serviceaccounts", Verb: "get"},
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "watch"},
@@ -236,7 +266,9 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "update"},
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"},
 			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Verb: "delete"},
-			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "create"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "escalate"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "bind"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "delete"},
 			{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "escalate"},
 			{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind", Name: "cluster-admin"},
 			{Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Verb: "create"},
@@ -307,6 +339,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 	a := createPod(t, cs, ns, "web", annotated("replica-a"))
 	b := createPod(t, cs, ns, "web", annotated("replica-b"))
 	asA := podToken(t, env, a).CoordinationV1().Leases(ns)
+	waitCanHold(t, cs, ns, "web", "web")
 
 	own := func(name string, pod *corev1.Pod) *coordinationv1.Lease {
 		return &coordinationv1.Lease{
@@ -374,6 +407,26 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			t.Errorf("acquiring a free Lease: %v", err)
 		}
 	})
+	t.Run("refused: another workload's Lease", func(t *testing.T) {
+		// Another workload in the namespace, running as another ServiceAccount, and a Lease of some other
+		// controller: both out of reach of web's electors, even naming themselves as holder.
+		createPod(t, cs, ns, "api", annotatedFor("api-0", "api"))
+		for _, name := range []string{"api", "other-controller"} {
+			if _, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(""), LeaseDurationSeconds: ptr.To[int32](15)}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			l, err := cs.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Spec.HolderIdentity, l.Annotations = ptr.To(a.Name), map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
+			_, err = asA.Update(ctx, l, metav1.UpdateOptions{})
+			refusedBy(t, "taking Lease "+name, err, policyElectorLeases, "may write only the Leases of workloads that run as it")
+		}
+		_, err := asA.Create(ctx, own("not-mine", a), metav1.CreateOptions{})
+		refusedBy(t, "creating a Lease no workload of its ServiceAccount uses", err, policyElectorLeases, "may write only the Leases of workloads that run as it")
+	})
 	t.Run("refused: clearing a holder that is another pod", func(t *testing.T) {
 		// B holds it now (written with B's own token).
 		asB := podToken(t, env, b).CoordinationV1().Leases(ns)
@@ -413,6 +466,25 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			t.Errorf("another controller's pod-bound Lease write was refused; the policy must match our electors only")
 		}
 	})
+}
+
+// waitCanHold waits until the authorizer lets ServiceAccount sa hold Lease lease (the webhook wrote its Role when
+// it admitted the pod; the authorizer's cache follows within moments).
+func waitCanHold(t *testing.T, cs kubernetes.Interface, ns, sa, lease string) {
+	t.Helper()
+	attrs := authorizationv1.ResourceAttributes{Namespace: ns, Group: binding.HoldGroup, Resource: binding.HoldResource, Verb: binding.HoldVerb, Name: lease}
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return canI(t, cs, "system:serviceaccount:"+ns+":"+sa, attrs), nil
+	})
+	if err != nil {
+		t.Fatalf("ServiceAccount %s/%s may not hold Lease %s 10s after its pod was admitted", ns, sa, lease)
+	}
+}
+
+func annotatedFor(name, lease string) *corev1.Pod {
+	pod := annotated(name)
+	pod.Annotations[inject.AnnotationLeaseName] = lease
+	return pod
 }
 
 // testPodLabels: nobody creates a pod with the role label or a fake member label, and nobody but the webhook's
