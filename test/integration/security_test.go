@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -29,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -37,6 +33,7 @@ import (
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
+	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -46,57 +43,22 @@ const (
 	policyWebhookRoleBindings = "leader-election-webhook-rolebindings"
 	policyWebhookRoles        = "leader-election-webhook-roles"
 	policyElectorLeases       = "leader-election-elector-leases"
-	policyPodLabels           = "leader-election-pod-labels"
+	policyPodLabels           = cluster.PodLabelsPolicy
 )
 
-// installPolicies creates every ValidatingAdmissionPolicy and binding in config/policies and waits until the
-// API server enforces them (a policy takes effect when its informer has seen it).
+// installPolicies installs config/policies and waits until they are enforced.
 func installPolicies(t *testing.T, cs kubernetes.Interface) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(controlplane.RepoRoot(), "config", "policies", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("config/policies: %v (%d files)", err, len(files))
+	if err := cluster.InstallPolicies(t.Context(), cs); err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, doc := range strings.Split(string(data), "\n---\n") {
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			switch o := obj.(type) {
-			case *admissionregistrationv1.ValidatingAdmissionPolicy:
-				_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(t.Context(), o, metav1.CreateOptions{})
-			case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
-				_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(t.Context(), o, metav1.CreateOptions{})
-			default:
-				t.Fatalf("%s: unexpected %T", f, obj)
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-		}
-	}
-	waitEnforced(t, cs)
 }
 
-// waitEnforced waits until a pod carrying the role label is refused, i.e. the policies are in force.
+// waitEnforced waits until the policies are in force again.
 func waitEnforced(t *testing.T, cs kubernetes.Interface) {
 	t.Helper()
-	probe := plainPod("policy-probe")
-	probe.Labels = map[string]string{inject.LabelRole: inject.RoleLeader}
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().Pods("default").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err != nil && strings.Contains(err.Error(), policyPodLabels), nil
-	})
-	if err != nil {
-		t.Fatal("the policies were not enforced within 30s")
+	if err := cluster.WaitPoliciesEnforced(t.Context(), cs); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -329,6 +291,40 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	if _, err := env.Clientset.RbacV1().RoleBindings("kube-system").Get(ctx, binding.Name("default"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("RoleBinding in kube-system after a forged review: %v, want NotFound", err)
 	}
+}
+
+// testForeignBindings: a RoleBinding under the webhook's chosen name that it did not create is refused (another
+// role: the pod is refused with a message naming it) or taken over (the elector role, other subjects).
+func testForeignBindings(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	foreign := func(sa, role string) {
+		t.Helper()
+		withSA(plainPod("unused"), sa, t, cs, ns) // the ServiceAccount exists
+		_, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: binding.Name(sa)},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "team"}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign("viewer", "view")
+	_, err := cs.CoreV1().Pods(ns).Create(ctx, withSA(annotated("refused"), "viewer", t, cs, ns), metav1.CreateOptions{})
+	want := "RoleBinding " + ns + "/" + binding.Name("viewer") + ` exists and refers to ClusterRole "view"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("pod of a ServiceAccount whose binding name is taken: %v, want a refusal containing %q", err, want)
+	}
+	foreign("taken", "leader-election-elector")
+	createPod(t, cs, ns, "taken", annotated("repaired"))
+	rb, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("taken"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != "taken" || rb.Labels["app.kubernetes.io/managed-by"] != "leader-election" {
+		t.Errorf("RoleBinding after the pod was admitted: subjects %+v labels %v, want it taken over for ServiceAccount taken", rb.Subjects, rb.Labels)
+	}
+	waitCanHold(t, cs, ns, "taken", "web")
 }
 
 // testElectorLeases: what a token bound to one elector's pod may write into Leases.

@@ -243,6 +243,7 @@ func TestWebhook(t *testing.T) {
 
 	t.Run("security: the webhook's identity", func(t *testing.T) { testWebhookIdentity(t, env, webhookKubeconfig) })
 	t.Run("security: a forged review for an excluded namespace", func(t *testing.T) { testForgedReview(t, env) })
+	t.Run("security: foreign objects under the webhook's names", func(t *testing.T) { testForeignBindings(t, env) })
 	t.Run("security: pod-bound elector tokens and Leases", func(t *testing.T) { testElectorLeases(t, env) })
 	t.Run("security: the role and member labels", func(t *testing.T) { testPodLabels(t, env) })
 	t.Run("security: a stray role label is removed", func(t *testing.T) { testStrayLabel(t, env) })
