@@ -216,6 +216,14 @@ func TestWebhook(t *testing.T) {
 		}
 	})
 
+	t.Run("security: the webhook's identity", func(t *testing.T) { testWebhookIdentity(t, env, webhookKubeconfig) })
+	t.Run("security: a forged review for an excluded namespace", func(t *testing.T) { testForgedReview(t, env) })
+	t.Run("security: foreign objects under the webhook's names", func(t *testing.T) { testForeignBindings(t, env) })
+	t.Run("security: pod-bound elector tokens and Leases", func(t *testing.T) { testElectorLeases(t, env) })
+	t.Run("security: the role and member labels", func(t *testing.T) { testPodLabels(t, env) })
+	t.Run("security: a stray role label is removed", func(t *testing.T) { testStrayLabel(t, env) })
+	t.Run("the label moves with a webhook replica killed", func(t *testing.T) { testLabelMovesWithAReplicaKilled(t, env) })
+
 	t.Run("the leader label follows the Lease holder", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		a := createPod(t, cs, ns, "web", annotated("replica-a"))
@@ -240,14 +248,6 @@ func TestWebhook(t *testing.T) {
 			waitForLeader(t, cs, ns, holder)
 		}
 	})
-
-	t.Run("security: the webhook's identity", func(t *testing.T) { testWebhookIdentity(t, env, webhookKubeconfig) })
-	t.Run("security: a forged review for an excluded namespace", func(t *testing.T) { testForgedReview(t, env) })
-	t.Run("security: foreign objects under the webhook's names", func(t *testing.T) { testForeignBindings(t, env) })
-	t.Run("security: pod-bound elector tokens and Leases", func(t *testing.T) { testElectorLeases(t, env) })
-	t.Run("security: the role and member labels", func(t *testing.T) { testPodLabels(t, env) })
-	t.Run("security: a stray role label is removed", func(t *testing.T) { testStrayLabel(t, env) })
-	t.Run("the label moves with a webhook replica killed", func(t *testing.T) { testLabelMovesWithAReplicaKilled(t, env) })
 
 	// Last: stop the webhook.
 	t.Run("with the webhook down annotated pods are refused and others created", func(t *testing.T) {
