@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -58,7 +59,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // parseFlags reads the command line; every default is the one the README documents.
 func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	def := inject.DefaultConfig(version.Version, "leader-election/elector:"+version.Version)
-	opts := flags{Options: webhook.Options{Inject: def}}
+	opts := flags{Options: webhook.Options{Inject: def, ExcludedNamespaces: []string{"kube-system"}}}
 	in := &opts.Inject
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file, for running outside a cluster (default: KUBECONFIG, then in-cluster)")
 	fs.IntVar(&opts.Port, "port", 9443, "port the admission endpoints are served on (TLS)")
@@ -66,8 +67,15 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	fs.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.HealthAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.DurationVar(&opts.GracefulShutdown, "graceful-shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGTERM")
-	fs.BoolVar(&opts.LeaderElect, "leader-elect", false, "elect one replica to run the leader-label controller (set when running more than one replica)")
-	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the webhook's own Lease (default: the namespace it runs in)")
+	fs.Func("excluded-namespaces", "comma-separated namespaces the webhook refuses to serve: those the MutatingWebhookConfiguration excludes (default kube-system)", func(s string) error {
+		opts.ExcludedNamespaces = nil
+		for _, ns := range strings.Split(s, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				opts.ExcludedNamespaces = append(opts.ExcludedNamespaces, ns)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&opts.ClusterRole, "elector-cluster-role", binding.DefaultClusterRole, "ClusterRole that pods' ServiceAccounts are bound to in their namespace")
 	fs.StringVar(&opts.SidecarMode, "sidecar-mode", "auto", "auto (native when the API server is >= 1.29), native (init container with restartPolicy Always) or container (for kubelets < 1.29)")
 	fs.StringVar(&in.Image, "elector-image", def.Image, "default elector image (annotation leader-election/image overrides)")

@@ -1,6 +1,7 @@
 // Package binding gives a pod's ServiceAccount, in the pod's namespace, exactly the permissions the elector
-// needs: a RoleBinding to the elector ClusterRole that the install ships. The RoleBinding is owned by the
-// ServiceAccount, so the garbage collector removes it when the ServiceAccount goes.
+// needs: a RoleBinding to the elector ClusterRole that the install ships, and a Role naming the Leases of the
+// workloads that run as that ServiceAccount (see leases.go). Both are owned by the ServiceAccount, so the garbage
+// collector removes them when the ServiceAccount goes.
 package binding
 
 import (
@@ -18,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Labels mark the RoleBindings this package manages; the webhook caches only those.
+// Labels mark the RoleBindings and Roles this package manages; the webhook caches only those.
 var Labels = map[string]string{
 	"app.kubernetes.io/managed-by": "leader-election",
 	"app.kubernetes.io/component":  "elector-binding",
@@ -36,9 +37,9 @@ type Binder struct {
 	ClusterRole string
 }
 
-// Bind makes sure ServiceAccount sa in namespace ns is bound to the elector ClusterRole. It is idempotent and
-// safe to call from many webhook replicas at once: a lost creation race counts as success.
-func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
+// Bind makes sure ServiceAccount sa in namespace ns is bound to the elector ClusterRole and may hold Lease lease.
+// It is idempotent and safe to call from many webhook replicas at once: a lost creation race counts as success.
+func (b *Binder) Bind(ctx context.Context, ns, sa, lease string) error {
 	account := &corev1.ServiceAccount{}
 	key := types.NamespacedName{Namespace: ns, Name: sa}
 	err := b.Reader.Get(ctx, key, account)
@@ -51,36 +52,67 @@ func (b *Binder) Bind(ctx context.Context, ns, sa string) error {
 		}
 		return fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, sa, err)
 	}
-	want := Desired(account, b.ClusterRole)
+	if err := b.ensureBinding(ctx, Desired(account, b.ClusterRole), sa); err != nil {
+		return err
+	}
+	if err := b.ensureLeaseRole(ctx, account, lease); err != nil {
+		return err
+	}
+	return b.ensureBinding(ctx, desiredLeaseBinding(account), sa)
+}
 
+// ensureBinding creates want, or accepts or repairs the RoleBinding of its name.
+func (b *Binder) ensureBinding(ctx context.Context, want *rbacv1.RoleBinding, sa string) error {
+	ns := want.Namespace
 	have := &rbacv1.RoleBinding{}
-	err = b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
-	switch {
-	case apierrors.IsNotFound(err):
+	err := b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
+	if apierrors.IsNotFound(err) {
 		err = b.Writer.Create(ctx, want)
-		if apierrors.IsAlreadyExists(err) {
+		if err == nil {
 			return nil
 		}
-		if err != nil {
+		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating RoleBinding %s/%s: %w", ns, want.Name, err)
 		}
-		return nil
-	case err != nil:
+		// Another webhook replica won the race, or the name is taken by a RoleBinding the cache does not hold
+		// (it holds only ours): read it, and accept it only if it grants what the elector needs.
+		have = &rbacv1.RoleBinding{}
+		err = b.live().Get(ctx, client.ObjectKeyFromObject(want), have)
+	}
+	if err != nil {
 		return fmt.Errorf("reading RoleBinding %s/%s: %w", ns, want.Name, err)
-	case upToDate(have, want):
+	}
+	if upToDate(have, want) {
 		return nil
 	}
 	if have.RoleRef != want.RoleRef {
 		// roleRef is immutable, and the webhook may not delete bindings: an administrator must.
-		return fmt.Errorf("RoleBinding %s/%s refers to %s %q, not ClusterRole %q; delete it and the webhook recreates it",
-			ns, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Name)
+		return fmt.Errorf("RoleBinding %s/%s exists and refers to %s %q, not %s %q, so ServiceAccount %s would get no Lease permissions; "+
+			"it was not created by leader-election (or was changed): delete it and the webhook recreates it",
+			ns, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Kind, want.RoleRef.Name, sa)
 	}
+	// The right role with other subjects, owners or labels (a RoleBinding someone else made under our name, or
+	// ours edited): make it ours again. Other labels stay.
 	updated := have.DeepCopy()
-	updated.Subjects, updated.OwnerReferences, updated.Labels = want.Subjects, want.OwnerReferences, want.Labels
+	updated.Subjects, updated.OwnerReferences = want.Subjects, want.OwnerReferences
+	if updated.Labels == nil {
+		updated.Labels = map[string]string{}
+	}
+	for k, v := range want.Labels {
+		updated.Labels[k] = v
+	}
 	if err := b.Writer.Update(ctx, updated); err != nil && !apierrors.IsConflict(err) {
-		return fmt.Errorf("repairing RoleBinding %s/%s: %w", ns, want.Name, err)
+		return fmt.Errorf("repairing RoleBinding %s/%s (subjects %v, not ServiceAccount %s alone): %w", ns, want.Name, have.Subjects, sa, err)
 	}
 	return nil
+}
+
+// live is the reader that sees every RoleBinding, not only those the cache holds.
+func (b *Binder) live() client.Reader {
+	if b.Live != nil {
+		return b.Live
+	}
+	return b.Reader
 }
 
 // Desired is the RoleBinding for a ServiceAccount.
@@ -101,7 +133,12 @@ func Desired(sa *corev1.ServiceAccount, clusterRole string) *rbacv1.RoleBinding 
 
 // Name is the RoleBinding's name for a ServiceAccount: readable, and within the 253-character limit.
 func Name(serviceAccount string) string {
-	const prefix, max = "leader-election-elector-", 253
+	return prefixed("leader-election-elector-", serviceAccount)
+}
+
+// prefixed is prefix + serviceAccount, shortened with a hash of the account's name where it would be too long.
+func prefixed(prefix, serviceAccount string) string {
+	const max = 253
 	name := prefix + serviceAccount
 	if len(name) <= max {
 		return name

@@ -74,6 +74,10 @@ func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		out.Labels = map[string]string{}
 	}
 	out.Labels[LabelMember] = "true"
+	// Only the leader-label controller gives a pod the role label, once its elector holds the Lease: a label copied
+	// from a template (or forged) would make a second endpoint. The ValidatingAdmissionPolicy
+	// leader-election-pod-labels refuses a pod that still carries it, so stripping it here keeps such pods running.
+	delete(out.Labels, LabelRole)
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationMesh] = s.Mesh
 	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)

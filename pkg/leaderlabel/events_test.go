@@ -43,7 +43,7 @@ func TestAMovedLabelIsRecordedOnTheNewLeadersOwner(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithObjects(tc.objects...).WithIndex(&corev1.Pod{}, leaseIndex, indexByLease).Build()
 			rec := &fakeRecorder{}
-			r := &Reconciler{Reader: c, Writer: c, Events: rec}
+			r := &Reconciler{Reader: c, Live: c, Writer: c, Events: rec}
 			if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: "web"}}); err != nil {
 				t.Fatal(err)
 			}

@@ -21,9 +21,9 @@ const (
 	PathEnforced = "/mutate-pod-enforced"
 )
 
-// Binder gives a ServiceAccount the elector's permissions in a namespace.
+// Binder gives a ServiceAccount the elector's permissions in a namespace, for the Lease its pod competes for.
 type Binder interface {
-	Bind(ctx context.Context, namespace, serviceAccount string) error
+	Bind(ctx context.Context, namespace, serviceAccount, lease string) error
 }
 
 // PodInjector is the admission handler for one webhook path.
@@ -33,12 +33,31 @@ type PodInjector struct {
 	Enforced bool
 	Binder   Binder
 	Decoder  admission.Decoder
+	// Excluded are the namespaces the installation keeps away from the webhook (kube-system, its own, ...).
+	Excluded NamespaceSet
+}
+
+// NamespaceSet is a set of namespace names.
+type NamespaceSet map[string]bool
+
+// NewNamespaceSet returns the set of the given names.
+func NewNamespaceSet(names []string) NamespaceSet {
+	set := NamespaceSet{}
+	for _, n := range names {
+		set[n] = true
+	}
+	return set
 }
 
 // Handle injects the elector into a pod being created. Anything but a Pod CREATE is allowed unchanged.
 func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
 		return admission.Allowed("leader-election mutates only pod creation")
+	}
+	// The MutatingWebhookConfiguration never sends these; a request for one was sent by someone else, and must
+	// not make the webhook bind anything there (kube-system above all).
+	if p.Excluded[req.Namespace] {
+		return admission.Denied(fmt.Sprintf("namespace %s is excluded from leader-election by the installation (--excluded-namespaces); the webhook does not serve it", req.Namespace))
 	}
 	pod := &corev1.Pod{}
 	if err := p.Decoder.Decode(req, pod); err != nil {
@@ -53,7 +72,7 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	}
 	// Dry-run requests must have no side effects: the pod is answered as it would be, but nothing is bound.
 	if req.DryRun == nil || !*req.DryRun {
-		if err := p.Binder.Bind(ctx, req.Namespace, out.Spec.ServiceAccountName); err != nil {
+		if err := p.Binder.Bind(ctx, req.Namespace, out.Spec.ServiceAccountName, out.Annotations[inject.AnnotationLeaseName]); err != nil {
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
 		}
 	}

@@ -28,8 +28,8 @@ type recordingBinder struct {
 	err   error
 }
 
-func (b *recordingBinder) Bind(_ context.Context, ns, sa string) error {
-	b.calls = append(b.calls, ns+"/"+sa)
+func (b *recordingBinder) Bind(_ context.Context, ns, sa, lease string) error {
+	b.calls = append(b.calls, ns+"/"+sa+"/"+lease)
 	return b.err
 }
 
@@ -37,9 +37,10 @@ func newInjector(b Binder) *PodInjector {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	return &PodInjector{
-		Config:  inject.DefaultConfig("v0.1.0", "leader-election/elector:v0.1.0"),
-		Binder:  b,
-		Decoder: admission.NewDecoder(scheme),
+		Config:   inject.DefaultConfig("v0.1.0", "leader-election/elector:v0.1.0"),
+		Binder:   b,
+		Decoder:  admission.NewDecoder(scheme),
+		Excluded: NewNamespaceSet([]string{"kube-system", "leader-election-system"}),
 	}
 }
 
@@ -74,6 +75,7 @@ func TestHandle(t *testing.T) {
 		pod        *corev1.Pod
 		op         admissionv1.Operation
 		dryRun     bool
+		namespace  string
 		binderErr  error
 		wantAllow  bool
 		wantPatch  bool
@@ -89,13 +91,19 @@ func TestHandle(t *testing.T) {
 			p.Annotations[inject.AnnotationTraffic] = "dns"
 			return p
 		}(), op: admissionv1.Create, wantReason: `annotation leader-election/traffic: "dns" is not accepted`},
+		{name: "excluded namespace is refused and nothing is bound", pod: optedIn(), op: admissionv1.Create, namespace: "kube-system",
+			wantReason: "namespace kube-system is excluded from leader-election by the installation"},
 		{name: "binding failure refuses the pod", pod: optedIn(), op: admissionv1.Create, binderErr: errors.New("ServiceAccount shop/runner not found"),
 			wantBinds: 1, wantReason: "ServiceAccount shop/runner not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &recordingBinder{err: tt.binderErr}
-			resp := newInjector(b).Handle(t.Context(), podRequest(t, tt.pod, tt.op, tt.dryRun))
+			req := podRequest(t, tt.pod, tt.op, tt.dryRun)
+			if tt.namespace != "" {
+				req.Namespace = tt.namespace
+			}
+			resp := newInjector(b).Handle(t.Context(), req)
 			if resp.Allowed != tt.wantAllow {
 				t.Fatalf("Allowed = %v (%v), want %v", resp.Allowed, resp.Result, tt.wantAllow)
 			}
@@ -105,8 +113,8 @@ func TestHandle(t *testing.T) {
 			if len(b.calls) != tt.wantBinds {
 				t.Errorf("Bind called %d times (%v), want %d", len(b.calls), b.calls, tt.wantBinds)
 			}
-			if tt.wantBinds > 0 && b.calls[0] != "shop/runner" {
-				t.Errorf("bound %s, want shop/runner", b.calls[0])
+			if tt.wantBinds > 0 && b.calls[0] != "shop/runner/web" {
+				t.Errorf("bound %s, want shop/runner for Lease web", b.calls[0])
 			}
 			if tt.wantReason != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tt.wantReason)) {
 				t.Errorf("result = %+v, want a message containing %q", resp.Result, tt.wantReason)

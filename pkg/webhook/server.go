@@ -47,10 +47,9 @@ type Options struct {
 	MetricsAddress, HealthAddress string
 	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
 	GracefulShutdown time.Duration
-	// LeaderElect makes the replicas elect one to run the leader-label controller; every replica serves admission.
-	LeaderElect bool
-	// LeaderElectionNamespace holds the webhook's own Lease (default: the namespace it runs in).
-	LeaderElectionNamespace string
+	// ExcludedNamespaces are the namespaces the MutatingWebhookConfiguration keeps away from the webhook; a request
+	// for one of them (a forged one, sent straight to the port) is refused.
+	ExcludedNamespaces []string
 }
 
 // Run serves the webhook until ctx is done.
@@ -64,28 +63,33 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("injection configuration: %w", err)
 	}
 	ctrl.Log.Info("starting", "version", opts.Inject.Version, "sidecar", mode, "image", opts.Inject.Image)
+	// client-go's default of 20 requests/s, shared by admission's bindings and the label controllers' fresh reads,
+	// delays label moves by hundreds of milliseconds after a burst of failovers (measured); the API server's own
+	// priority and fairness remains the real limit.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 100, 200
+	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		LeaderElection:          opts.LeaderElect,
-		LeaderElectionID:        "leader-election-webhook",
-		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		// Release at shutdown so that a rolling update of the webhook hands the controller over at once.
-		LeaderElectionReleaseOnCancel: true,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddress},
-		HealthProbeBindAddress:        opts.HealthAddress,
-		GracefulShutdownTimeout:       &opts.GracefulShutdown,
+		Scheme: scheme,
+		// No leader election: every replica runs the leader-label controller side by side (its writes are
+		// guarded, see pkg/leaderlabel), so a replica that dies during a failover costs nothing.
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress:  opts.HealthAddress,
+		GracefulShutdownTimeout: &opts.GracefulShutdown,
 		WebhookServer: crwebhook.NewServer(crwebhook.Options{
 			Port:    opts.Port,
 			CertDir: opts.CertDir,
 		}),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only the RoleBindings this webhook manages, not every binding in the cluster.
+			// Only the RoleBindings and Roles this webhook manages, not every one in the cluster.
 			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels)},
+			&rbacv1.Role{}:        {Label: labels.SelectorFromSet(binding.Labels)},
 			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
 			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
 			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
@@ -111,10 +115,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := mgr.Add(observer); err != nil {
 		return err
 	}
-	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder})})
-	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder})})
+	excluded := NewNamespaceSet(opts.ExcludedNamespaces)
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder, Excluded: excluded})})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder, Excluded: excluded})})
 
-	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Writer: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
+	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 

@@ -112,7 +112,8 @@ func TestInstallOnControlPlane(t *testing.T) {
 // kindOrder is the order objects are created in: namespaces first, the webhook configuration last (as Helm does),
 // so that nothing the install creates is sent to a webhook that is not there yet.
 var kindOrder = []string{
-	"Namespace", "ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
+	"Namespace", "ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service", "NetworkPolicy",
 	"Deployment", "PodDisruptionBudget", "Issuer", "Certificate", "ConfigMap", "ServiceMonitor", "PodMonitor",
 	"PrometheusRule", "MutatingWebhookConfiguration",
 }

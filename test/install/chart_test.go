@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -195,7 +196,7 @@ func TestInstallWiring(t *testing.T) {
 		t.Run(in.name, func(t *testing.T) {
 			objs := in.objects
 			for _, u := range objs {
-				if u.GetKind() == "Namespace" || u.GetKind() == "MutatingWebhookConfiguration" || strings.HasPrefix(u.GetKind(), "Cluster") {
+				if u.GetKind() == "Namespace" || strings.HasPrefix(u.GetKind(), "MutatingWebhook") || strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "Cluster") {
 					continue
 				}
 				if u.GetNamespace() != in.namespace {
@@ -221,7 +222,8 @@ func TestInstallWiring(t *testing.T) {
 				t.Errorf("Deployment selector %v does not select its pod template's labels %v", deploy.Spec.Selector, pod.Labels)
 			}
 
-			// The ServiceAccount exists and is bound to the webhook's ClusterRole and lease Role.
+			// The ServiceAccount exists and is bound to the webhook's ClusterRole, and to nothing else: the label
+			// controller runs on every replica without a Lease of its own.
 			sa := objs.one(t, "ServiceAccount", pod.Spec.ServiceAccountName)
 			electorRole := as[rbacv1.ClusterRole](t, objs.one(t, "ClusterRole", args["elector-cluster-role"]))
 			crb := as[rbacv1.ClusterRoleBinding](t, objs.one(t, "ClusterRoleBinding", ""))
@@ -230,13 +232,12 @@ func TestInstallWiring(t *testing.T) {
 			if !slices.Equal(crb.Subjects, wantSubject) {
 				t.Errorf("ClusterRoleBinding %s subjects %+v, want %+v", crb.Name, crb.Subjects, wantSubject)
 			}
-			rb := as[rbacv1.RoleBinding](t, objs.one(t, "RoleBinding", ""))
-			role := as[rbacv1.Role](t, objs.one(t, "Role", rb.RoleRef.Name))
-			if !slices.Equal(rb.Subjects, wantSubject) || rb.RoleRef.Kind != "Role" {
-				t.Errorf("RoleBinding %s: roleRef %+v subjects %+v, want Role %s and %+v", rb.Name, rb.RoleRef, rb.Subjects, role.Name, wantSubject)
+			if n := len(objs.ofKind("Role")) + len(objs.ofKind("RoleBinding")); n != 0 {
+				t.Errorf("want no Role or RoleBinding for the webhook, got %d", n)
 			}
-			if !grants(role.Rules, "coordination.k8s.io", "leases", "get", "create", "update") {
-				t.Errorf("Role %s does not grant leases get, create, update: %+v", role.Name, role.Rules)
+			checkPolicies(t, objs, "system:serviceaccount:"+in.namespace+":"+sa.GetName(), electorRole.Name)
+			if !grants(electorRole.Rules, "leader-election.io", "electors", "elect") {
+				t.Errorf("ClusterRole %s lacks the mark the Lease policy matches electors by (leader-election.io electors elect)", electorRole.Name)
 			}
 			// The webhook may bind the elector ClusterRole (and only that one) without holding its permissions.
 			if !slices.ContainsFunc(webhookRole.Rules, func(r rbacv1.PolicyRule) bool {
@@ -262,6 +263,21 @@ func TestInstallWiring(t *testing.T) {
 			for probe, p := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
 				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != probe || p.HTTPGet.Port.String() != "health" {
 					t.Errorf("want an HTTP probe of %s on port health, got %+v", probe, p)
+				}
+			}
+			// A NetworkPolicy, when rendered, selects the webhook's pods and opens ports they declare.
+			for _, u := range objs.ofKind("NetworkPolicy") {
+				np := as[networkingv1.NetworkPolicy](t, u)
+				sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+				if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+					t.Errorf("NetworkPolicy %s does not select the webhook's pods", np.Name)
+				}
+				for _, rule := range np.Spec.Ingress {
+					for _, p := range rule.Ports {
+						if _, ok := ports[p.Port.String()]; !ok {
+							t.Errorf("NetworkPolicy %s opens port %s, which the webhook's container does not name", np.Name, p.Port.String())
+						}
+					}
 				}
 			}
 			// The admission Service is named like the Deployment (with monitoring, a metrics Service joins it).
@@ -297,6 +313,17 @@ func TestInstallWiring(t *testing.T) {
 				}
 				if !excludes(wh.NamespaceSelector, in.namespace) || !excludes(wh.NamespaceSelector, "kube-system") {
 					t.Errorf("webhook %s namespaceSelector %v does not keep %s and kube-system out", wh.Name, wh.NamespaceSelector, in.namespace)
+				}
+				// The handler refuses exactly the namespaces the configuration keeps away (forged requests).
+				for _, ns := range strings.Split(args["excluded-namespaces"], ",") {
+					if !excludes(wh.NamespaceSelector, ns) {
+						t.Errorf("--excluded-namespaces names %s, which webhook %s's namespaceSelector lets through", ns, wh.Name)
+					}
+				}
+				for _, ns := range []string{in.namespace, "kube-system"} {
+					if !slices.Contains(strings.Split(args["excluded-namespaces"], ","), ns) {
+						t.Errorf("--excluded-namespaces=%s lacks %s", args["excluded-namespaces"], ns)
+					}
 				}
 			}
 
@@ -373,6 +400,49 @@ func parseArgs(tb testing.TB, args []string) map[string]string {
 		out[name] = value
 	}
 	return out
+}
+
+// checkPolicies: the five ValidatingAdmissionPolicies are rendered, each with a binding that denies, and they
+// recognise the webhook by its ServiceAccount's username and bind only the elector ClusterRole.
+func checkPolicies(t *testing.T, objs objects, webhookUser, electorRole string) {
+	t.Helper()
+	policies := map[string]*admissionregistrationv1.ValidatingAdmissionPolicy{}
+	for _, u := range objs.ofKind("ValidatingAdmissionPolicy") {
+		policies[u.GetName()] = as[admissionregistrationv1.ValidatingAdmissionPolicy](t, u)
+	}
+	for _, suffix := range []string{"-webhook-pods", "-webhook-rolebindings", "-webhook-roles", "-elector-leases", "-pod-labels"} {
+		found := false
+		for name, p := range policies {
+			if strings.HasSuffix(name, suffix) {
+				found = true
+				if *p.Spec.FailurePolicy != admissionregistrationv1.Fail {
+					t.Errorf("policy %s: failurePolicy %s, want Fail", name, *p.Spec.FailurePolicy)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no ValidatingAdmissionPolicy *%s rendered", suffix)
+		}
+	}
+	bound := map[string]bool{}
+	for _, u := range objs.ofKind("ValidatingAdmissionPolicyBinding") {
+		b := as[admissionregistrationv1.ValidatingAdmissionPolicyBinding](t, u)
+		if slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}) {
+			bound[b.Spec.PolicyName] = true
+		}
+	}
+	for name, p := range policies {
+		if !bound[name] {
+			t.Errorf("policy %s has no binding with validationActions [Deny]", name)
+		}
+		text := toYAML(p.Spec)
+		if strings.Contains(text, "system:serviceaccount:") && !strings.Contains(text, "'"+webhookUser+"'") {
+			t.Errorf("policy %s names a webhook user other than %s:\n%s", name, webhookUser, text)
+		}
+		if strings.HasSuffix(name, "-webhook-rolebindings") && !strings.Contains(text, "object.roleRef.name == '"+electorRole+"'") {
+			t.Errorf("policy %s does not limit bindings to ClusterRole %s", name, electorRole)
+		}
+	}
 }
 
 // grants reports whether rules allow every verb on a resource of a group.

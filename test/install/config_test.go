@@ -24,17 +24,20 @@ import (
 // whatMatters lists, per kind, the fields whose difference between the chart and config/ changes behaviour.
 // Labels other than selectors are left out: Helm's and kustomize's bookkeeping labels differ by design.
 var whatMatters = map[string][][]string{
-	"MutatingWebhookConfiguration": {{"webhooks"}, {"metadata", "annotations"}},
-	"ClusterRole":                  {{"rules"}, {"aggregationRule"}},
-	"Role":                         {{"rules"}},
-	"ClusterRoleBinding":           {{"roleRef"}, {"subjects"}},
-	"RoleBinding":                  {{"roleRef"}, {"subjects"}},
-	"ServiceAccount":               {{"automountServiceAccountToken"}, {"imagePullSecrets"}},
-	"Service":                      {{"spec"}},
-	"Deployment":                   {{"spec", "replicas"}, {"spec", "selector"}, {"spec", "strategy"}, {"spec", "template", "spec"}, {"spec", "template", "metadata", "annotations"}},
-	"PodDisruptionBudget":          {{"spec"}},
-	"Issuer":                       {{"spec"}},
-	"Certificate":                  {{"spec"}},
+	"MutatingWebhookConfiguration":     {{"webhooks"}, {"metadata", "annotations"}},
+	"ClusterRole":                      {{"rules"}, {"aggregationRule"}},
+	"Role":                             {{"rules"}},
+	"ClusterRoleBinding":               {{"roleRef"}, {"subjects"}},
+	"RoleBinding":                      {{"roleRef"}, {"subjects"}},
+	"ServiceAccount":                   {{"automountServiceAccountToken"}, {"imagePullSecrets"}},
+	"Service":                          {{"spec"}},
+	"Deployment":                       {{"spec", "replicas"}, {"spec", "selector"}, {"spec", "strategy"}, {"spec", "template", "spec"}, {"spec", "template", "metadata", "annotations"}},
+	"PodDisruptionBudget":              {{"spec"}},
+	"Issuer":                           {{"spec"}},
+	"Certificate":                      {{"spec"}},
+	"ValidatingAdmissionPolicy":        {{"spec"}},
+	"ValidatingAdmissionPolicyBinding": {{"spec"}},
+	"NetworkPolicy":                    {{"spec"}},
 }
 
 // TestConfigMatchesChart: `kustomize build config/default` and the chart with its defaults install the same
@@ -104,17 +107,23 @@ func TestConfigKeepsItsSourcesOfTruth(t *testing.T) {
 	for _, tc := range []struct {
 		file string
 		kind string
+		name string
 	}{
-		{"webhook/manifests.yaml", "MutatingWebhookConfiguration"},
-		{"rbac/elector_role.yaml", "ClusterRole"},
-		{"rbac/webhook_role.yaml", "ClusterRole"},
+		{"webhook/manifests.yaml", "MutatingWebhookConfiguration", ""},
+		{"rbac/elector_role.yaml", "ClusterRole", ""},
+		{"rbac/webhook_role.yaml", "ClusterRole", ""},
+		{"policies/webhook_pods.yaml", "ValidatingAdmissionPolicy", ""},
+		{"policies/webhook_rbac.yaml", "ValidatingAdmissionPolicy", "leader-election-webhook-rolebindings"},
+		{"policies/webhook_rbac.yaml", "ValidatingAdmissionPolicy", "leader-election-webhook-roles"},
+		{"policies/elector_leases.yaml", "ValidatingAdmissionPolicy", ""},
+		{"policies/pod_labels.yaml", "ValidatingAdmissionPolicy", ""},
 	} {
-		t.Run(tc.file, func(t *testing.T) {
+		t.Run(tc.file+"/"+tc.name, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(configDir, tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
-			src := decode(t, string(b)).one(t, tc.kind, "")
+			src := decode(t, string(b)).one(t, tc.kind, tc.name)
 			built := config.one(t, tc.kind, src.GetName())
 			for _, p := range whatMatters[tc.kind] {
 				if p[0] == "metadata" {

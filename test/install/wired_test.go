@@ -68,16 +68,17 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 			ctx := t.Context()
 			ns := tc.namespace
 
-			// The chart's RBAC and ServiceAccount, in the release's namespace.
+			// The chart's RBAC, ServiceAccount and admission policies, in the release's namespace: the webhook must
+			// do its job within what the policies allow its identity.
 			createNamespace(t, cs, ns, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
 			var rbac objects
-			for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
+			for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 				rbac = append(rbac, objs.ofKind(kind)...)
 			}
 			apply(t, env.Config, rbac)
 
-			// The webhook as the Deployment runs it. In a pod, the ServiceAccount's token and namespace file stand
-			// for --kubeconfig and --leader-election-namespace; here they are given explicitly.
+			// The webhook as the Deployment runs it. In a pod, the ServiceAccount's token stands for --kubeconfig;
+			// here it is given explicitly.
 			deploy := as[appsv1.Deployment](t, objs.one(t, "Deployment", ""))
 			c := deploy.Spec.Template.Spec.Containers[0]
 			sa := deploy.Spec.Template.Spec.ServiceAccountName
@@ -96,7 +97,6 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 				"metrics-bind-address":      "0",
 				"health-probe-bind-address": "127.0.0.1:" + strconv.Itoa(health),
 				"kubeconfig":                kubeconfig,
-				"leader-election-namespace": ns,
 			})
 			proc := controlplane.StartProcess(t, "webhook", bin, nil, args...)
 			waitReady(t, proc, fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
@@ -151,13 +151,18 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 			}
 			checkInjected(t, createEventually(t, ctx, cs, replicaOf("worker", enforced, tpl)), tc.electorImage, "worker", tc.electorEnv)
 
-			// The chart's Role lets the webhook hold its own Lease: the leader-label controller runs.
-			err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-				l, err := cs.CoordinationV1().Leases(ns).Get(ctx, "leader-election-webhook", metav1.GetOptions{})
-				return err == nil && holder(l) != "", nil
+			// The label controller, under the chart's RBAC and policies, labels the holder of the sample's Lease.
+			lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: sample.Name, Namespace: apps},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(stored.Name), LeaseDurationSeconds: ptr.To[int32](15)}}
+			if _, err := cs.CoordinationV1().Leases(apps).Create(ctx, lease, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				p, err := cs.CoreV1().Pods(apps).Get(ctx, stored.Name, metav1.GetOptions{})
+				return err == nil && p.Labels[inject.LabelRole] == inject.RoleLeader, nil
 			})
 			if err != nil {
-				t.Errorf("the webhook did not acquire its Lease %s/leader-election-webhook within 30s with the chart's Role", ns)
+				t.Errorf("the webhook did not label the Lease holder %s/%s within 30s under the chart's RBAC and policies:\n%s", apps, stored.Name, proc.Output())
 			}
 		})
 	}
@@ -168,7 +173,7 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 // argument the chart passes, so a renamed flag fails here.
 func override(tb testing.TB, args []string, with map[string]string) []string {
 	tb.Helper()
-	addable := []string{"kubeconfig", "leader-election-namespace"}
+	addable := []string{"kubeconfig"}
 	out := make([]string, 0, len(args)+len(addable))
 	used := map[string]bool{}
 	for _, a := range args {
@@ -286,11 +291,4 @@ func waitReady(tb testing.TB, proc *controlplane.Process, url string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	tb.Fatalf("the webhook was not ready at %s within 60s:\n%s", url, proc.Output())
-}
-
-func holder(l *coordinationv1.Lease) string {
-	if l.Spec.HolderIdentity == nil {
-		return ""
-	}
-	return *l.Spec.HolderIdentity
 }

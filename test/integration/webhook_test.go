@@ -32,7 +32,8 @@ import (
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
-const webhookUser = "leader-election-webhook"
+// webhookUser is the webhook's ServiceAccount username, which the shipped policies recognise it by.
+const webhookUser = cluster.WebhookUser
 
 // webhookUnderTest is the running webhook and how to observe it.
 type webhookUnderTest struct {
@@ -56,8 +57,10 @@ func TestWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	electorRole := readObject[*rbacv1.ClusterRole](t, "config/rbac/elector_role.yaml")
+	installPolicies(t, cs)
 
 	wh := startWebhook(t, env)
+	webhookKubeconfig := env.Kubeconfig(t, webhookUser)
 
 	t.Run("annotated pod is stored with the elector", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
@@ -213,6 +216,14 @@ func TestWebhook(t *testing.T) {
 		}
 	})
 
+	t.Run("security: the webhook's identity", func(t *testing.T) { testWebhookIdentity(t, env, webhookKubeconfig) })
+	t.Run("security: a forged review for an excluded namespace", func(t *testing.T) { testForgedReview(t, env) })
+	t.Run("security: foreign objects under the webhook's names", func(t *testing.T) { testForeignBindings(t, env) })
+	t.Run("security: pod-bound elector tokens and Leases", func(t *testing.T) { testElectorLeases(t, env) })
+	t.Run("security: the role and member labels", func(t *testing.T) { testPodLabels(t, env) })
+	t.Run("security: a stray role label is removed", func(t *testing.T) { testStrayLabel(t, env) })
+	t.Run("the label moves with a webhook replica killed", func(t *testing.T) { testLabelMovesWithAReplicaKilled(t, env) })
+
 	t.Run("the leader label follows the Lease holder", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		a := createPod(t, cs, ns, "web", annotated("replica-a"))
@@ -279,6 +290,12 @@ func waitForLeader(t *testing.T, cs kubernetes.Interface, ns, holder string) {
 
 func startWebhook(t *testing.T, env *controlplane.Env) *webhookUnderTest {
 	t.Helper()
+	return startWebhookOn(t, env, env.WebhookInstallOptions.LocalServingPort)
+}
+
+// startWebhookOn starts a webhook process serving admission on port (the configuration calls the envtest port).
+func startWebhookOn(t *testing.T, env *controlplane.Env, port int) *webhookUnderTest {
+	t.Helper()
 	bin := controlplane.Build(t, "./cmd/webhook")
 	opts := env.WebhookInstallOptions
 	metrics := fmt.Sprintf("127.0.0.1:%d", controlplane.FreePort(t))
@@ -286,7 +303,8 @@ func startWebhook(t *testing.T, env *controlplane.Env) *webhookUnderTest {
 	proc := controlplane.StartProcess(t, "webhook", bin, nil,
 		"--kubeconfig", env.Kubeconfig(t, webhookUser),
 		"--cert-dir", opts.LocalServingCertDir,
-		"--port", strconv.Itoa(opts.LocalServingPort),
+		"--port", strconv.Itoa(port),
+		"--excluded-namespaces", "kube-system,leader-election-system",
 		"--metrics-bind-address", metrics,
 		"--health-probe-bind-address", health,
 	)

@@ -66,6 +66,11 @@ app.kubernetes.io/component: webhook
 {{- concat $names .Values.webhook.tls.extraDNSNames | uniq | toJson }}
 {{- end }}
 
+{{/* The namespaces the webhook never serves, comma-separated: kube-system, its own, webhook.excludeNamespaces. */}}
+{{- define "leader-election.excludedNamespaces" -}}
+{{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | join "," }}
+{{- end }}
+
 {{- define "leader-election.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}

@@ -1,0 +1,619 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/leaderlabel"
+	"github.com/leader-election/leader-election/test/cluster"
+	"github.com/leader-election/leader-election/test/controlplane"
+)
+
+// Policy names as config/policies ships them; every refusal below must name the policy that made it.
+const (
+	policyWebhookPods         = "leader-election-webhook-pods"
+	policyWebhookRoleBindings = "leader-election-webhook-rolebindings"
+	policyWebhookRoles        = "leader-election-webhook-roles"
+	policyElectorLeases       = "leader-election-elector-leases"
+	policyPodLabels           = cluster.PodLabelsPolicy
+)
+
+// installPolicies installs config/policies and waits until they are enforced.
+func installPolicies(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	if err := cluster.InstallPolicies(t.Context(), cs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitEnforced waits until the policies are in force again.
+func waitEnforced(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	if err := cluster.WaitPoliciesEnforced(t.Context(), cs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clientFor is a clientset for a kubeconfig file (the webhook's identity).
+func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// podToken is a clientset holding a token bound to one pod, as the kubelet projects it into the pod.
+func podToken(t *testing.T, env *controlplane.Env, pod *corev1.Pod) kubernetes.Interface {
+	t.Helper()
+	tr, err := env.Clientset.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(t.Context(), pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](3600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &rest.Config{Host: env.Config.Host, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: env.Config.CAData}}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// refusedByEither fails the test unless err is a refusal by one of the policies, with that policy's message.
+// Each alternative is {policy, want}.
+func refusedByEither(t *testing.T, what string, err error, alternatives ...[2]string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: allowed, want refused by one of %v", what, alternatives)
+		return
+	}
+	for _, a := range alternatives {
+		if strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+a[0]+"'") && strings.Contains(err.Error(), a[1]) {
+			return
+		}
+	}
+	t.Errorf("%s: refused with %v, want a refusal by one of %v", what, err, alternatives)
+}
+
+// refusedBy fails the test unless err is a refusal that names the policy (and, if given, contains want).
+func refusedBy(t *testing.T, what string, err error, policy, want string) {
+	t.Helper()
+	switch {
+	case err == nil:
+		t.Errorf("%s: allowed, want refused by %s", what, policy)
+	case !strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+policy+"'"):
+		t.Errorf("%s: refused with %v, want a refusal naming policy %s", what, err, policy)
+	case want != "" && !strings.Contains(err.Error(), want):
+		t.Errorf("%s: refused with %v, want it to say %q", what, err, want)
+	}
+}
+
+func labelPatch(labels map[string]*string) []byte {
+	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
+	return b
+}
+
+// testWebhookIdentity: what the webhook's own credentials can and cannot do, as requests and as
+// SubjectAccessReviews.
+func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig string) {
+	cs := env.Clientset
+	ctx := t.Context()
+	wh := clientFor(t, webhookKubeconfig)
+	ns := newNamespace(t, cs, nil)
+	memberPod := createPod(t, cs, ns, "web", annotated("member"))
+	plain := createPod(t, cs, ns, "web", plainPod("plain"))
+	kubeSystemPod := createPod(t, cs, "kube-system", "default", plainPod("privileged-system-pod"))
+
+	t.Run("may set and remove the role label on a member pod", func(t *testing.T) {
+		for _, v := range []*string{ptr.To(inject.RoleLeader), nil} {
+			if _, err := wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: v}), metav1.PatchOptions{}); err != nil {
+				t.Fatalf("role label %v: %v", v, err)
+			}
+		}
+	})
+	t.Run("may not change an image, here or in kube-system", func(t *testing.T) {
+		for _, p := range []*corev1.Pod{memberPod, kubeSystemPod} {
+			patch := []byte(`{"spec":{"containers":[{"name":"app","image":"attacker/root:1"}]}}`)
+			_, err := wh.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			refusedBy(t, "image of "+p.Namespace+"/"+p.Name, err, policyWebhookPods, "may not change a pod's spec")
+		}
+	})
+	t.Run("may not change another label or an annotation", func(t *testing.T) {
+		_, err := wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{"app": ptr.To("other")}), metav1.PatchOptions{})
+		refusedBy(t, "another label", err, policyWebhookPods, "labels other than leader-election/role")
+		_, err = wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"x":"y"}}}`), metav1.PatchOptions{})
+		refusedBy(t, "an annotation", err, policyWebhookPods, "annotations")
+		_, err = wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: nil}), metav1.PatchOptions{})
+		// Two policies forbid this (the webhook may change only the role label; nobody may change the member
+		// label); the API server reports whichever it evaluates first, so either refusal is the right answer.
+		refusedByEither(t, "removing the member label", err,
+			[2]string{policyPodLabels, "leader-election/member"},
+			[2]string{policyWebhookPods, "labels other than leader-election/role"})
+	})
+	t.Run("may not label a non-member pod", func(t *testing.T) {
+		_, err := wh.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{})
+		refusedBy(t, "role label on a non-member", err, policyWebhookPods, "only on a pod labelled leader-election/member=true")
+	})
+
+	rb := func(name, role string, subjects ...rbacv1.Subject) *rbacv1.RoleBinding {
+		return &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: binding.Labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   subjects,
+		}
+	}
+	sa := func(ns, name string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: "ServiceAccount", Name: name, Namespace: ns}
+	}
+	t.Run("may bind only the elector role to one ServiceAccount of the namespace", func(t *testing.T) {
+		_, err := wh.RbacV1().RoleBindings(ns).Create(ctx, rb(binding.Name("x"), "cluster-admin", sa(ns, "x")), metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "attempting to grant RBAC permissions not currently held") {
+			t.Errorf("binding cluster-admin: %v, want RBAC's escalation refusal", err)
+		}
+		for _, tc := range []struct {
+			name string
+			rb   *rbacv1.RoleBinding
+			want string
+		}{
+			{"its own ClusterRole, pods patch included", rb(binding.Name("x"), "leader-election-webhook", sa(ns, "x")), "may bind only the ClusterRole leader-election-elector"},
+			{"the elector role to system:authenticated", rb(binding.Name("x"), "leader-election-elector", rbacv1.Subject{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:authenticated"}), "exactly one subject"},
+			{"the elector role to a user", rb(binding.Name("x"), "leader-election-elector", rbacv1.Subject{Kind: "User", APIGroup: rbacv1.GroupName, Name: "mallory"}), "exactly one subject"},
+			{"the elector role to two accounts", rb(binding.Name("x"), "leader-election-elector", sa(ns, "x"), sa(ns, "y")), "exactly one subject"},
+			{"the elector role to another namespace's account", rb(binding.Name("x"), "leader-election-elector", sa("kube-system", "default")), "of the RoleBinding's own namespace"},
+			{"a binding not named as ours", rb("innocent", "leader-election-elector", sa(ns, "x")), "(RoleBinding leader-election-elector-<ServiceAccount>)"},
+		} {
+			_, err := wh.RbacV1().RoleBindings(ns).Create(ctx, tc.rb, metav1.CreateOptions{})
+			refusedBy(t, tc.name, err, policyWebhookRoleBindings, tc.want)
+		}
+		if _, err := wh.RbacV1().RoleBindings(ns).Create(ctx, rb(binding.Name("x"), "leader-election-elector", sa(ns, "x")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("the binding the webhook exists to write was refused: %v", err)
+		}
+	})
+
+	t.Run("may write only Roles that list Leases to hold", func(t *testing.T) {
+		role := func(name string, rules ...rbacv1.PolicyRule) *rbacv1.Role {
+			return &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: binding.Labels}, Rules: rules}
+		}
+		hold := rbacv1.PolicyRule{APIGroups: []string{binding.HoldGroup}, Resources: []string{binding.HoldResource}, Verbs: []string{binding.HoldVerb}, ResourceNames: []string{"web"}}
+		_, err := wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}), metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "attempting to grant RBAC permissions not currently held") {
+			t.Errorf("a Role granting Secrets: %v, want RBAC's escalation refusal", err)
+		}
+		// The webhook holds pods patch, so RBAC would let it grant that: the policy does not.
+		_, err = wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), hold, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"patch"}}), metav1.CreateOptions{})
+		refusedBy(t, "a Role granting pods patch", err, policyWebhookRoles, "one rule granting")
+		_, err = wh.RbacV1().Roles(ns).Create(ctx, role("innocent", hold), metav1.CreateOptions{})
+		refusedBy(t, "a Role not named as ours", err, policyWebhookRoles, "named leader-election-leases-<ServiceAccount>")
+		// A Role someone else made, granting only what the webhook holds (so RBAC's escalation check passes).
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role("admin-role", hold), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = wh.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: binding.LeaseRoleName("x"), Labels: binding.Labels},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "admin-role"}, Subjects: []rbacv1.Subject{sa(ns, "x")}}, metav1.CreateOptions{})
+		refusedBy(t, "binding a Role of another name", err, policyWebhookRoleBindings, "the Role of the RoleBinding's own name")
+		if _, err := wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), hold), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("the Role the webhook exists to write was refused: %v", err)
+		}
+	})
+
+	t.Run("SubjectAccessReviews: nothing beyond the label, the bindings and the reads", func(t *testing.T) {
+		allowed := []authorizationv1.ResourceAttributes{
+			{Namespace: ns, Resource: "pods", Verb: "patch"},
+			{Namespace: ns, Resource: "pods", Verb: "list"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Verb: "create"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "create"},
+			{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind", Name: "leader-election-elector"},
+			{Namespace: ns, Resource: "serviceaccounts", Verb: "get"},
+			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "watch"},
+		}
+		denied := []authorizationv1.ResourceAttributes{
+			{Namespace: ns, Resource: "pods", Verb: "create"},
+			{Namespace: ns, Resource: "pods", Verb: "delete"},
+			{Namespace: ns, Resource: "pods", Verb: "update"},
+			{Namespace: ns, Resource: "pods", Subresource: "exec", Verb: "create"},
+			{Namespace: ns, Resource: "pods", Subresource: "ephemeralcontainers", Verb: "patch"},
+			{Namespace: ns, Resource: "pods", Subresource: "status", Verb: "patch"},
+			{Namespace: ns, Resource: "secrets", Verb: "get"},
+			{Namespace: ns, Resource: "secrets", Verb: "list"},
+			{Namespace: ns, Resource: "serviceaccounts", Subresource: "token", Verb: "create"},
+			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "update"},
+			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Verb: "delete"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "escalate"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "bind"},
+			{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "delete"},
+			{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "escalate"},
+			{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind", Name: "cluster-admin"},
+			{Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Verb: "create"},
+			{Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicybindings", Verb: "delete"},
+			{Resource: "nodes", Verb: "patch"},
+			{Group: "apps", Namespace: ns, Resource: "deployments", Verb: "patch"},
+		}
+		for _, attrs := range allowed {
+			if !canI(t, env.Clientset, webhookUser, attrs) {
+				t.Errorf("webhook may not %s %s/%s, which it needs", attrs.Verb, attrs.Resource, attrs.Subresource)
+			}
+		}
+		for _, attrs := range denied {
+			if canI(t, env.Clientset, webhookUser, attrs) {
+				t.Errorf("webhook may %s %s/%s %s, want denied", attrs.Verb, attrs.Resource, attrs.Subresource, attrs.Name)
+			}
+		}
+	})
+}
+
+// testForgedReview sends an AdmissionReview for kube-system straight to the webhook's port, as anyone who can
+// reach it could: it is refused, and nothing is bound there.
+func testForgedReview(t *testing.T, env *controlplane.Env) {
+	ctx := t.Context()
+	pod := annotated("forged")
+	pod.Namespace = "kube-system"
+	pod.Spec.ServiceAccountName = "default"
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "forged-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "kube-system",
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+		},
+	}
+	body, _ := json.Marshal(review)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(env.WebhookInstallOptions.LocalServingCAData)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	url := fmt.Sprintf("https://127.0.0.1:%d/mutate-pod", env.WebhookInstallOptions.LocalServingPort)
+	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var answer admissionv1.AdmissionReview
+	if err := json.Unmarshal(data, &answer); err != nil || answer.Response == nil {
+		t.Fatalf("answer %s: %v", data, err)
+	}
+	if answer.Response.Allowed || answer.Response.Result == nil || !strings.Contains(answer.Response.Result.Message, "namespace kube-system is excluded") {
+		t.Errorf("forged review for kube-system: allowed=%v result=%+v, want a refusal naming the excluded namespace", answer.Response.Allowed, answer.Response.Result)
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings("kube-system").Get(ctx, binding.Name("default"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("RoleBinding in kube-system after a forged review: %v, want NotFound", err)
+	}
+}
+
+// testForeignBindings: a RoleBinding under the webhook's chosen name that it did not create is refused (another
+// role: the pod is refused with a message naming it) or taken over (the elector role, other subjects).
+func testForeignBindings(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	foreign := func(sa, role string) {
+		t.Helper()
+		withSA(plainPod("unused"), sa, t, cs, ns) // the ServiceAccount exists
+		_, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: binding.Name(sa)},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects: []rbacv1.Subject{{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "team"}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign("viewer", "view")
+	_, err := cs.CoreV1().Pods(ns).Create(ctx, withSA(annotated("refused"), "viewer", t, cs, ns), metav1.CreateOptions{})
+	want := "RoleBinding " + ns + "/" + binding.Name("viewer") + ` exists and refers to ClusterRole "view"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("pod of a ServiceAccount whose binding name is taken: %v, want a refusal containing %q", err, want)
+	}
+	foreign("taken", "leader-election-elector")
+	createPod(t, cs, ns, "taken", annotated("repaired"))
+	rb, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("taken"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != "taken" || rb.Labels["app.kubernetes.io/managed-by"] != "leader-election" {
+		t.Errorf("RoleBinding after the pod was admitted: subjects %+v labels %v, want it taken over for ServiceAccount taken", rb.Subjects, rb.Labels)
+	}
+	waitCanHold(t, cs, ns, "taken", "web")
+}
+
+// testElectorLeases: what a token bound to one elector's pod may write into Leases.
+func testElectorLeases(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	a := createPod(t, cs, ns, "web", annotated("replica-a"))
+	b := createPod(t, cs, ns, "web", annotated("replica-b"))
+	asA := podToken(t, env, a).CoordinationV1().Leases(ns)
+	waitCanHold(t, cs, ns, "web", "web")
+
+	own := func(name string, pod *corev1.Pod) *coordinationv1.Lease {
+		return &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{leaderlabel.AnnotationHolderUID: string(pod.UID)}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](3)},
+		}
+	}
+	lease, err := asA.Create(ctx, own("web", a), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("pod A creating its Lease with itself as holder: %v", err)
+	}
+	update := func(mutate func(*coordinationv1.Lease)) error {
+		l := lease.DeepCopy()
+		mutate(l)
+		out, err := asA.Update(ctx, l, metav1.UpdateOptions{})
+		if err == nil {
+			lease = out
+		}
+		return err
+	}
+	t.Run("refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			mutate func(*coordinationv1.Lease)
+			want   string
+		}{
+			{"B's name as holder", func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = ptr.To(b.Name) }, `not holder "replica-b"`},
+			{"B as holder with B's UID", func(l *coordinationv1.Lease) {
+				l.Spec.HolderIdentity = ptr.To(b.Name)
+				l.Annotations[leaderlabel.AnnotationHolderUID] = string(b.UID)
+			}, `not holder "replica-b"`},
+			{"a foreign holder", func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = ptr.To("ghost") }, `not holder "ghost"`},
+			{"itself without its UID", func(l *coordinationv1.Lease) { delete(l.Annotations, leaderlabel.AnnotationHolderUID) }, `holder-uid ""`},
+			{"a huge duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](2147483647) }, "from 3 to 300"},
+			{"a duration of 1s", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](1) }, "from 3 to 300"},
+			{"no duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = nil }, "from 3 to 300"},
+			{"lowering leaseTransitions", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](2) }, "may not lower spec.leaseTransitions"},
+		} {
+			refusedBy(t, tc.name, update(tc.mutate), policyElectorLeases, tc.want)
+		}
+		_, err := asA.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "someone-elses", Namespace: ns},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("pod_uuid"), LeaseDurationSeconds: ptr.To[int32](15)},
+		}, metav1.CreateOptions{})
+		refusedBy(t, "creating a Lease held by someone else", err, policyElectorLeases, `not holder "pod_uuid"`)
+	})
+	t.Run("allowed: renew, raise the token, release", func(t *testing.T) {
+		if err := update(func(l *coordinationv1.Lease) { l.Spec.RenewTime = ptr.To(metav1.NowMicro()) }); err != nil {
+			t.Errorf("renewal: %v", err)
+		}
+		if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](4) }); err != nil {
+			t.Errorf("raising leaseTransitions: %v", err)
+		}
+		if err := update(func(l *coordinationv1.Lease) {
+			l.Spec.HolderIdentity = ptr.To("")
+			delete(l.Annotations, leaderlabel.AnnotationHolderUID)
+		}); err != nil {
+			t.Errorf("release: %v", err)
+		}
+		if err := update(func(l *coordinationv1.Lease) {
+			l.Spec.HolderIdentity = ptr.To(a.Name)
+			l.Annotations = map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
+			l.Spec.LeaseTransitions = ptr.To[int32](5)
+		}); err != nil {
+			t.Errorf("acquiring a free Lease: %v", err)
+		}
+	})
+	t.Run("refused: another workload's Lease", func(t *testing.T) {
+		// Another workload in the namespace, running as another ServiceAccount, and a Lease of some other
+		// controller: both out of reach of web's electors, even naming themselves as holder.
+		createPod(t, cs, ns, "api", annotatedFor("api-0", "api"))
+		for _, name := range []string{"api", "other-controller"} {
+			if _, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(""), LeaseDurationSeconds: ptr.To[int32](15)}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			l, err := cs.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Spec.HolderIdentity, l.Annotations = ptr.To(a.Name), map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
+			_, err = asA.Update(ctx, l, metav1.UpdateOptions{})
+			refusedBy(t, "taking Lease "+name, err, policyElectorLeases, "may write only the Leases of workloads that run as it")
+		}
+		_, err := asA.Create(ctx, own("not-mine", a), metav1.CreateOptions{})
+		refusedBy(t, "creating a Lease no workload of its ServiceAccount uses", err, policyElectorLeases, "may write only the Leases of workloads that run as it")
+	})
+	t.Run("refused: clearing a holder that is another pod", func(t *testing.T) {
+		// B holds it now (written with B's own token).
+		asB := podToken(t, env, b).CoordinationV1().Leases(ns)
+		l := lease.DeepCopy()
+		l.Spec.HolderIdentity, l.Annotations = ptr.To(b.Name), map[string]string{leaderlabel.AnnotationHolderUID: string(b.UID)}
+		var err error
+		if lease, err = asB.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("B acquiring with its own token: %v", err)
+		}
+		err = update(func(l *coordinationv1.Lease) {
+			l.Spec.HolderIdentity = ptr.To("")
+			delete(l.Annotations, leaderlabel.AnnotationHolderUID)
+		})
+		refusedBy(t, "A clearing B's hold", err, policyElectorLeases, "or clear a holder that was itself")
+	})
+	t.Run("other identities' Lease writes are not ours to judge", func(t *testing.T) {
+		// A pod-bound token of a ServiceAccount that is not an elector (another controller's client-go
+		// elector writing its own holder format) is not matched by the policy.
+		other := createPod(t, cs, ns, "controller", plainPod("controller-0"))
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases", Namespace: ns},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}}}}
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "controller", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("controller-0_4b1c"), LeaseDurationSeconds: ptr.To[int32](15)}}
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := podToken(t, env, other).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{})
+			return err == nil, nil // RBAC caches need a moment to see the new binding
+		})
+		if err != nil {
+			t.Errorf("another controller's pod-bound Lease write was refused; the policy must match our electors only")
+		}
+	})
+}
+
+// waitCanHold waits until the authorizer lets ServiceAccount sa hold Lease lease (the webhook wrote its Role when
+// it admitted the pod; the authorizer's cache follows within moments).
+func waitCanHold(t *testing.T, cs kubernetes.Interface, ns, sa, lease string) {
+	t.Helper()
+	attrs := authorizationv1.ResourceAttributes{Namespace: ns, Group: binding.HoldGroup, Resource: binding.HoldResource, Verb: binding.HoldVerb, Name: lease}
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return canI(t, cs, "system:serviceaccount:"+ns+":"+sa, attrs), nil
+	})
+	if err != nil {
+		t.Fatalf("ServiceAccount %s/%s may not hold Lease %s 10s after its pod was admitted", ns, sa, lease)
+	}
+}
+
+func annotatedFor(name, lease string) *corev1.Pod {
+	pod := annotated(name)
+	pod.Annotations[inject.AnnotationLeaseName] = lease
+	return pod
+}
+
+// testPodLabels: nobody creates a pod with the role label or a fake member label, and nobody but the webhook's
+// identity changes them later.
+func testPodLabels(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset // system:masters: admission policies apply to everyone
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+
+	forged := plainPod("forged-leader")
+	forged.Labels = map[string]string{"app": "web", inject.LabelRole: inject.RoleLeader}
+	_, err := cs.CoreV1().Pods(ns).Create(ctx, withSA(forged, "web", t, cs, ns), metav1.CreateOptions{})
+	refusedBy(t, "a pod created with the role label", err, policyPodLabels, "label leader-election/role is set only by")
+
+	copied := annotated("copied-template")
+	copied.Labels = map[string]string{inject.LabelRole: inject.RoleLeader}
+	stored := createPod(t, cs, ns, "web", copied)
+	if _, ok := stored.Labels[inject.LabelRole]; ok || stored.Labels[inject.LabelMember] != "true" {
+		t.Errorf("annotated pod with the role label stored with labels %v, want it stripped and the member label set", stored.Labels)
+	}
+
+	fake := plainPod("fake-member")
+	fake.Labels = map[string]string{inject.LabelMember: "true"}
+	fake.Annotations = map[string]string{inject.AnnotationLeaseName: "web"}
+	_, err = cs.CoreV1().Pods(ns).Create(ctx, withSA(fake, "web", t, cs, ns), metav1.CreateOptions{})
+	refusedBy(t, "a pod with a member label the webhook did not write", err, policyPodLabels, "label leader-election/member is set only by")
+
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{})
+	refusedBy(t, "an administrator labelling a member as leader", err, policyPodLabels, "changed only by leader-election's controller")
+	plain := createPod(t, cs, ns, "web", plainPod("enrol-me"))
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{})
+	refusedBy(t, "enrolling a pod by label", err, policyPodLabels, "label leader-election/member is set only by")
+}
+
+// testStrayLabel: a non-member pod labelled before the policies were installed loses the label.
+func testStrayLabel(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	vapb, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, policyPodLabels, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, policyPodLabels, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stray := withSA(plainPod("stray"), "web", t, cs, ns)
+	stray.Labels = map[string]string{"app": "web", inject.LabelRole: inject.RoleLeader}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, stray, metav1.CreateOptions{})
+		return err == nil, nil
+	})
+	vapb.ResourceVersion = ""
+	if _, rerr := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, vapb, metav1.CreateOptions{}); rerr != nil {
+		t.Fatal(rerr)
+	}
+	waitEnforced(t, cs)
+	if err != nil {
+		t.Fatal("could not create the stray pod with the policy unbound")
+	}
+	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "stray", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, labelled := p.Labels[inject.LabelRole]
+		return !labelled && p.Labels["app"] == "web", nil
+	})
+	if err != nil {
+		t.Fatalf("the stray pod kept its role label: %v", err)
+	}
+}
+
+// testLabelMovesWithAReplicaKilled runs a second webhook replica, measures how long the label takes to follow
+// the Lease with both replicas up, then kills one (SIGKILL) and measures again: every replica runs the
+// controller, so the survivor moves the label without waiting for any lease of its own.
+func testLabelMovesWithAReplicaKilled(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	second := startWebhookReplica(t, env)
+	ns := newNamespace(t, cs, nil)
+	pods := []*corev1.Pod{createPod(t, cs, ns, "web", annotated("replica-a")), createPod(t, cs, ns, "web", annotated("replica-b"))}
+	lease, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pods[0].Name)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLeader(t, cs, ns, pods[0].Name)
+	move := func(to int) time.Duration {
+		lease.Spec.HolderIdentity = ptr.To(pods[to].Name)
+		start := time.Now()
+		if lease, err = cs.CoordinationV1().Leases(ns).Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitForLeader(t, cs, ns, pods[to].Name)
+		return time.Since(start)
+	}
+	var both, survivor []time.Duration
+	for i := range 6 {
+		both = append(both, move((i+1)%2))
+	}
+	if err := second.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		survivor = append(survivor, move((i+1)%2))
+	}
+	t.Logf("label moved after the Lease changed hands: two replicas %v; one replica killed (SIGKILL), the other %v", both, survivor)
+}
+
+// startWebhookReplica starts another webhook process on its own port: it runs the label controllers as every
+// replica does (the API server sends admission requests to the first).
+func startWebhookReplica(t *testing.T, env *controlplane.Env) *webhookUnderTest {
+	t.Helper()
+	return startWebhookOn(t, env, controlplane.FreePort(t))
+}
