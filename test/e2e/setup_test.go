@@ -1,15 +1,10 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/leader-election/leader-election/test/controlplane"
 	"github.com/leader-election/leader-election/test/node"
@@ -35,7 +30,11 @@ func startNode(t *testing.T) *node.Node {
 			t.Fatal(err)
 		}
 	}
-	images, err := node.ProductImages(binDir, imgDir, chartAppVersion(t))
+	version, err := node.ChartAppVersion(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := node.ProductImages(binDir, imgDir, version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,45 +59,4 @@ func startNode(t *testing.T) *node.Node {
 		}
 	})
 	return n
-}
-
-// chartAppVersion is the chart's appVersion, the tag its default images carry.
-func chartAppVersion(t *testing.T) string {
-	data, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), "charts", "leader-election", "Chart.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^appVersion:\s*"?([^"\s]+)"?`).FindSubmatch(data)
-	if m == nil {
-		t.Fatal("Chart.yaml has no appVersion")
-	}
-	return string(m[1])
-}
-
-// helmInstall installs the chart as a user would, with the images the node has loaded and the chart's own
-// self-signed certificate, and waits for the webhook to be ready.
-func helmInstall(t *testing.T, n *node.Node) {
-	t.Helper()
-	helm, err := exec.LookPath("helm")
-	if err != nil {
-		helm = filepath.Join(controlplane.RepoRoot(), "bin", "tools", "helm")
-		if _, err := os.Stat(helm); err != nil {
-			t.Fatal("helm not found on PATH nor in bin/tools; run make tools (make test does)")
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, helm, "install", "leader-election", filepath.Join(controlplane.RepoRoot(), "charts", "leader-election"),
-		"--kubeconfig", n.AdminKubeconfig, "--namespace", webhookNamespace, "--create-namespace",
-		"--set", "certManager.enabled=false",
-		// The images are on the node already; nothing can be pulled here.
-		"--set", "image.pullPolicy=Never",
-		"--wait", "--timeout", "3m")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("helm install: %v\n%s", err, out.String())
-	}
-	t.Logf("helm install of charts/leader-election: webhook ready after %s", time.Since(start).Round(100*time.Millisecond))
 }
