@@ -53,7 +53,7 @@ $(TOOLS_BIN)/staticcheck:
 	GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 # The end-to-end suite runs on a real node (kubelet, containerd, kube-proxy), which needs root: on a machine that
-# cannot run one it fails and says why. The node's binaries build in the background while the other tests run.
+# cannot run one it fails and says why. Its first run builds the node's binaries while the other packages test.
 test: tools ## run every test: unit, integration against the local control plane, chart and end to end (root)
 	$(ASSETS); \
 	PATH="$(TOOLS_BIN):$$PATH" KUBEBUILDER_ASSETS="$$assets" go test -count=1 -timeout 30m ./...

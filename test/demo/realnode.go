@@ -101,29 +101,42 @@ func runRealNode(ctx context.Context, imagesDir string, keep bool) error {
 	curlTimes(url, 3)
 
 	say("== 6. deleting the leader pod %s: the kubelet stops its app first, then the elector, which releases the Lease", leader)
+	old := leader
 	if err := failover(ctx, cs, url, leader, func() error {
-		return cs.CoreV1().Pods(namespace).Delete(ctx, leader, metav1.DeleteOptions{})
+		if err := cs.CoreV1().Pods(namespace).Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		leader, err = waitServedBy(ctx, cs, url, old)
+		return err
 	}); err != nil {
 		return err
 	}
-	if leader, err = waitServedBy(ctx, cs, url, leader); err != nil {
-		return err
-	}
+	say("   new leader %s", leader)
 	curlTimes(url, 3)
 
 	say("== 7. rolling out a new pod template (default RollingUpdate strategy)")
+	rolled := time.Now()
 	if err := failover(ctx, cs, url, leader, func() error {
 		if err := rollOut(ctx, cs); err != nil {
 			return err
 		}
-		return waitRolledOut(ctx, cs)
+		if err := waitRolledOut(ctx, cs); err != nil {
+			return err
+		}
+		// A rollout counts as complete while the old pods still terminate; the old leader serves until its app
+		// exits, and only then does its elector release the Lease.
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + app})
+			return err == nil && len(pods.Items) == 3, nil
+		}); err != nil {
+			return fmt.Errorf("waiting for the old pods to terminate: %w", err)
+		}
+		leader, err = waitServedBy(ctx, cs, url, "")
+		return err
 	}); err != nil {
 		return err
 	}
-	if leader, err = waitServedBy(ctx, cs, url, ""); err != nil {
-		return err
-	}
-	say("   rollout complete: 3/3 replicas updated and available; leader now %s", leader)
+	say("   rollout complete in %s: 3/3 replicas updated and available; leader now %s", time.Since(rolled).Round(100*time.Millisecond), leader)
 	curlTimes(url, 3)
 
 	if keep {
