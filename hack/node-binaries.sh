@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the node's Kubernetes binaries (kubelet, kube-proxy, and kube-scheduler to place pods on it) from source through the Go module proxy, once per
-# version, and prints the directory that holds them. The same way hack/control-plane.sh builds the control plane:
+# Builds the test node's Kubernetes binaries (kubelet, kube-proxy, and kube-scheduler to place pods on it) from
+# source through the Go module proxy, once per version, and prints the directory that holds them. The same way
+# hack/control-plane.sh builds the control plane:
 # a small wrapper module that requires k8s.io/kubernetes and points its staging modules at the published release,
 # the same version stamping, progress lines on stderr, and a cache beside the control plane's keyed by version.
 #

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // The node's fixed names and addresses. Everything lives in 198.18.0.0/15, the range set aside for benchmarking
@@ -166,14 +165,4 @@ conntrack:
 iptables:
   localhostNodePorts: false
 `, kubeconfig, NodeName, NodeIP, PodCIDR)
-}
-
-func joinArgs(args ...string) []string {
-	var out []string
-	for _, a := range args {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }

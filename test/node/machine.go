@@ -67,9 +67,7 @@ func TakeSnapshot() Snapshot {
 		}
 	}
 	s.Chains = firewallChains()
-	for _, line := range lines(run("nft", "list", "tables")) {
-		s.NFTables = append(s.NFTables, line)
-	}
+	s.NFTables = lines(run("nft", "list", "tables"))
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range lines(string(mountinfo)) {
 		if f := strings.Fields(line); len(f) > 4 {
