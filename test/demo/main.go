@@ -46,11 +46,8 @@ func realNodeUnavailable(standIn bool) string {
 	if standIn {
 		return "--stand-in was given"
 	}
-	// As root on a Debian machine, the node's packages are installed when missing; elsewhere Check says what is.
-	if err := node.EnsurePackages(controlplane.RepoRoot(), func(f string, a ...any) { say("   "+f, a...) }); err != nil {
-		return err.Error()
-	}
-	if err := node.Check(); err != nil {
+	// As root on a Debian machine, the node's packages are installed when missing; elsewhere it says what is.
+	if err := node.Preflight(controlplane.RepoRoot(), func(f string, a ...any) { say("   "+f, a...) }); err != nil {
 		return err.Error()
 	}
 	return ""

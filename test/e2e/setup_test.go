@@ -16,6 +16,9 @@ import (
 func startNode(t *testing.T) *node.Node {
 	t.Helper()
 	root := controlplane.RepoRoot()
+	if err := node.Preflight(root, t.Logf); err != nil {
+		t.Fatalf("the end-to-end suite runs on a real node (kubelet, containerd, kube-proxy), and this machine cannot run one: %v", err)
+	}
 	cp, err := controlplane.Assets()
 	if err != nil {
 		t.Fatal(err)

@@ -88,10 +88,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		opts.Logf = func(string, ...any) {}
 	}
 	n := &Node{opts: opts, stopped: make(chan struct{})}
-	if err := EnsurePackages(opts.RepoRoot, opts.Logf); err != nil {
-		return nil, err
-	}
-	if err := Check(); err != nil {
+	if err := Preflight(opts.RepoRoot, opts.Logf); err != nil {
 		return nil, err
 	}
 	if n.lock, err = acquireLock(); err != nil {

@@ -84,3 +84,12 @@ func EnsurePackages(repoRoot string, logf func(string, ...any)) error {
 	}
 	return nil
 }
+
+// Preflight installs the node's missing packages where it can (EnsurePackages) and then tells, as Check does, why
+// this machine cannot run the node, or nil. Callers run it before any slow build.
+func Preflight(repoRoot string, logf func(string, ...any)) error {
+	if err := EnsurePackages(repoRoot, logf); err != nil {
+		return err
+	}
+	return Check()
+}
