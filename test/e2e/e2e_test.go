@@ -172,6 +172,22 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("app of leader %s crashed and was restarted by the kubelet; leader now %s", old, holder)
 	})
 
+	scenario("leader's app turns unready for 3s: no other pod answers meanwhile", func(t *testing.T) {
+		old := w.settled(3)
+		pod := w.pod(old)
+		w.postToPod(pod, "/unready")
+		w.poll(10*time.Second, "pod "+old+" unready", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
+			return err == nil && !podReady(p), nil
+		})
+		time.Sleep(3 * time.Second)
+		w.postToPod(pod, "/ready")
+		holder := w.settled(3)
+		// The elector does not watch the app's health: the Lease stays with the unready pod, so the Service has
+		// no endpoint until it is ready again.
+		t.Logf("app of leader %s unready for 3s; leader now %s", old, holder)
+	})
+
 	scenario("rolling update with the default strategy", func(t *testing.T) {
 		w.settled(3)
 		before := w.transitions()
