@@ -22,7 +22,7 @@ TOOLS_BIN := $(CURDIR)/bin/tools
 # recipe, so a failed build stops make with the builder's message.
 ASSETS := assets=$$(hack/control-plane.sh)
 
-.PHONY: help build test test-unit lint fuzz demo bench control-plane tools docker-build clean
+.PHONY: help build images node test test-unit lint fuzz demo bench control-plane tools docker-build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -33,6 +33,12 @@ bin/webhook bin/elector: FORCE
 	$(GOBUILD) -o $@ ./cmd/$(@F)
 
 FORCE:
+
+images: build ## write the webhook and elector images as tarballs in bin/images (no Docker; for kind, k3d, ctr)
+	go run ./hack/images --bin bin --out bin/images --version $(VERSION)
+
+node: ## build (first run) and print the real test node's kubelet, kube-proxy and kube-scheduler directory
+	@hack/node-binaries.sh
 
 control-plane: ## build (first run) and print the local control plane's directory
 	@hack/control-plane.sh
@@ -51,7 +57,9 @@ $(TOOLS_BIN)/staticcheck:
 $(TOOLS_BIN)/promtool:
 	GOBIN=$(TOOLS_BIN) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
-test: tools ## run every test: unit, integration against the local control plane, chart and end to end
+# The end-to-end suite runs on a real node (kubelet, containerd, kube-proxy), which needs root: on a machine that
+# cannot run one it fails and says why. Its first run builds the node's binaries while the other packages test.
+test: tools ## run every test: unit, integration against the local control plane, chart and end to end (root)
 	$(ASSETS); \
 	PATH="$(TOOLS_BIN):$$PATH" KUBEBUILDER_ASSETS="$$assets" go test -count=1 -timeout 30m ./...
 
@@ -68,9 +76,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	go test ./pkg/inject -run '^$$' -fuzz '^FuzzMutate$$' -fuzztime $(FUZZTIME)
 	go test ./pkg/webhook -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
-demo: build ## run the demo against the local control plane (KEEP=1 leaves it up)
+demo: images tools ## run the demo on a real node where the machine allows it, else on the stand-in (KEEP=1 leaves it up)
 	$(ASSETS); \
-	KUBEBUILDER_ASSETS="$$assets" go run ./test/demo --bin $(CURDIR)/bin $(if $(KEEP),--keep)
+	PATH="$(TOOLS_BIN):$$PATH" KUBEBUILDER_ASSETS="$$assets" go run ./test/demo --bin $(CURDIR)/bin --images $(CURDIR)/bin/images $(if $(KEEP),--keep)
 
 bench: build ## run the benchmarks and write docs/benchmarks.md
 	$(ASSETS); \

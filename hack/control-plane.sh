@@ -13,7 +13,6 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"   # the etcd release k8s.io/kubernetes ${K8S_VERSION} requires
-STAGING_VERSION="v0.${K8S_VERSION#v1.}"  # v1.37.2 -> v0.37.2
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 
@@ -37,24 +36,8 @@ if has_all "$dest" kube-apiserver etcd kube-controller-manager; then
 fi
 mkdir -p "$dest"
 
-# build NAME DIR PKG LDFLAGS: go build with a progress line every 20 s, since a first build takes minutes.
-build() {
-  local name=$1 dir=$2 pkg=$3 ldflags=$4 start=$SECONDS
-  if [[ -x "$dest/$name" ]]; then return 0; fi
-  log "building $name from $pkg (first run only; several minutes)"
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dest/$name.tmp" "$pkg") &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 2
-    if (( (SECONDS - start) % 20 < 2 && SECONDS - start >= 20 )); then
-      log "still building $name ($((SECONDS - start))s)"
-      sleep 1
-    fi
-  done
-  wait "$pid"
-  mv "$dest/$name.tmp" "$dest/$name"
-  log "built $name in $((SECONDS - start))s"
-}
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 work="$cache/src"
 mkdir -p "$work/kubernetes" "$work/etcd"
@@ -62,36 +45,13 @@ mkdir -p "$work/kubernetes" "$work/etcd"
 # kube-apiserver and kube-controller-manager: require k8s.io/kubernetes and point every k8s.io/* module it pins
 # at v0.0.0 (its staging modules) at the published release of the same minor.
 if [[ ! -f "$work/kubernetes/go.sum" ]] || ! grep -q "k8s.io/kubernetes ${K8S_VERSION}" "$work/kubernetes/go.mod"; then
-  log "resolving k8s.io/kubernetes ${K8S_VERSION}"
-  modfile=$(cd "$work" && go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  staging=$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) v0\.0\.0$#\1#p' "$modfile" | sort -u)
-  {
-    printf 'module leader-election.local/control-plane\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
-      "$(sed -n 's/^go //p' "$modfile")" "$K8S_VERSION"
-    for m in $staging; do printf '\t%s => %s %s\n' "$m" "$m" "$STAGING_VERSION"; done
-    printf ')\n'
-  } >"$work/kubernetes/go.mod"
-  cat >"$work/kubernetes/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-)
-GO
-  (cd "$work/kubernetes" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy)
+  k8s_wrapper "$work/kubernetes" leader-election.local/control-plane \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 fi
 
-minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-stamp="-s -w"
-for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  stamp+=" -X $v.gitVersion=${K8S_VERSION} -X $v.gitMajor=1 -X $v.gitMinor=${minor}"
-  stamp+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
-done
-build kube-apiserver "$work/kubernetes" k8s.io/kubernetes/cmd/kube-apiserver "$stamp"
-build kube-controller-manager "$work/kubernetes" k8s.io/kubernetes/cmd/kube-controller-manager "$stamp"
+stamp=$(k8s_stamp)
+k8s_build kube-apiserver "$work/kubernetes" k8s.io/kubernetes/cmd/kube-apiserver "$stamp"
+k8s_build kube-controller-manager "$work/kubernetes" k8s.io/kubernetes/cmd/kube-controller-manager "$stamp"
 
 # etcd: its main package lives in go.etcd.io/etcd/server/v3's etcdmain; a one-line main calls it.
 if [[ ! -f "$work/etcd/go.sum" ]] || ! grep -q "go.etcd.io/etcd/server/v3 ${ETCD_VERSION}" "$work/etcd/go.mod"; then
@@ -117,7 +77,7 @@ func main() { etcdmain.Main(os.Args) }
 GO
   (cd "$work/etcd" && GOFLAGS=-mod=mod go mod tidy)
 fi
-build etcd "$work/etcd" . "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}"
+k8s_build etcd "$work/etcd" . "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}"
 
 "$dest/kube-apiserver" --version >&2
 printf '%s\n' "$dest"

@@ -1,13 +1,16 @@
-// Package e2e runs the product on a local cluster: the real Deployment, ReplicaSet, StatefulSet and EndpointSlice
-// controllers, the webhook as the shipped configuration registers it, and electors run by a kubelet stand-in.
+// Package e2e runs the product on a real node: etcd, kube-apiserver, kube-controller-manager and kube-scheduler,
+// a kubelet with containerd and runc, kube-proxy, the webhook installed from the chart with helm, and the sample
+// application in real containers with the injected elector as a native sidecar. A client asks the Service's
+// ClusterIP every few tens of milliseconds for the whole suite; no answer may come from a pod that was not the
+// leader at that moment.
 package e2e
 
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,199 +25,231 @@ import (
 
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/test/cluster"
-	"github.com/leader-election/leader-election/test/controlplane"
+	"github.com/leader-election/leader-election/test/node"
 )
 
-// Short election timings keep the fault scenarios quick; the defaults are exercised by the demo.
+const (
+	ns       = "e2e"
+	app      = "sample" // config/samples' Deployment, Service and ServiceAccount
+	appLabel = "app.kubernetes.io/name"
+)
+
+// fastTimings keep the fault scenarios quick: the fastest the timing rules accept (lease - renew >= 2s).
 var fastTimings = map[string]string{
-	inject.AnnotationLeaseDuration: "2s",
-	inject.AnnotationRenewDeadline: "1500ms",
+	inject.AnnotationLeaseDuration: "4s",
+	inject.AnnotationRenewDeadline: "2s",
 	inject.AnnotationRetryPeriod:   "500ms",
 }
 
 func TestEndToEnd(t *testing.T) {
-	binDir := t.TempDir()
-	for _, cmd := range []string{"./cmd/webhook", "./cmd/elector"} {
-		bin := controlplane.Build(t, cmd)
-		if err := os.Rename(bin, filepath.Join(binDir, filepath.Base(cmd))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	workDir := t.TempDir()
-	c, err := cluster.Start(t.Context(), cluster.Options{BinDir: binDir, WorkDir: workDir, Logf: t.Logf})
-	if err != nil {
+	n := startNode(t)
+	start := time.Now()
+	if err := n.InstallChart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			dumpLogs(t, workDir)
-		}
-	})
-	cs := c.Clientset
-	ns := "e2e"
+	t.Logf("helm install of charts/leader-election: webhook ready after %s", time.Since(start).Round(100*time.Millisecond))
+	cs := n.Clientset
 	if _, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s := startSampler(t, cs, ns)
 	defer s.report(t)
-	w := &world{t: t, cs: cs, c: c, ns: ns, s: s}
+	w := &world{t: t, cs: cs, n: n}
+	svc := w.applySample()
+	tr := startTraffic(t, cs, ns, app, app, svc.Spec.ClusterIP)
+	w.tr = tr
+	var windows []window
+	scenario := func(name string, f func(t *testing.T)) {
+		start := time.Now()
+		ok := t.Run(name, func(t *testing.T) { w.t = t; f(t) })
+		win := tr.summarize(name, start, time.Now())
+		windows = append(windows, win)
+		if len(win.wrongPod) > 0 {
+			t.Errorf("%s: answers from a pod that was not the leader:\n  %s", name, strings.Join(win.wrongPod, "\n  "))
+		}
+		if len(win.selfDenied) > 0 {
+			t.Logf("%s: %d answers from the Lease holder while its own elector said it was not leading (its last renewal older than the renew deadline); first: %s",
+				name, len(win.selfDenied), win.selfDenied[0])
+		}
+		if !ok {
+			t.FailNow()
+		}
+	}
+	defer func() {
+		total := tr.summarize("whole suite", tr.firstSent(), time.Now())
+		var b strings.Builder
+		fmt.Fprintf(&b, "Service %s via kube-proxy (ClusterIP %s), a request every %s, in-flight window %s:\n", app, svc.Spec.ClusterIP, requestEvery, inFlight)
+		for _, win := range append(windows, total) {
+			fmt.Fprintf(&b, "  %s\n", win)
+		}
+		t.Log(b.String())
+	}()
 
-	w.createService("web", "web")
-	w.createDeployment(deployment("web", 3, nil))
-
-	t.Run("three replicas: every pod injected, one holder, exactly its endpoint ready", func(t *testing.T) {
-		w.t = t
-		holder := w.settled("web", "web", 3)
-		pods := w.pods("app=web")
-		for _, p := range pods {
+	scenario("three replicas: every pod injected by the webhook from the chart, one leader serves", func(t *testing.T) {
+		holder := w.settled(3)
+		for _, p := range w.pods() {
 			if !hasElector(&p) {
-				t.Errorf("pod %s has no elector", p.Name)
+				t.Errorf("pod %s has no native-sidecar elector", p.Name)
 			}
 		}
-		t.Logf("leader %s among %d pods", holder, len(pods))
-		w.waitDeploymentComplete("web", 3)
+		t.Logf("leader %s; Service answered by it", holder)
 	})
 
-	t.Run("leader pod deleted: the endpoint moves to the new holder", func(t *testing.T) {
-		w.t = t
-		old := w.settled("web", "web", 3)
-		start := time.Now()
+	scenario("leader pod deleted: the app stops before the elector, the Lease is released after the app exited", func(t *testing.T) {
+		old := w.settled(3)
+		pod := w.pod(old)
+		appID, electorID := containerID(pod, "app"), containerID(pod, inject.ContainerName)
+		deleted := time.Now()
 		if err := cs.CoreV1().Pods(ns).Delete(t.Context(), old, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		_, at := s.waitReady(t, "web", 30*time.Second, "one endpoint other than "+old, func(r []string) bool {
-			return len(r) == 1 && r[0] != old
+		w.poll(60*time.Second, "pod "+old+" gone", func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
+			return err != nil, nil
 		})
-		t.Logf("leader pod %s deleted: endpoint switched after %s", old, at.Sub(start).Round(time.Millisecond))
-		w.settled("web", "web", 3)
+		appExit, electorExit := w.exitOf(appID, "app of "+old), w.exitOf(electorID, "elector of "+old)
+		released := tr.firstHolderOtherThan(old, deleted)
+		t.Logf("runtime events: app exited %s after the delete, elector %s after; Lease left %s at +%s",
+			appExit.Sub(deleted).Round(time.Millisecond), electorExit.Sub(deleted).Round(time.Millisecond), old, released.Sub(deleted).Round(time.Millisecond))
+		if !appExit.Before(electorExit) {
+			t.Errorf("the elector (exit %s) stopped before the app (exit %s): the native sidecar must outlive the app", electorExit.Format(time.StampMilli), appExit.Format(time.StampMilli))
+		}
+		if released.IsZero() || released.Before(appExit) {
+			t.Errorf("the Lease left %s at %s, before its app exited at %s", old, released.Format(time.StampMilli), appExit.Format(time.StampMilli))
+		}
+		holder := w.settled(3)
+		if holder == old {
+			t.Errorf("deleted pod %s still leads", old)
+		}
 	})
 
-	t.Run("leader's elector killed with SIGKILL: the endpoint follows the holder", func(t *testing.T) {
-		w.t = t
-		old := w.settled("web", "web", 3)
+	scenario("leader's elector container killed (SIGKILL): the kubelet restarts it, one leader serves", func(t *testing.T) {
+		old := w.settled(3)
 		pod := w.pod(old)
-		pid := c.Kubelet.ElectorPID(pod.UID)
-		if pid == 0 {
-			t.Fatalf("no elector process for %s", old)
-		}
-		start := time.Now()
+		restarts := restartCount(pod, inject.ContainerName)
+		pid := w.taskPID(pod, inject.ContainerName)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		s.waitReady(t, "web", 10*time.Second, "no endpoint while the leader's elector is dead", func(r []string) bool { return len(r) == 0 })
-		holder := w.settled("web", "web", 3)
-		_, at := s.waitReady(t, "web", 10*time.Second, "the holder's endpoint", func(r []string) bool { return slices.Equal(r, []string{holder}) })
-		// The kubelet restarts a killed sidecar within a second; under the same pod name it may take its own
-		// unexpired Lease back, or another replica takes it once it expires.
-		t.Logf("elector of leader %s killed: endpoint on %s after %s (same pod: %v)", old, holder, at.Sub(start).Round(time.Millisecond), holder == old)
-	})
-
-	t.Run("leader's elector killed and kept down past the lease: the endpoint moves to another replica", func(t *testing.T) {
-		w.t = t
-		old := w.settled("web", "web", 3)
-		start := time.Now()
-		if !c.Kubelet.KillElector(w.pod(old).UID, 4*time.Second) {
-			t.Fatalf("no elector process for %s", old)
-		}
-		_, at := s.waitReady(t, "web", 20*time.Second, "one endpoint other than "+old, func(r []string) bool {
-			return len(r) == 1 && r[0] != old
+		w.exitOf(containerID(pod, inject.ContainerName), "killed elector of "+old)
+		w.poll(60*time.Second, "the elector of "+old+" restarted", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
+			return err == nil && restartCount(p, inject.ContainerName) > restarts && containerID(p, inject.ContainerName) != "", nil
 		})
-		t.Logf("elector of leader %s killed and held down: endpoint switched after %s", old, at.Sub(start).Round(time.Millisecond))
-		if holder := w.settled("web", "web", 3); holder == old {
-			t.Errorf("the killed leader %s leads again after its restart; another replica held a valid Lease", old)
-		}
+		holder := w.settled(3)
+		t.Logf("elector of %s killed; leader now %s (same pod: %v)", old, holder, holder == old)
 	})
 
-	t.Run("leader paused longer than the lease: another leads, the paused one rejoins as standby", func(t *testing.T) {
-		w.t = t
-		old := w.settled("web", "web", 3)
-		pid := c.Kubelet.ElectorPID(w.pod(old).UID)
-		start := time.Now()
+	scenario("leader's elector paused past the lease: another leads, the paused one rejoins as standby", func(t *testing.T) {
+		old := w.settled(3)
+		pid := w.taskPID(w.pod(old), inject.ContainerName)
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		_, at := s.waitReady(t, "web", 20*time.Second, "one endpoint other than "+old, func(r []string) bool {
-			return len(r) == 1 && r[0] != old
+		w.poll(30*time.Second, "another holder while "+old+" is paused", func(ctx context.Context) (bool, error) {
+			return w.holder(ctx) != old && w.holder(ctx) != "", nil
 		})
-		t.Logf("leader %s paused: endpoint switched after %s", old, at.Sub(start).Round(time.Millisecond))
-		time.Sleep(3 * time.Second) // longer than the 2s lease
+		time.Sleep(2 * time.Second) // the paused one stays down well past its 4s lease
 		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
-		holder := w.settled("web", "web", 3)
-		if holder == old {
+		if holder := w.settled(3); holder == old {
 			t.Errorf("the paused leader %s leads again after resuming; another replica held a valid Lease", old)
 		}
 	})
 
-	t.Run("rolling update with the default strategy completes", func(t *testing.T) {
-		w.t = t
-		w.rollout("web", "v2")
-		w.waitDeploymentComplete("web", 3)
-		w.settled("web", "web", 3)
+	scenario("leader's app container crashes: no other pod answers while it restarts", func(t *testing.T) {
+		old := w.settled(3)
+		pod := w.pod(old)
+		restarts := restartCount(pod, "app")
+		w.postToPod(pod, "/crash")
+		w.exitOf(containerID(pod, "app"), "crashed app of "+old)
+		w.poll(60*time.Second, "the app of "+old+" restarted", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
+			return err == nil && restartCount(p, "app") > restarts, nil
+		})
+		holder := w.settled(3)
+		t.Logf("app of leader %s crashed and was restarted by the kubelet; leader now %s", old, holder)
 	})
 
-	t.Run("rolling update with maxUnavailable 0 completes", func(t *testing.T) {
-		w.t = t
-		w.updateDeployment("web", func(d *appsv1.Deployment) {
+	scenario("leader's app turns unready for 3s: no other pod answers meanwhile", func(t *testing.T) {
+		old := w.settled(3)
+		pod := w.pod(old)
+		w.postToPod(pod, "/unready")
+		w.poll(10*time.Second, "pod "+old+" unready", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
+			return err == nil && !podReady(p), nil
+		})
+		time.Sleep(3 * time.Second)
+		w.postToPod(pod, "/ready")
+		holder := w.settled(3)
+		// The elector does not watch the app's health: the Lease stays with the unready pod, so the Service has
+		// no endpoint until it is ready again.
+		t.Logf("app of leader %s unready for 3s; leader now %s", old, holder)
+	})
+
+	scenario("rolling update with the default strategy", func(t *testing.T) {
+		w.settled(3)
+		before := w.transitions()
+		w.rollout("v2")
+		w.waitDeploymentComplete(3)
+		w.settled(3)
+		t.Logf("leader changes during the rollout: %d", w.transitions()-before)
+	})
+
+	scenario("rolling update with maxUnavailable 0", func(t *testing.T) {
+		w.updateDeployment(func(d *appsv1.Deployment) {
 			d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0)), MaxSurge: ptr.To(intstr.FromInt32(1))}}
 		})
-		w.waitDeploymentComplete("web", 3)
-		w.rollout("web", "v3")
-		w.waitDeploymentComplete("web", 3)
-		w.settled("web", "web", 3)
+		w.waitDeploymentComplete(3)
+		w.settled(3)
+		before := w.transitions()
+		w.rollout("v3")
+		w.waitDeploymentComplete(3)
+		w.settled(3)
+		t.Logf("leader changes during the rollout: %d", w.transitions()-before)
 	})
 
-	t.Run("scale 3 to 1 to 3", func(t *testing.T) {
-		w.t = t
-		for _, n := range []int32{1, 3} {
-			w.updateDeployment("web", func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To(n) })
-			w.waitDeploymentComplete("web", n)
-			w.settled("web", "web", int(n))
+	scenario("scale 3 to 1 to 3", func(t *testing.T) {
+		for _, r := range []int32{1, 3} {
+			w.updateDeployment(func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To(r) })
+			w.waitDeploymentComplete(r)
+			w.settled(int(r))
 		}
 	})
 
-	t.Run("traffic mode readiness: only the leader is ready", func(t *testing.T) {
-		w.t = t
-		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: "solo"},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "solo"},
-				Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
-		}
-		if _, err := cs.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		w.createDeployment(deployment("solo", 3, map[string]string{inject.AnnotationTraffic: inject.TrafficReadiness}))
-		holder := w.settled("solo", "solo", 3)
-		w.poll(20*time.Second, "exactly one ready pod of solo", func(ctx context.Context) (bool, error) {
-			d, err := cs.AppsV1().Deployments(ns).Get(ctx, "solo", metav1.GetOptions{})
-			return err == nil && d.Status.Replicas == 3 && d.Status.ReadyReplicas == 1, err
-		})
-		t.Logf("readiness mode: %s is the only ready replica of 3 (the Deployment reports 1 available: the caveat of this mode)", holder)
-	})
-
-	t.Run("StatefulSet with OrderedReady reaches 3 ready replicas with one leader", func(t *testing.T) {
-		w.t = t
-		w.createService("queue", "queue")
+	scenario("StatefulSet with OrderedReady: 3 ready replicas, its own Service answered by its leader", func(t *testing.T) {
+		qsvc := w.createService("queue", "queue")
+		tmpl := w.sampleTemplate()
+		tmpl.Labels = map[string]string{appLabel: "queue"}
+		tmpl.Spec.ServiceAccountName = app
 		sts := &appsv1.StatefulSet{
 			ObjectMeta: metav1.ObjectMeta{Name: "queue", Namespace: ns},
 			Spec: appsv1.StatefulSetSpec{
 				Replicas: ptr.To[int32](3), ServiceName: "queue", PodManagementPolicy: appsv1.OrderedReadyPodManagement,
-				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "queue"}},
-				Template: podTemplate("queue", nil),
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{appLabel: "queue"}},
+				Template: tmpl,
 			},
 		}
 		if _, err := cs.AppsV1().StatefulSets(ns).Create(t.Context(), sts, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		w.poll(60*time.Second, "StatefulSet queue with 3 ready replicas", func(ctx context.Context) (bool, error) {
+		w.poll(120*time.Second, "StatefulSet queue with 3 ready replicas", func(ctx context.Context) (bool, error) {
 			got, err := cs.AppsV1().StatefulSets(ns).Get(ctx, "queue", metav1.GetOptions{})
 			return err == nil && got.Status.ReadyReplicas == 3 && got.Status.AvailableReplicas == 3, err
 		})
-		holder := w.settled("queue", "queue", 3)
-		t.Logf("StatefulSet leader %s", holder)
+		var holder, answered string
+		w.poll(30*time.Second, "the queue Service answered by the queue Lease's holder", func(ctx context.Context) (bool, error) {
+			l, err := cs.CoordinationV1().Leases(ns).Get(ctx, "queue", metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			holder = ptr.Deref(l.Spec.HolderIdentity, "")
+			answered = askOnce("http://" + qsvc.Spec.ClusterIP + "/")
+			return holder != "" && answered == holder, nil
+		}, func() string { return fmt.Sprintf("holder %q, answered by %q", holder, answered) })
+		t.Logf("StatefulSet leader %s answers its Service", holder)
 	})
 }
 
@@ -222,147 +257,148 @@ func TestEndToEnd(t *testing.T) {
 type world struct {
 	t  *testing.T
 	cs kubernetes.Interface
-	c  *cluster.Cluster
-	ns string
-	s  *sampler
+	n  *node.Node
+	tr *traffic
 }
 
-func podTemplate(app string, extra map[string]string) corev1.PodTemplateSpec {
-	ann := map[string]string{inject.AnnotationEnabled: "true"}
-	for k, v := range fastTimings {
-		ann[k] = v
-	}
-	for k, v := range extra {
-		ann[k] = v
-	}
-	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}, Annotations: ann},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: ptr.To[int64](10),
-			Containers: []corev1.Container{{Name: "app", Image: "example/" + app + ":v1",
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
-		},
-	}
-}
-
-func deployment(name string, replicas int32, extra map[string]string) *appsv1.Deployment {
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: podTemplate(name, extra),
-		},
-	}
-}
-
-func (w *world) createDeployment(d *appsv1.Deployment) {
-	w.t.Helper()
-	if _, err := w.cs.AppsV1().Deployments(w.ns).Create(w.t.Context(), d, metav1.CreateOptions{}); err != nil {
+// sampleTemplate is config/samples' pod template running the sample app (test/node/app) instead of the image
+// the sample names, which cannot be pulled here, with the fast election timings.
+func (w *world) sampleTemplate() corev1.PodTemplateSpec {
+	d, err := cluster.ReadManifest[*appsv1.Deployment]("config/samples/deployment.yaml")
+	if err != nil {
 		w.t.Fatal(err)
 	}
+	tmpl := d.Spec.Template
+	for k, v := range fastTimings {
+		tmpl.Annotations[k] = v
+	}
+	tmpl.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
+	node.RunSampleApp(&tmpl)
+	return tmpl
 }
 
-// createService makes the Service that routes to the leader: the app's label plus leader-election/role=leader.
-func (w *world) createService(name, app string) {
+// applySample creates config/samples' ServiceAccount, Deployment (with sampleTemplate) and Service.
+func (w *world) applySample() *corev1.Service {
+	w.t.Helper()
+	ctx := w.t.Context()
+	sa, err := cluster.ReadManifest[*corev1.ServiceAccount]("config/samples/serviceaccount.yaml")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := w.cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		w.t.Fatal(err)
+	}
+	d, err := cluster.ReadManifest[*appsv1.Deployment]("config/samples/deployment.yaml")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	d.Spec.Template = w.sampleTemplate()
+	if _, err := w.cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		w.t.Fatal(err)
+	}
+	svc, err := cluster.ReadManifest[*corev1.Service]("config/samples/service.yaml")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	created, err := w.cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return created
+}
+
+// createService makes a Service like the sample's for another app: its label plus leader-election/role=leader.
+func (w *world) createService(name, appName string) *corev1.Service {
 	w.t.Helper()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": app, inject.LabelRole: inject.RoleLeader},
+			Selector: map[string]string{appLabel: appName, inject.LabelRole: inject.RoleLeader},
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
 		},
 	}
-	if _, err := w.cs.CoreV1().Services(w.ns).Create(w.t.Context(), svc, metav1.CreateOptions{}); err != nil {
+	created, err := w.cs.CoreV1().Services(ns).Create(w.t.Context(), svc, metav1.CreateOptions{})
+	if err != nil {
 		w.t.Fatal(err)
 	}
+	return created
 }
 
-func (w *world) updateDeployment(name string, change func(*appsv1.Deployment)) {
+func (w *world) updateDeployment(change func(*appsv1.Deployment)) {
 	w.t.Helper()
-	w.poll(10*time.Second, "updating Deployment "+name, func(ctx context.Context) (bool, error) {
-		d, err := w.cs.AppsV1().Deployments(w.ns).Get(ctx, name, metav1.GetOptions{})
+	w.poll(10*time.Second, "updating Deployment "+app, func(ctx context.Context) (bool, error) {
+		d, err := w.cs.AppsV1().Deployments(ns).Get(ctx, app, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		change(d)
-		_, err = w.cs.AppsV1().Deployments(w.ns).Update(ctx, d, metav1.UpdateOptions{})
+		_, err = w.cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
 		return err == nil, nil
 	})
 }
 
-// rollout changes the pod template's image, which rolls every pod.
-func (w *world) rollout(name, version string) {
-	w.updateDeployment(name, func(d *appsv1.Deployment) {
-		d.Spec.Template.Spec.Containers[0].Image = "example/" + name + ":" + version
-	})
+// rollout changes the pod template, which rolls every pod.
+func (w *world) rollout(version string) {
+	w.updateDeployment(func(d *appsv1.Deployment) { d.Spec.Template.Annotations["e2e/version"] = version })
 }
 
-// waitDeploymentComplete waits for what `kubectl rollout status` waits for, plus Available=True and old
-// ReplicaSets scaled to zero.
-func (w *world) waitDeploymentComplete(name string, replicas int32) {
+// waitDeploymentComplete waits for what `kubectl rollout status` waits for, plus Available=True.
+func (w *world) waitDeploymentComplete(replicas int32) {
 	w.t.Helper()
 	start := time.Now()
 	var last appsv1.DeploymentStatus
-	w.poll(90*time.Second, fmt.Sprintf("Deployment %s complete with %d replicas", name, replicas), func(ctx context.Context) (bool, error) {
-		d, err := w.cs.AppsV1().Deployments(w.ns).Get(ctx, name, metav1.GetOptions{})
+	w.poll(3*time.Minute, fmt.Sprintf("Deployment %s complete with %d replicas", app, replicas), func(ctx context.Context) (bool, error) {
+		d, err := w.cs.AppsV1().Deployments(ns).Get(ctx, app, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		last = d.Status
-		if !cluster.RolledOut(d, replicas) || d.Status.ReadyReplicas != replicas {
-			return false, nil
-		}
-		rss, err := w.cs.AppsV1().ReplicaSets(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, err
-		}
-		for _, rs := range rss.Items {
-			if rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != d.Spec.Template.Labels[appsv1.DefaultDeploymentUniqueLabelKey] &&
-				(rs.Status.Replicas != 0 && !isCurrent(&rs, d)) {
-				return false, nil
-			}
-		}
-		return true, nil
+		return cluster.RolledOut(d, replicas) && d.Status.ReadyReplicas == replicas, nil
 	}, func() string { return fmt.Sprintf("last status %+v", last) })
-	w.t.Logf("Deployment %s: %d/%d available and updated after %s", name, replicas, replicas, time.Since(start).Round(time.Millisecond))
+	w.t.Logf("Deployment %s: %d/%d available and updated after %s", app, replicas, replicas, time.Since(start).Round(time.Millisecond))
 }
 
-func isCurrent(rs *appsv1.ReplicaSet, d *appsv1.Deployment) bool {
-	return rs.Annotations["deployment.kubernetes.io/revision"] == d.Annotations["deployment.kubernetes.io/revision"]
+func (w *world) holder(ctx context.Context) string {
+	l, err := w.cs.CoordinationV1().Leases(ns).Get(ctx, app, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, "")
 }
 
-// settled waits until the Lease has a holder among `replicas` running pods of app, and the Service's only ready
-// endpoint is that holder; it returns the holder.
-func (w *world) settled(lease, app string, replicas int) string {
+func (w *world) transitions() int32 {
+	l, err := w.cs.CoordinationV1().Leases(ns).Get(w.t.Context(), app, metav1.GetOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return ptr.Deref(l.Spec.LeaseTransitions, 0)
+}
+
+// settled waits until the Lease's holder is one of `replicas` running, ready pods and the last requests to the
+// Service were all answered by it; it returns the holder.
+func (w *world) settled(replicas int) string {
 	w.t.Helper()
-	var holder string
-	var why string
-	w.poll(60*time.Second, "a settled leader", func(ctx context.Context) (bool, error) {
-		l, err := w.cs.CoordinationV1().Leases(w.ns).Get(ctx, lease, metav1.GetOptions{})
-		if err != nil {
-			why = err.Error()
-			return false, nil
-		}
-		holder = ptr.Deref(l.Spec.HolderIdentity, "")
-		running := 0
-		holderRuns := false
-		for _, p := range w.pods("app=" + app) {
-			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-				running++
-				holderRuns = holderRuns || p.Name == holder
+	var holder, why string
+	w.poll(90*time.Second, "a settled leader serving the Service", func(ctx context.Context) (bool, error) {
+		holder = w.holder(ctx)
+		ready, holderReady := 0, false
+		for _, p := range w.pods() {
+			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				ready++
+				holderReady = holderReady || p.Name == holder
 			}
 		}
-		ready := w.s.Ready(app)
-		why = fmt.Sprintf("holder %q, %d running pods, ready endpoints %v", holder, running, ready)
-		return holderRuns && running == replicas && slices.Equal(ready, []string{holder}), nil
+		last := w.tr.lastAnswers(5)
+		why = fmt.Sprintf("holder %q, %d ready pods, last answers %q", holder, ready, last)
+		return holder != "" && holderReady && ready == replicas && len(last) == 5 &&
+			slices.IndexFunc(last, func(p string) bool { return p != holder }) < 0, nil
 	}, func() string { return why })
 	return holder
 }
 
-func (w *world) pods(selector string) []corev1.Pod {
+func (w *world) pods() []corev1.Pod {
 	w.t.Helper()
-	list, err := w.cs.CoreV1().Pods(w.ns).List(w.t.Context(), metav1.ListOptions{LabelSelector: selector})
+	list, err := w.cs.CoreV1().Pods(ns).List(w.t.Context(), metav1.ListOptions{LabelSelector: appLabel + "=" + app})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -371,11 +407,51 @@ func (w *world) pods(selector string) []corev1.Pod {
 
 func (w *world) pod(name string) *corev1.Pod {
 	w.t.Helper()
-	p, err := w.cs.CoreV1().Pods(w.ns).Get(w.t.Context(), name, metav1.GetOptions{})
+	p, err := w.cs.CoreV1().Pods(ns).Get(w.t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	return p
+}
+
+// taskPID is the host PID of a container of the pod, from the container runtime.
+func (w *world) taskPID(pod *corev1.Pod, container string) int {
+	w.t.Helper()
+	id := containerID(pod, container)
+	if id == "" {
+		w.t.Fatalf("pod %s has no running %s container", pod.Name, container)
+	}
+	pid, err := w.n.TaskPID(id)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return pid
+}
+
+// exitOf waits for the runtime's exit event of a container and returns its time.
+func (w *world) exitOf(id, what string) time.Time {
+	w.t.Helper()
+	var at time.Time
+	w.poll(10*time.Second, "the runtime's exit event of the "+what, func(context.Context) (bool, error) {
+		exits := w.n.Events.Exits(id)
+		if len(exits) == 0 {
+			return false, nil
+		}
+		at = exits[len(exits)-1].At
+		return true, nil
+	})
+	return at
+}
+
+// postToPod sends a request straight to a pod's app (its pod IP is on the node's bridge).
+func (w *world) postToPod(pod *corev1.Pod, path string) {
+	w.t.Helper()
+	hc := &http.Client{Timeout: time.Second}
+	resp, err := hc.Post("http://"+pod.Status.PodIP+":8080"+path, "text/plain", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	// /crash exits before it answers; the restart count tells whether it worked.
 }
 
 func (w *world) poll(timeout time.Duration, what string, cond wait.ConditionWithContextFunc, detail ...func() string) {
@@ -389,6 +465,39 @@ func (w *world) poll(timeout time.Duration, what string, cond wait.ConditionWith
 	}
 }
 
+// askOnce asks a URL once and returns the answering pod, or "".
+func askOnce(url string) string {
+	tr := &traffic{url: url}
+	return tr.ask(&http.Client{Timeout: requestTimeout, Transport: &http.Transport{DisableKeepAlives: true}}).pod
+}
+
+func containerID(pod *corev1.Pod, name string) string {
+	for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
+		if s.Name == name && s.State.Running != nil {
+			return s.ContainerID
+		}
+	}
+	return ""
+}
+
+func restartCount(pod *corev1.Pod, name string) int32 {
+	for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
+		if s.Name == name {
+			return s.RestartCount
+		}
+	}
+	return 0
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 func hasElector(p *corev1.Pod) bool {
 	for _, c := range p.Spec.InitContainers {
 		if c.Name == inject.ContainerName && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
@@ -396,19 +505,4 @@ func hasElector(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// dumpLogs prints the processes' logs of a failed run.
-func dumpLogs(t *testing.T, dir string) {
-	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || filepath.Ext(path) != ".log" {
-			return nil
-		}
-		data, _ := os.ReadFile(path)
-		if len(data) > 4000 {
-			data = data[len(data)-4000:]
-		}
-		t.Logf("--- %s (tail)\n%s", path, data)
-		return nil
-	})
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -20,15 +19,6 @@ func startSampler(t *testing.T, cs kubernetes.Interface, ns string) *sampler {
 	}
 	t.Cleanup(e.Stop)
 	return &sampler{e}
-}
-
-func (s *sampler) waitReady(t *testing.T, svc string, timeout time.Duration, what string, ok func([]string) bool) ([]string, time.Time) {
-	t.Helper()
-	ready, at, err := s.WaitReady(t.Context(), svc, timeout, ok)
-	if err != nil {
-		t.Fatalf("%v; want %s", err, what)
-	}
-	return ready, at
 }
 
 func (s *sampler) report(t *testing.T) {

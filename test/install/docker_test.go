@@ -198,6 +198,8 @@ type stage struct {
 	args, runs                   []string
 	// copies are the COPY instructions from the build context (not --from another stage): sources, then destination.
 	copies [][]string
+	// stageCopies are the COPY --from=<stage> instructions: the flag, sources, then destination.
+	stageCopies [][]string
 }
 
 type dockerfile struct{ stages []*stage }
@@ -250,6 +252,8 @@ func parseDockerfile(tb testing.TB, file string) dockerfile {
 		case "COPY":
 			if !strings.Contains(rest, "--from=") {
 				df.stages[len(df.stages)-1].copies = append(df.stages[len(df.stages)-1].copies, strings.Fields(rest))
+			} else {
+				df.stages[len(df.stages)-1].stageCopies = append(df.stages[len(df.stages)-1].stageCopies, strings.Fields(rest))
 			}
 		case "USER":
 			df.stages[len(df.stages)-1].user = rest
