@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -94,10 +93,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 
 	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
-	decoder := admission.NewDecoder(scheme)
 	server := mgr.GetWebhookServer()
-	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder}})
-	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder}})
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Binder: binder}})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder}})
 
 	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Writer: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
