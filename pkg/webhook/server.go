@@ -9,6 +9,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -40,6 +41,8 @@ type Options struct {
 	CertDir string
 	// MetricsAddress and HealthAddress serve Prometheus metrics and /healthz, /readyz ("0" disables).
 	MetricsAddress, HealthAddress string
+	// PprofAddress serves Go's /debug/pprof endpoints, for profiling ("" or "0" disables; the default).
+	PprofAddress string
 	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
 	GracefulShutdown time.Duration
 	// LeaderElect makes the replicas elect one to run the leader-label controller; every replica serves admission.
@@ -73,23 +76,26 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		LeaderElectionReleaseOnCancel: true,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:        opts.HealthAddress,
+		PprofBindAddress:              opts.PprofAddress,
 		GracefulShutdownTimeout:       &opts.GracefulShutdown,
 		WebhookServer: crwebhook.NewServer(crwebhook.Options{
 			Port:    opts.Port,
 			CertDir: opts.CertDir,
 		}),
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only the RoleBindings this webhook manages, not every binding in the cluster.
-			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels)},
-			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
-			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
-			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
-			&corev1.Pod{}:           {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly},
-			&coordinationv1.Lease{}: {Transform: keepMetadataOnly},
-		}},
+		Cache: cacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	// Admission reads ServiceAccounts and RoleBindings from the cache. Asking for their informers now, before
+	// the manager starts, makes the cache start and sync them with the others, and the readiness check below
+	// wait for them; asked for lazily, they would be listed inside the first admission request, within the
+	// API server's timeout, after the webhook reported ready.
+	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &rbacv1.RoleBinding{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("preparing the %T cache: %w", obj, err)
+		}
 	}
 
 	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
@@ -104,19 +110,44 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the TLS server listens and the caches are filled: before that, every bind would miss.
+	// Ready once the TLS server listens and every cache has synced (ServiceAccounts, RoleBindings, member pods,
+	// Leases): before that, a bind would wait for the cache inside an admission request.
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return fmt.Errorf("caches not synced")
+		// Answer at once instead of holding the probe until the caches sync (a client without a timeout would
+		// wait for ever); a synced cache answers on the first look.
+		ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return fmt.Errorf("caches of ServiceAccounts, RoleBindings, member pods and Leases not synced yet")
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// cacheOptions keep the caches to what admission and the leader-label controller read, and no bigger.
+func cacheOptions() cache.Options {
+	// Node heartbeats are Leases too, one per node renewed every 10 seconds: none is ever an election's, so
+	// neither they nor anything else in kube-node-lease enters any cache.
+	notNodeLeases := fields.OneTermNotEqualSelector("metadata.namespace", corev1.NamespaceNodeLease)
+	return cache.Options{
+		DefaultFieldSelector: notNodeLeases,
+		ByObject: map[client.Object]cache.ByObject{
+			// Only the RoleBindings this webhook manages, not every binding in the cluster.
+			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels), Field: notNodeLeases},
+			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
+			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
+			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly,
+				Field: notNodeLeases},
+			&coordinationv1.Lease{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
+		},
+	}
 }
 
 // resolveSidecarMode turns "auto" into native or container from the API server's version, read once at start.
