@@ -12,7 +12,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -42,14 +41,7 @@ func podFileRequest(tb testing.TB, name string) admission.Request {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "bench",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: "shop",
-		Operation: admissionv1.Create,
-		Object:    runtime.RawExtension{Raw: raw},
-	}}
+	return rawRequest(raw, admissionv1.Create, false)
 }
 
 // BenchmarkHandle is one admission in process: decode the pod, inject.Mutate, build the patch (target: <= 20 us,

@@ -45,6 +45,11 @@ func podRequest(t testing.TB, pod *corev1.Pod, op admissionv1.Operation, dryRun 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rawRequest(raw, op, dryRun)
+}
+
+// rawRequest is an admission request for a pod given as the API server sends it, in JSON.
+func rawRequest(raw []byte, op admissionv1.Operation, dryRun bool) admission.Request {
 	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID:       "req-1",
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
@@ -140,8 +145,7 @@ func TestPatchKeepsUnknownFields(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := []byte(tc.raw)
-			req := podRequest(t, optedIn(), admissionv1.Create, false)
-			req.Object.Raw = raw
+			req := rawRequest(raw, admissionv1.Create, false)
 			resp := newInjector(&recordingBinder{}).Handle(t.Context(), req)
 			if !resp.Allowed || len(resp.Patches) == 0 {
 				t.Fatalf("response = %+v", resp.Result)
