@@ -66,6 +66,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	fs.StringVar(&opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when the files change")
 	fs.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.HealthAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&opts.PprofAddress, "pprof-bind-address", "", "address of Go's /debug/pprof endpoints, for profiling (default: off)")
 	fs.DurationVar(&opts.GracefulShutdown, "graceful-shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.Func("excluded-namespaces", "comma-separated namespaces the webhook refuses to serve: those the MutatingWebhookConfiguration excludes (default kube-system)", func(s string) error {
 		opts.ExcludedNamespaces = nil

@@ -4,15 +4,16 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	kjson "sigs.k8s.io/json"
 
 	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/podpatch"
 )
 
 // Paths the webhooks are served on (config/webhook/manifests.yaml).
@@ -32,7 +33,6 @@ type PodInjector struct {
 	// Enforced is true on the path for namespaces labelled leader-election/enforce="true".
 	Enforced bool
 	Binder   Binder
-	Decoder  admission.Decoder
 	// Excluded are the namespaces the installation keeps away from the webhook (kube-system, its own, ...).
 	Excluded NamespaceSet
 }
@@ -59,8 +59,11 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if p.Excluded[req.Namespace] {
 		return admission.Denied(fmt.Sprintf("namespace %s is excluded from leader-election by the installation (--excluded-namespaces); the webhook does not serve it", req.Namespace))
 	}
+	// The Kind is checked above, so the object is decoded as a Pod directly, with the JSON decoder the API
+	// machinery's serializer uses (case-sensitive, integers kept as integers), without its second pass to read
+	// apiVersion and kind again.
 	pod := &corev1.Pod{}
-	if err := p.Decoder.Decode(req, pod); err != nil {
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err))
 	}
 	out, changed, err := inject.Mutate(pod, p.Config, p.Enforced)
@@ -76,20 +79,11 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
 		}
 	}
-	return patchFor(pod, out)
-}
-
-// patchFor answers with the JSON patch from pod to out. Both sides are encoded with this build's types, so the
-// patch holds only what Mutate changed: a field of a newer API server that these types do not know is in
-// neither side, so no operation removes it from the stored pod (diffing against req.Object.Raw would).
-func patchFor(pod, out *corev1.Pod) admission.Response {
-	before, err := json.Marshal(pod)
+	// The patch holds only what Mutate added, so a field of a newer API server that this build's types do not
+	// know is named by no operation and survives in the stored pod.
+	ops, err := podpatch.Build(pod, out)
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("building the patch: %w", err))
 	}
-	after, err := json.Marshal(out)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	return admission.PatchResponseFromRaw(before, after)
+	return admission.Patched("", ops...)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -15,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -34,12 +34,9 @@ func (b *recordingBinder) Bind(_ context.Context, ns, sa, lease string) error {
 }
 
 func newInjector(b Binder) *PodInjector {
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
 	return &PodInjector{
 		Config:   inject.DefaultConfig("v0.1.0", "leader-election/elector:v0.1.0"),
 		Binder:   b,
-		Decoder:  admission.NewDecoder(scheme),
 		Excluded: NewNamespaceSet([]string{"kube-system", "leader-election-system"}),
 	}
 }
@@ -49,6 +46,11 @@ func podRequest(t testing.TB, pod *corev1.Pod, op admissionv1.Operation, dryRun 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rawRequest(raw, op, dryRun)
+}
+
+// rawRequest is an admission request for a pod given as the API server sends it, in JSON.
+func rawRequest(raw []byte, op admissionv1.Operation, dryRun bool) admission.Request {
 	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID:       "req-1",
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
@@ -123,35 +125,59 @@ func TestHandle(t *testing.T) {
 	}
 }
 
-// TestPatchKeepsUnknownFields: the patch is computed against the raw request, so a field this build's
-// k8s.io/api does not know (a newer API server's) is never removed.
+// TestPatchKeepsUnknownFields: the patch names only what the injection adds, so a field this build's
+// k8s.io/api does not know (a newer API server's) is never removed, whatever shape the request's pod has.
 func TestPatchKeepsUnknownFields(t *testing.T) {
-	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":{"leader-election/enabled":"true","leader-election/lease-name":"web"}},
-		"spec":{"containers":[{"name":"app","image":"a","fieldFromTheFuture":{"x":1}}],"futurePodField":true}}`)
-	req := podRequest(t, optedIn(), admissionv1.Create, false)
-	req.Object.Raw = raw
-	resp := newInjector(&recordingBinder{}).Handle(t.Context(), req)
-	if !resp.Allowed || len(resp.Patches) == 0 {
-		t.Fatalf("response = %+v", resp.Result)
-	}
-	for _, op := range resp.Patches {
-		if op.Operation == "remove" {
-			t.Errorf("patch removes %s; unknown fields must survive", op.Path)
-		}
-	}
-	ops, _ := json.Marshal(resp.Patches)
-	patch, err := jsonpatchapply.DecodePatch(ops)
+	replica, err := os.ReadFile("testdata/replica-pod.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	patched, err := patch.Apply(raw)
-	if err != nil {
-		t.Fatalf("the patch does not apply to the request's object: %v", err)
-	}
-	for _, want := range []string{`"fieldFromTheFuture":{"x":1}`, `"futurePodField":true`, `"name":"leader-elector"`} {
-		if !bytes.Contains(patched, []byte(want)) {
-			t.Errorf("patched pod lacks %s:\n%s", want, patched)
-		}
+	// The replica as kube-apiserver sends it, with fields from the future added to metadata, spec and container.
+	future := bytes.Replace(replica, []byte(`"generateName"`), []byte(`"futureMetaField":{"y":2},"generateName"`), 1)
+	future = bytes.Replace(future, []byte(`"restartPolicy": "Always"`), []byte(`"restartPolicy":"Always","futurePodField":true`), 1)
+	future = bytes.Replace(future, []byte(`"name": "app"`), []byte(`"name":"app","fieldFromTheFuture":{"x":1}`), 1)
+	for _, tc := range []struct {
+		name string
+		raw  string
+		keep []string
+	}{
+		{"bare pod", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","annotations":{"leader-election/enabled":"true","leader-election/lease-name":"web"}},
+			"spec":{"containers":[{"name":"app","image":"a","fieldFromTheFuture":{"x":1}}],"futurePodField":true}}`,
+			[]string{`"fieldFromTheFuture":{"x":1}`, `"futurePodField":true`}},
+		{"labels null, init containers with unknown fields", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":null,
+			"annotations":{"leader-election/enabled":"true","leader-election/lease-name":"web"}},
+			"spec":{"initContainers":[{"name":"setup","image":"s","futureInit":1}],"containers":[{"name":"app","image":"a"}],"volumes":null}}`,
+			[]string{`"futureInit":1`, `"leader-election/member":"true"`}},
+		{"replica as the API server sends it", string(future),
+			[]string{`"futureMetaField":{"y":2}`, `"futurePodField":true`, `"fieldFromTheFuture":{"x":1}`, `"kube-api-access-7xk2p"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := []byte(tc.raw)
+			req := rawRequest(raw, admissionv1.Create, false)
+			resp := newInjector(&recordingBinder{}).Handle(t.Context(), req)
+			if !resp.Allowed || len(resp.Patches) == 0 {
+				t.Fatalf("response = %+v", resp.Result)
+			}
+			for _, op := range resp.Patches {
+				if op.Operation == "remove" {
+					t.Errorf("patch removes %s; unknown fields must survive", op.Path)
+				}
+			}
+			ops, _ := json.Marshal(resp.Patches)
+			patch, err := jsonpatchapply.DecodePatch(ops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			patched, err := patch.Apply(raw)
+			if err != nil {
+				t.Fatalf("the patch does not apply to the request's object: %v\n%s", err, ops)
+			}
+			for _, want := range append(tc.keep, `"name":"leader-elector"`) {
+				if !bytes.Contains(patched, []byte(want)) {
+					t.Errorf("patched pod lacks %s:\n%s", want, patched)
+				}
+			}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -22,7 +23,6 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -45,6 +45,8 @@ type Options struct {
 	CertDir string
 	// MetricsAddress and HealthAddress serve Prometheus metrics and /healthz, /readyz ("0" disables).
 	MetricsAddress, HealthAddress string
+	// PprofAddress serves Go's /debug/pprof endpoints, for profiling ("" or "0" disables; the default).
+	PprofAddress string
 	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
 	GracefulShutdown time.Duration
 	// ExcludedNamespaces are the namespaces the MutatingWebhookConfiguration keeps away from the webhook; a request
@@ -81,28 +83,29 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		// guarded, see pkg/leaderlabel), so a replica that dies during a failover costs nothing.
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
+		PprofBindAddress:        opts.PprofAddress,
 		GracefulShutdownTimeout: &opts.GracefulShutdown,
 		WebhookServer: crwebhook.NewServer(crwebhook.Options{
 			Port:    opts.Port,
 			CertDir: opts.CertDir,
 		}),
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only the RoleBindings and Roles this webhook manages, not every one in the cluster.
-			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels)},
-			&rbacv1.Role{}:        {Label: labels.SelectorFromSet(binding.Labels)},
-			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
-			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly},
-			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
-			&corev1.Pod{}:           {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly},
-			&coordinationv1.Lease{}: {Transform: keepMetadataOnly},
-		}},
+		Cache: cacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
+	// Admission reads ServiceAccounts, RoleBindings and Roles from the cache. Asking for their informers now, before
+	// the manager starts, makes the cache start and sync them with the others, and the readiness check below
+	// wait for them; asked for lazily, they would be listed inside the first admission request, within the
+	// API server's timeout, after the webhook reported ready.
+	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &rbacv1.RoleBinding{}, &rbacv1.Role{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("preparing the %T cache: %w", obj, err)
+		}
+	}
+
 	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
-	decoder := admission.NewDecoder(scheme)
 	server := mgr.GetWebhookServer()
 	events := mgr.GetEventRecorder(eventsController)
 	observer, err := NewObserver(ctrlmetrics.Registry, events)
@@ -116,8 +119,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	excluded := NewNamespaceSet(opts.ExcludedNamespaces)
-	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Decoder: decoder, Excluded: excluded})})
-	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Decoder: decoder, Excluded: excluded})})
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Excluded: excluded})})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Excluded: excluded})})
 
 	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
 		return err
@@ -126,19 +129,45 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the TLS server listens and the caches are filled: before that, every bind would miss.
+	// Ready once the TLS server listens and every cache has synced (ServiceAccounts, RoleBindings, member pods,
+	// Leases): before that, a bind would wait for the cache inside an admission request.
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return fmt.Errorf("caches not synced")
+		// Answer at once instead of holding the probe until the caches sync (a client without a timeout would
+		// wait for ever); a synced cache answers on the first look.
+		ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return fmt.Errorf("caches of ServiceAccounts, RoleBindings, member pods and Leases not synced yet")
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// cacheOptions keep the caches to what admission and the leader-label controller read, and no bigger.
+func cacheOptions() cache.Options {
+	// Node heartbeats are Leases too, one per node renewed every 10 seconds: none is ever an election's, so
+	// neither they nor anything else in kube-node-lease enters any cache.
+	notNodeLeases := fields.OneTermNotEqualSelector("metadata.namespace", corev1.NamespaceNodeLease)
+	return cache.Options{
+		DefaultFieldSelector: notNodeLeases,
+		ByObject: map[client.Object]cache.ByObject{
+			// Only the RoleBindings and Roles this webhook manages, not every one in the cluster.
+			&rbacv1.RoleBinding{}: {Label: labels.SelectorFromSet(binding.Labels), Field: notNodeLeases},
+			&rbacv1.Role{}:        {Label: labels.SelectorFromSet(binding.Labels), Field: notNodeLeases},
+			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
+			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
+			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly,
+				Field: notNodeLeases},
+			&coordinationv1.Lease{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
+		},
+	}
 }
 
 // resolveSidecarMode turns "auto" into native or container from the API server's version, read once at start.

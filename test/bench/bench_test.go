@@ -75,12 +75,39 @@ func TestBenchQuick(t *testing.T) {
 		t.Errorf("raw go test output not written: %v", err)
 	}
 	for _, c := range p.concurrency {
-		for _, with := range []bool{false, true} {
-			run := res.admission.runs[runKey(with, c)]
+		for _, k := range kinds {
+			run := res.admission.runs[runKey(k, c)]
 			if run == nil || len(run.latencies) != p.pods*p.podRounds || run.perSecond() <= 0 {
-				t.Errorf("pod creation %s: %+v", runKey(with, c), run)
+				t.Errorf("pod creation %s: %+v", runKey(k, c), run)
+				continue
+			}
+			if k != noWebhook && run.call.count == 0 {
+				t.Errorf("pod creation %s: kube-apiserver never called the %s", runKey(k, c), k.process())
 			}
 		}
+	}
+	for _, k := range kinds {
+		pr := res.admission.profiles[k]
+		if pr == nil || pr.pods == 0 || len(pr.apiServer) == 0 {
+			t.Errorf("CPU profile %s: %+v", k, pr)
+			continue
+		}
+		var sampled time.Duration
+		for _, b := range pr.apiServer {
+			sampled += b.cpu
+		}
+		if sampled <= 0 {
+			t.Errorf("CPU profile %s: kube-apiserver's profile holds no samples", k)
+		}
+		if k == ourWebhook && len(pr.webhook) == 0 {
+			t.Errorf("CPU profile %s: no profile of the webhook", k)
+		}
+	}
+	if cold := res.admission.cold; cold == nil || len(cold.latencies) != p.coldPods || cold.ready <= 0 {
+		t.Errorf("cold start: %+v", cold)
+	}
+	if m := res.micro["BenchmarkHandle/"+handlerPod]; m == nil || len(m.allocsPerOp) == 0 {
+		t.Errorf("BenchmarkHandle results: %+v", m)
 	}
 	if res.admission.webhookMem.rss == 0 {
 		t.Error("the webhook's memory was not read")

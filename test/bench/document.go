@@ -87,21 +87,30 @@ func document(r *results, notes string) string {
 	w("their window; binary sizes of `bin/elector` (`make build`) and of the baseline built with the same flags. The ")
 	w("webhook's memory is sampled every 50 ms while it admits the pod-creation series.\n\n")
 
-	w("**Admission.** In process: `go test -run '^$' -bench . -benchmem %s ./pkg/inject`, the median of the runs; ", strings.Join(p.injectArgs, " "))
-	w("`BenchmarkDeepCopy` (the copy any mutating webhook makes) is the baseline in the same run. Through the API ")
-	w("server: test/cluster's local cluster (kube-apiserver with the webhook registered by the shipped ")
-	w("MutatingWebhookConfiguration, kube-controller-manager, the node stand-in). Pods are created in series of %d, ", p.pods)
-	w("%d series of each kind per concurrency in ABBA order (pooled), at %s concurrent requests from one admin client ", p.podRounds, joinInts(p.concurrency))
-	w("without rate limit, after a warm-up. *This project*: pods annotated ")
-	w("`leader-election/enabled: \"true\"` with a lease name (three pods per Lease, like small Deployments) and an ")
-	w("existing ServiceAccount, so the webhook injects ")
-	w("the elector and binds the account. *Baseline*: the same pods without the annotation, which `matchConditions` ")
-	w("keep away from the webhook. Pods name a node that does not exist, so nothing runs them. Latency is the ")
-	w("client's, per create; creates/s is pods over the series' wall time. To show where the added cost goes, the ")
-	w("details below give for each kind of series the webhook call's mean duration as kube-apiserver times it ")
-	w("(`apiserver_admission_webhook_admission_duration_seconds`) and as the webhook's handler does ")
-	w("(`controller_runtime_webhook_latency_seconds`), the CPU time per pod of every process of the cluster ")
-	w("(`/proc/<pid>/stat`), and the API requests per pod (`apiserver_request_total`).\n\n")
+	w("**Admission.** In process: `go test -run '^$' -bench . -benchmem %s ./pkg/inject ./pkg/webhook`, the median of ", strings.Join(p.injectArgs, " "))
+	w("the runs; `BenchmarkDeepCopy` (the copy any mutating webhook makes) is the baseline of `BenchmarkMutate`. ")
+	w("`BenchmarkHandle` is the handler as kube-apiserver's request reaches it (decode the pod, `inject.Mutate`, build ")
+	w("the JSON patch; the binder a no-op) for two pods: *bare-pod*, the pod a client sends (two labels, two ")
+	w("annotations, one container), which the target is judged on, and *replica-pod*, a Deployment replica as ")
+	w("kube-apiserver hands it to a webhook (defaulted, with managedFields, an owner and the token volume). ")
+	w("`BenchmarkServeHTTP` adds controller-runtime's AdmissionReview decoding and the response's encoding, without TLS.\n\n")
+	w("Through the API server: test/cluster's local cluster (kube-apiserver with the webhook registered by the shipped ")
+	w("MutatingWebhookConfiguration, kube-controller-manager, the node stand-in) and the *no-op webhook* ")
+	w("([test/bench/noop](../test/bench/noop/main.go)): controller-runtime's webhook server with the same certificate ")
+	w("and TLS settings, answering every request \"allowed\" at once, registered by a copy of the same configuration ")
+	w("(rules, matchConditions, failure policy, timeouts, CA) that selects its own namespace, which ours then leaves ")
+	w("out. Three kinds of series create the same pods: *no webhook* (unannotated, so `matchConditions` keep them away ")
+	w("from every webhook), *no-op* (annotated, in the no-op's namespace) and *ours* (annotated, with a lease name, three ")
+	w("pods per Lease like small Deployments, and an existing ServiceAccount, so the webhook injects the elector and ")
+	w("binds the account). Series of %d pods, %d of each kind per concurrency in ABCCBA order (pooled), at %s ", p.pods, p.podRounds, joinInts(p.concurrency))
+	w("concurrent requests from one admin client without rate limit, after a warm-up. Pods name a node that does not ")
+	w("exist, so nothing runs them. Latency is the client's, per create; the *added* latency of a webhook is its ")
+	w("percentile minus the same percentile without a webhook, and the ratio divides ours by the no-op's. CPU per pod ")
+	w("is each process's user + system time from `/proc/<pid>/stat` over the series, divided by its pods. Then, at ")
+	w("%d concurrent creations for %s per kind, kube-apiserver (`/debug/pprof/profile`) and our webhook ", slices.Max(p.concurrency), p.profileTime)
+	w("(`--pprof-bind-address`) record CPU profiles; the details give their samples per pod, split by the stacks' ")
+	w("frames into the parts named there. Last, the webhook is restarted (SIGTERM, a new process with the same flags, ")
+	w("until `/readyz`) and %d annotated pods are created one at a time: the first against the last.\n\n", p.coldPods)
 
 	w("**Scale.** %d groups of %d of our electors with %s against the same API server, started a few at a time; ", p.scaleGroups, p.scaleReplicas, p.scaleTiming)
 	w("the time runs from the first start until the Lease watch has seen a holder on every Lease. The steady state is ")
@@ -137,15 +146,31 @@ func document(r *results, notes string) string {
 			s.groups*s.replicas, s.launch.Round(time.Millisecond), strings.Join(parts, ", "), mibs(s.rssMean), mibs(s.rssMax), durations(s.failovers))
 	}
 	if a := r.admission; a != nil {
+		w("- load average (one minute) when the pod creation began: %s; when it ended: %s\n", a.loadBefore, a.loadAfter)
 		for _, c := range p.concurrency {
-			for _, with := range []bool{false, true} {
-				key := runKey(with, c)
+			for _, k := range kinds {
+				key := runKey(k, c)
 				w("- pod creation %s: %s\n", key, a.runs[key].explain(a.processes))
 			}
 		}
+		for _, k := range kinds {
+			pr := a.profiles[k]
+			if pr == nil {
+				continue
+			}
+			w("- CPU profile, %s, %d pods in %s: /proc CPU per pod: %s\n", k, pr.pods, pr.window.Round(10*time.Millisecond), pr.procCPU(a.processes))
+			w("  - kube-apiserver's samples per pod: %s\n", pr.describe(pr.apiServer))
+			if len(pr.webhook) > 0 {
+				w("  - the webhook's samples per pod: %s\n", pr.describe(pr.webhook))
+			}
+		}
+		if cold := a.cold; cold != nil {
+			w("- cold start: the restarted webhook was ready after %s; the %d pods after it (in order, ms): %s\n",
+				cold.ready.Round(time.Millisecond), len(cold.latencies), msList(cold.latencies))
+		}
 	}
 	if r.micro != nil {
-		for _, name := range []string{"BenchmarkMutate", "BenchmarkDeepCopy"} {
+		for _, name := range sortedKeys(r.micro) {
 			m := r.micro[name]
 			w("- %s: %s ns/op; median %.0f B/op\n", name, floats(m.nsPerOp), median(m.bytesPerOp))
 		}
@@ -162,6 +187,15 @@ func durations(ds []time.Duration) string {
 		parts[i] = fmt.Sprintf("%.3f", d.Seconds())
 	}
 	return strings.Join(parts, " ") + " s"
+}
+
+// msList is durations in milliseconds with two decimals, in the given order.
+func msList(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.2f", float64(d)/1e6)
+	}
+	return strings.Join(parts, " ")
 }
 
 func floats(v []float64) string {

@@ -19,11 +19,11 @@ type microResult struct {
 }
 
 // runInjectBench runs pkg/inject's benchmarks with go test (BenchmarkMutate, and BenchmarkDeepCopy as the
-// baseline in the same run), writes go test's output unchanged to rawPath so that benchstat can compare runs,
+// baseline in the same run) and pkg/webhook's (BenchmarkHandle, BenchmarkServeHTTP), writes go test's output unchanged to rawPath so that benchstat can compare runs,
 // and returns the parsed results by benchmark name (without the -GOMAXPROCS suffix).
 func runInjectBench(ctx context.Context, extraArgs []string, rawPath string) (map[string]*microResult, error) {
 	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, extraArgs...)
-	args = append(args, "./pkg/inject")
+	args = append(args, "./pkg/inject", "./pkg/webhook")
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = controlplane.RepoRoot()
 	var stderr bytes.Buffer
@@ -36,7 +36,7 @@ func runInjectBench(ctx context.Context, extraArgs []string, rawPath string) (ma
 		return nil, err
 	}
 	results := parseGoBench(out)
-	for _, name := range []string{"BenchmarkMutate", "BenchmarkDeepCopy"} {
+	for _, name := range []string{"BenchmarkMutate", "BenchmarkDeepCopy", "BenchmarkHandle/" + handlerPod} {
 		if results[name] == nil {
 			return nil, fmt.Errorf("go test printed no %s result:\n%s", name, out)
 		}

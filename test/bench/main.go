@@ -35,6 +35,8 @@ func realMain() int {
 	flag.IntVar(&p.pods, "pods", p.pods, "pods created per series")
 	flag.IntVar(&p.scaleGroups, "scale-groups", p.scaleGroups, "election groups in the scale benchmark")
 	flag.IntVar(&p.scaleReplicas, "scale-replicas", p.scaleReplicas, "electors per group in the scale benchmark")
+	flag.DurationVar(&p.profileTime, "profile-time", p.profileTime, "how long each kind of pod creation is profiled")
+	flag.IntVar(&p.coldPods, "cold-pods", p.coldPods, "annotated pods created one at a time after the webhook restarts")
 	flag.DurationVar(&p.scaleWindow, "scale-window", p.scaleWindow, "how long the scale benchmark's steady state is measured")
 	flag.Parse()
 	if *quick {
@@ -123,6 +125,9 @@ func findBinaries(ctx context.Context, binDir, workDir string) (binaries, error)
 			return binaries{}, fmt.Errorf("%s missing: run make build first (or make bench, which does)", filepath.Base(b))
 		}
 	}
-	bins.baseline, err = buildBaseline(ctx, workDir)
+	if bins.baseline, err = buildBaseline(ctx, workDir, "baseline"); err != nil {
+		return bins, err
+	}
+	bins.noop, err = buildBaseline(ctx, workDir, "noop")
 	return bins, err
 }

@@ -20,6 +20,10 @@ type params struct {
 	// of each kind (pooled).
 	pods, podRounds int
 	concurrency     []int
+	// profileTime of pod creations of each kind at the largest concurrency are profiled; then the webhook
+	// restarts and coldPods annotated pods are created one at a time.
+	profileTime time.Duration
+	coldPods    int
 	// scaleGroups groups of scaleReplicas electors with scaleTiming; scaleWindow of steady state; then
 	// scaleFailovers single-group failovers.
 	scaleGroups, scaleReplicas int
@@ -28,9 +32,10 @@ type params struct {
 	scaleFailovers             int
 }
 
-// shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 2s/1.5s/0.5s, four
+// shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 4s/2s/0.5s, the
+// fastest the webhook and the elector accept (lease 3-300 s, lease - renew >= 2 s, retry >= 250 ms), with four
 // times the renewal rate of the defaults, the load a cluster of impatient users would put on the API server.
-var shortTiming = timing{2 * time.Second, 1500 * time.Millisecond, 500 * time.Millisecond}
+var shortTiming = timing{4 * time.Second, 2 * time.Second, 500 * time.Millisecond}
 
 func fullParams() params {
 	return params{
@@ -41,6 +46,7 @@ func fullParams() params {
 		injectArgs: []string{"-count", "6"},
 		pods:       300, podRounds: 2,
 		concurrency: []int{1, 16},
+		profileTime: 10 * time.Second, coldPods: 100,
 		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: time.Minute, scaleFailovers: 5,
 	}
@@ -55,6 +61,7 @@ func quickParams() params {
 		injectArgs: []string{"-count", "1", "-benchtime", "100x"},
 		pods:       20, podRounds: 1,
 		concurrency: []int{1, 4},
+		profileTime: time.Second, coldPods: 5,
 		scaleGroups: 3, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: 5 * time.Second, scaleFailovers: 1,
 	}

@@ -22,6 +22,8 @@ var phases = []string{"inject", "failover", "load", "scale", "admission"}
 // binaries are the programs under test.
 type binaries struct {
 	dir, elector, webhook, baseline string
+	// noop is test/bench/noop, the no-op webhook the admission rows compare against.
+	noop string
 }
 
 // results gathers what every phase measured; a phase that did not run leaves its fields nil.
@@ -110,7 +112,7 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		if res.admission, err = runAdmission(ctx, bins, dir, p.pods, p.podRounds, p.concurrency, logf); err != nil {
+		if res.admission, err = runAdmission(ctx, bins, dir, p, logf); err != nil {
 			return nil, err
 		}
 	}
@@ -118,14 +120,15 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 	return res, nil
 }
 
-// buildBaseline compiles the baseline elector with the Makefile's flags, so that binary sizes compare.
-func buildBaseline(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "baseline")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./test/bench/baseline")
+// buildBaseline compiles a baseline program of test/bench (baseline, the client-go elector; noop, the no-op
+// webhook) with the Makefile's flags, so that binary sizes compare.
+func buildBaseline(ctx context.Context, dir, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./test/bench/"+name)
 	cmd.Dir = controlplane.RepoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the baseline: %w\n%s", err, msg)
+		return "", fmt.Errorf("building test/bench/%s: %w\n%s", name, err, msg)
 	}
 	return out, nil
 }

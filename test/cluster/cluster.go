@@ -125,6 +125,16 @@ func (c *Cluster) Stop() {
 	}
 }
 
+// RestartWebhook stops the webhook (SIGTERM) and starts it again with the same flags, returning once the new
+// process reports ready: the cold start a rollout of the webhook goes through.
+func (c *Cluster) RestartWebhook(ctx context.Context) error {
+	stopProcess(c.webhook, 10*time.Second)
+	return c.startWebhook(ctx)
+}
+
+// WebhookPID is the process ID of the running webhook.
+func (c *Cluster) WebhookPID() int { return c.webhook.Process.Pid }
+
 func (c *Cluster) startControllerManager(ctx context.Context) error {
 	bin := filepath.Join(c.Env.BinaryAssetsDirectory, "kube-controller-manager")
 	port := freePort()
