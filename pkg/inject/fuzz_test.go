@@ -19,7 +19,7 @@ func FuzzMutate(f *testing.F) {
 	f.Add("true", "", "", "", "", "", "", "", "", false, []byte(`{"spec":{"automountServiceAccountToken":false,"volumes":[{"name":"leader-election-token","emptyDir":{}}],"containers":[{"name":"app","ports":[{"containerPort":8642,"protocol":"UDP"}]},{"name":"istio-proxy","securityContext":{"runAsUser":1337}}]}}`))
 	f.Add("true", "", "", "", "", "", "", "100m", "", true, []byte(`{"spec":{"containers":[{"name":"app","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}}`))
 	f.Add("true", "", "", "", "", "", "", "200m", "", false, []byte(`{"spec":{"resources":{"requests":{"cpu":"1"},"limits":{"cpu":"1"}},"containers":[{"name":"app","resources":{"requests":{"cpu":"1"}}}]}}`))
-	f.Add("", "", "", "", "", "", "", "", "", true, []byte(`{"metadata":{"annotations":{"leader-election/injected":"v0.1.0/75f36b33f40d"}},"spec":{"initContainers":[{"name":"leader-elector","image":"busybox","restartPolicy":"Always"}]}}`))
+	f.Add("", "", "", "", "", "", "", "", "", true, []byte(`{"metadata":{"annotations":{"leader-election/injected":"v0.1.0/75b6e75a814e"}},"spec":{"initContainers":[{"name":"leader-elector","image":"busybox","restartPolicy":"Always"}]}}`))
 	f.Fuzz(func(t *testing.T, enabled, lease, dur, renew, retry, port, traffic, cpuLimit, mesh string, enforced bool, podJSON []byte) {
 		pod := deploymentPod(nil)
 		_ = yaml.Unmarshal(podJSON, pod) // any shape that decodes, over a valid replica

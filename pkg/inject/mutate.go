@@ -4,6 +4,7 @@ package inject
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 
@@ -127,11 +128,21 @@ func wayOut(pod *corev1.Pod) string {
 	return fmt.Sprintf("namespace policy %s=\"true\" enrols every Deployment and StatefulSet replica here; run this workload in a namespace without that label", LabelEnforce)
 }
 
-// settingsHash identifies what was injected, so that a changed configuration is visible on the pod.
+// settingsHash identifies what was injected, so that a changed configuration is visible on the pod. It runs
+// on every admission, so the digest's input is built in one stack buffer from fixed-width numbers (durations
+// in nanoseconds, CPU in millicores, memory in bytes) rather than formatted strings: one allocation, the result.
 func settingsHash(s Settings, mode SidecarMode) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s|%s|%s|%d", s.LeaseName, s.LeaseDuration, s.RenewDeadline, s.RetryPeriod,
-		s.Port, s.Traffic, s.Image, s.CPURequest.String(), s.MemoryRequest.String(), s.MemoryLimit.String(), mode,
-		s.CPULimit.String(), s.Mesh, s.ProxyUser)
-	return hex.EncodeToString(h.Sum(nil))[:12]
+	buf := make([]byte, 0, 512)
+	for _, str := range []string{s.LeaseName, s.Traffic, s.Image, string(mode), s.Mesh} {
+		buf = append(buf, str...)
+		buf = append(buf, 0) // no string may run into the next
+	}
+	for _, n := range []int64{int64(s.LeaseDuration), int64(s.RenewDeadline), int64(s.RetryPeriod), int64(s.Port),
+		s.CPURequest.MilliValue(), s.CPULimit.MilliValue(), s.MemoryRequest.Value(), s.MemoryLimit.Value(), s.ProxyUser} {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
+	}
+	sum := sha256.Sum256(buf)
+	var out [12]byte
+	hex.Encode(out[:], sum[:6])
+	return string(out[:])
 }
