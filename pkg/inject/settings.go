@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -112,8 +113,10 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 		}
 	}
 	if v, ok := ann[AnnotationImage]; ok {
-		if v == "" || strings.ContainsAny(v, " \t\n") {
-			bad(AnnotationImage, "want an image reference such as leader-election/elector:v0.1.0")
+		// Any Unicode space, not only ASCII ones: the API server refuses an image with leading or trailing
+		// whitespace (a no-break space, a carriage return), naming a container the user never wrote.
+		if v == "" || strings.IndexFunc(v, unicode.IsSpace) >= 0 {
+			bad(AnnotationImage, "want an image reference without whitespace, such as leader-election/elector:v0.1.0")
 		} else {
 			s.Image = v
 		}
@@ -141,13 +144,14 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		s.CPURequest, s.CPULimit, s.MemoryRequest, s.MemoryLimit = resource.Quantity{}, resource.Quantity{}, resource.Quantity{}, resource.Quantity{}
 	}
 	quantities := []struct {
-		key string
-		dst *resource.Quantity
+		key   string
+		dst   *resource.Quantity
+		bytes bool
 	}{
-		{AnnotationCPURequest, &s.CPURequest},
-		{AnnotationCPULimit, &s.CPULimit},
-		{AnnotationMemoryRequest, &s.MemoryRequest},
-		{AnnotationMemoryLimit, &s.MemoryLimit},
+		{AnnotationCPURequest, &s.CPURequest, false},
+		{AnnotationCPULimit, &s.CPULimit, false},
+		{AnnotationMemoryRequest, &s.MemoryRequest, true},
+		{AnnotationMemoryLimit, &s.MemoryLimit, true},
 	}
 	for _, q := range quantities {
 		v, ok := ann[q.key]
@@ -157,6 +161,11 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		parsed, err := resource.ParseQuantity(v)
 		if err != nil || parsed.Sign() <= 0 {
 			errs = append(errs, &AnnotationError{Key: q.key, Value: v, Want: "want a positive Kubernetes quantity such as 10m, 32Mi or 1Gi"})
+			continue
+		}
+		// The API server only warns about a fraction of a byte; "100m" is almost always a typo for 100Mi.
+		if whole := parsed.DeepCopy(); q.bytes && !whole.RoundUp(0) {
+			errs = append(errs, &AnnotationError{Key: q.key, Value: v, Want: "want a whole number of bytes such as 32Mi or 1Gi (m means thousandths)"})
 			continue
 		}
 		*q.dst = parsed

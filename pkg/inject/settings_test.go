@@ -77,10 +77,21 @@ func TestRefusedAnnotations(t *testing.T) {
 			[]string{AnnotationImage, `""`, "image reference"}},
 		{"image with a space", map[string]string{AnnotationImage: "a b"},
 			[]string{AnnotationImage, `"a b"`}},
+		// The API server refuses an image with leading or trailing Unicode whitespace, naming a container the
+		// user never wrote.
+		{"image with a trailing no-break space", map[string]string{AnnotationImage: "elector:v1\u00a0"},
+			[]string{AnnotationImage, `"elector:v1\u00a0"`, "image reference"}},
+		{"image with a trailing carriage return", map[string]string{AnnotationImage: "elector:v1\r"},
+			[]string{AnnotationImage, `"elector:v1\r"`, "image reference"}},
 		{"cpu request garbage", map[string]string{AnnotationCPURequest: "lots"},
 			[]string{AnnotationCPURequest, `"lots"`, "quantity"}},
 		{"memory request negative", map[string]string{AnnotationMemoryRequest: "-1Mi"},
 			[]string{AnnotationMemoryRequest, `"-1Mi"`, "positive"}},
+		// Fractional bytes: the API server only warns, and the elector would get a tenth of a byte (100m meant 100Mi).
+		{"memory request in millibytes", map[string]string{AnnotationMemoryRequest: "100m"},
+			[]string{AnnotationMemoryRequest, `"100m"`, "whole number of bytes"}},
+		{"memory limit with a fraction of a byte", map[string]string{AnnotationMemoryLimit: "67108864.5"},
+			[]string{AnnotationMemoryLimit, `"67108864.5"`, "whole number of bytes"}},
 		{"memory limit below request", map[string]string{AnnotationMemoryLimit: "16Mi", AnnotationMemoryRequest: "32Mi"},
 			[]string{AnnotationMemoryLimit, "16Mi is below memory request 32Mi"}},
 		{"cpu limit garbage", map[string]string{AnnotationCPULimit: "fast"},
