@@ -198,7 +198,76 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		}
 		*p.request = p.limit.DeepCopy()
 	}
+	if podLevel && len(errs) == 0 {
+		errs = fitPodBudget(pod, s)
+	}
 	return errs
+}
+
+// fitPodBudget refuses annotated elector resources that do not fit a pod-level budget, as the API server would
+// but naming the annotation: no limit above the pod's limit, and the requests of the containers that run beside
+// the elector (the regular ones and the native sidecars; it is appended after every init container) plus the
+// elector's within the pod's request, or its limit where it sets no request. A request left unset is its limit.
+func fitPodBudget(pod *corev1.Pod, s *Settings) []error {
+	budget := pod.Spec.Resources
+	var errs []error
+	for _, r := range []struct {
+		name                 corev1.ResourceName
+		requestKey, limitKey string
+		request, limit       resource.Quantity
+	}{
+		{corev1.ResourceCPU, AnnotationCPURequest, AnnotationCPULimit, s.CPURequest, s.CPULimit},
+		{corev1.ResourceMemory, AnnotationMemoryRequest, AnnotationMemoryLimit, s.MemoryRequest, s.MemoryLimit},
+	} {
+		podLimit, limited := budget.Limits[r.name]
+		if limited && !r.limit.IsZero() && r.limit.Cmp(podLimit) > 0 {
+			errs = append(errs, &AnnotationError{Key: r.limitKey, Value: pod.Annotations[r.limitKey],
+				Want: fmt.Sprintf("want at most the pod's spec.resources.limits.%s %s", r.name, podLimit.String())})
+			continue
+		}
+		request, key := r.request, r.requestKey
+		if request.IsZero() {
+			request, key = r.limit, r.limitKey
+		}
+		podRequest, field := budget.Requests[r.name], "spec.resources.requests."+string(r.name)
+		if podRequest.IsZero() {
+			podRequest, field = podLimit, "spec.resources.limits."+string(r.name)
+		}
+		if request.IsZero() || podRequest.IsZero() {
+			continue
+		}
+		beside := requestsBeside(pod, r.name)
+		total := beside.DeepCopy()
+		total.Add(request)
+		if total.Cmp(podRequest) > 0 {
+			errs = append(errs, &AnnotationError{Key: key, Value: pod.Annotations[key], Want: fmt.Sprintf(
+				"the pod's containers already request %s of its %s %s, and the elector's request must fit in what is left",
+				beside.String(), field, podRequest.String())})
+		}
+	}
+	return errs
+}
+
+// requestsBeside sums the requests (a limit where no request is set) of the containers that run beside the
+// elector: the regular containers and the native sidecars.
+func requestsBeside(pod *corev1.Pod, name corev1.ResourceName) resource.Quantity {
+	var sum resource.Quantity
+	add := func(c corev1.Container) {
+		if q, ok := c.Resources.Requests[name]; ok {
+			sum.Add(q)
+		} else if q, ok := c.Resources.Limits[name]; ok {
+			sum.Add(q)
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			add(c)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		add(c)
+	}
+	return sum
 }
 
 // hasPodLevelResources reports whether the pod sets pod-level requests or limits (spec.resources).

@@ -297,3 +297,52 @@ func containerNames(list []corev1.Container) []string {
 	}
 	return names
 }
+
+// TestPodLevelBudget: with pod-level resources, an elector whose annotated resources do not fit the pod's budget
+// is refused by the webhook, naming the annotation, its value and the budget, rather than by the API server about
+// spec.resources. The cases marked fits were checked against the real API server.
+func TestPodLevelBudget(t *testing.T) {
+	budget := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")}
+	tests := []struct {
+		name        string
+		requests    corev1.ResourceList // the pod's; its limits are budget
+		app         corev1.ResourceList // the app container's requests
+		annotations map[string]string
+		wantAll     []string // empty: the pod fits
+	}{
+		{"no annotations", budget, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}, nil, nil},
+		{"request within what the app leaves", budget, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("900m")},
+			map[string]string{AnnotationCPURequest: "100m"}, nil},
+		{"request beyond what the app leaves", budget, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("950m")},
+			map[string]string{AnnotationCPURequest: "100m"},
+			[]string{AnnotationCPURequest, `"100m"`, "spec.resources.requests.cpu", "1", "950m"}},
+		{"request beyond the pod's limit when it sets no request", nil, nil,
+			map[string]string{AnnotationMemoryRequest: "600Mi", AnnotationMemoryLimit: "600Mi"},
+			[]string{AnnotationMemoryLimit, `"600Mi"`, "spec.resources.limits.memory", "512Mi"}},
+		{"limit beyond the pod's limit", nil, nil, map[string]string{AnnotationCPULimit: "2"},
+			[]string{AnnotationCPULimit, `"2"`, "spec.resources.limits.cpu"}},
+		{"limit within the pod's limit", nil, nil, map[string]string{AnnotationCPULimit: "500m"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := deploymentPod(tt.annotations)
+			pod.Spec.Resources = &corev1.ResourceRequirements{Requests: tt.requests, Limits: budget}
+			pod.Spec.Containers[0].Resources.Requests = tt.app
+			_, _, err := Mutate(pod, testConfig(), false)
+			if len(tt.wantAll) == 0 {
+				if err != nil {
+					t.Fatalf("Mutate refused a pod that fits its budget: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Mutate accepted %v beyond the pod's budget", tt.annotations)
+			}
+			for _, want := range tt.wantAll {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
