@@ -90,26 +90,24 @@ func renameMounts(containers []*corev1.Container, from, to string) {
 // declaredBy returns the name of the pod's container (init or regular) that declares the same port number with
 // the same protocol, or "": UDP 8642 and TCP 8642 are different sockets and may coexist.
 func declaredBy(pod *corev1.Pod, port corev1.ContainerPort) string {
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range list {
-			for _, p := range c.Ports {
-				if p.ContainerPort == port.ContainerPort && protocolOf(p) == protocolOf(port) {
-					return c.Name
-				}
-			}
-		}
-	}
-	return ""
+	return portOwner(pod, func(p corev1.ContainerPort) bool {
+		return p.ContainerPort == port.ContainerPort && protocolOf(p) == protocolOf(port)
+	})
 }
 
 // namedBy returns the name of the pod's container (init or regular) that declares a port with the given name, or
 // "": the API server only warns about a duplicate, and a Service's targetPort or the PodMonitor's port, which
 // select by name, would then reach the user's container as well as the elector.
 func namedBy(pod *corev1.Pod, name string) string {
+	return portOwner(pod, func(p corev1.ContainerPort) bool { return name != "" && p.Name == name })
+}
+
+// portOwner returns the name of the first container (init or regular) with a port that matches, or "".
+func portOwner(pod *corev1.Pod, matches func(corev1.ContainerPort) bool) string {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
 			for _, p := range c.Ports {
-				if name != "" && p.Name == name {
+				if matches(p) {
 					return c.Name
 				}
 			}

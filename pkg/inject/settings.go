@@ -309,7 +309,10 @@ const (
 // server. With Istio's native sidecar (istio-proxy an init container) the elector, appended after it, starts
 // after and stops before the proxy, so nothing is needed.
 func resolveMesh(pod *corev1.Pod, s *Settings) error {
-	proxy := regularContainer(pod, istioProxyContainer)
+	proxy, native := containerNamed(pod, istioProxyContainer)
+	if native {
+		proxy = nil // Istio's native sidecar: ordering suffices
+	}
 	v, set := pod.Annotations[AnnotationMesh]
 	switch {
 	case !set && proxy != nil, set && v == MeshIstio:
@@ -323,16 +326,6 @@ func resolveMesh(pod *corev1.Pod, s *Settings) error {
 	s.ProxyUser = istioProxyUser
 	if proxy != nil && proxy.SecurityContext != nil && proxy.SecurityContext.RunAsUser != nil && *proxy.SecurityContext.RunAsUser > 0 {
 		s.ProxyUser = *proxy.SecurityContext.RunAsUser
-	}
-	return nil
-}
-
-// regularContainer returns the pod's regular (not init) container with the given name, or nil.
-func regularContainer(pod *corev1.Pod, name string) *corev1.Container {
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == name {
-			return &pod.Spec.Containers[i]
-		}
 	}
 	return nil
 }

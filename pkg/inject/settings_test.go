@@ -280,7 +280,7 @@ func TestIstioClassicProxyUser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		elector, _ := findElector(out)
+		elector, _ := containerNamed(out, ContainerName)
 		if sc := elector.SecurityContext; *sc.RunAsUser != uid || *sc.RunAsGroup != uid || !*sc.RunAsNonRoot {
 			t.Errorf("proxy user %d: elector runs as %d:%d", uid, *sc.RunAsUser, *sc.RunAsGroup)
 		}
