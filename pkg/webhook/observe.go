@@ -145,7 +145,6 @@ func outcomeOf(resp admission.Response) (outcome, reason string) {
 // faults are what a refusal message can name as the cause, each with its label value: the annotation and label
 // keys (pkg/inject names the key at fault in every refusal about one), the pod fields some shapes are refused
 // for, and a container that takes the elector's name. A fixed set, so the metric's cardinality is bounded.
-// The keys are spelt out rather than taken from pkg/inject's constants where an older build lacks one;
 // TestEveryKeyCanBeAtFault checks that every key pkg/inject defines is here.
 var faults = []struct{ match, reason string }{
 	{inject.AnnotationEnabled, inject.AnnotationEnabled},
@@ -157,10 +156,10 @@ var faults = []struct{ match, reason string }{
 	{inject.AnnotationTraffic, inject.AnnotationTraffic},
 	{inject.AnnotationImage, inject.AnnotationImage},
 	{inject.AnnotationCPURequest, inject.AnnotationCPURequest},
-	{inject.Prefix + "cpu-limit", inject.Prefix + "cpu-limit"},
+	{inject.AnnotationCPULimit, inject.AnnotationCPULimit},
 	{inject.AnnotationMemoryRequest, inject.AnnotationMemoryRequest},
 	{inject.AnnotationMemoryLimit, inject.AnnotationMemoryLimit},
-	{inject.Prefix + "mesh", inject.Prefix + "mesh"},
+	{inject.AnnotationMesh, inject.AnnotationMesh},
 	{inject.AnnotationInjected, inject.AnnotationInjected},
 	{inject.LabelEnforce, inject.LabelEnforce},
 	{"spec.hostNetwork", "spec.hostNetwork"},
