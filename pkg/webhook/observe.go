@@ -166,6 +166,7 @@ var faults = []struct{ match, reason string }{
 	{"spec.os.name", "spec.os.name"},
 	{"spec.nodeSelector", "spec.nodeSelector"},
 	{"container name", "container-name"},
+	{"port name", "port-name"},
 }
 
 // keyAtFault is the reason of the fault a refusal message names first, or "other". No match string is a

@@ -227,6 +227,7 @@ func TestKeyAtFaultIsTheFirstKeyTheMessageNames(t *testing.T) {
 		"annotation leader-election/lease-name: required for a pod without an owner":                                                                        inject.AnnotationLeaseName,
 		`namespace policy leader-election/enforce="true": ... annotation leader-election/enabled="false" is not allowed here`:                               inject.LabelEnforce,
 		`container name "leader-elector" is reserved for the injected elector; rename the pod's container`:                                                  "container-name",
+		`port name "elector-http" is reserved for the injected elector; rename the port of the pod's container "app"`:                                       "port-name",
 		`spec.hostNetwork is true: ... leader election is not available for host-network pods (namespace policy leader-election/enforce="true" enrols ...)`: "spec.hostNetwork",
 		"decoding the pod: unexpected end of JSON input":                                                                                                    "other",
 	} {
