@@ -183,20 +183,21 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 	}
 	guaranteed := !podLevel && isGuaranteed(pod)
 	for _, p := range pairs {
+		requestValue, requestSet := ann[p.requestKey]
+		if guaranteed && !requestSet {
+			// The default request follows the limit, however low the limit is annotated.
+			*p.request = p.limit.DeepCopy()
+			continue
+		}
 		if !p.limit.IsZero() && p.limit.Cmp(*p.request) < 0 {
 			errs = append(errs, fmt.Errorf("annotations %s, %s: %s limit %s is below %s request %s; want a limit at least the request",
 				p.limitKey, p.requestKey, p.what, p.limit.String(), p.what, p.request.String()))
 			continue
 		}
-		if !guaranteed {
-			continue
-		}
-		if v, set := ann[p.requestKey]; set && p.request.Cmp(*p.limit) != 0 {
+		if guaranteed && p.request.Cmp(*p.limit) != 0 {
 			errs = append(errs, fmt.Errorf("annotations %s, %s: every container of this pod has requests equal to limits (QoS Guaranteed), so the elector's %s request %q must equal its limit %s to keep the pod Guaranteed; set both to one value or remove %s",
-				p.requestKey, p.limitKey, p.what, v, p.limit.String(), p.requestKey))
-			continue
+				p.requestKey, p.limitKey, p.what, requestValue, p.limit.String(), p.requestKey))
 		}
-		*p.request = p.limit.DeepCopy()
 	}
 	if podLevel && len(errs) == 0 {
 		errs = fitPodBudget(pod, s)

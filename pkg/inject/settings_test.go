@@ -346,3 +346,24 @@ func TestPodLevelBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestGuaranteedRequestFollowsAnnotatedLimit: in a Guaranteed pod the elector's requests follow its limits, so a
+// limit annotated below the webhook's default request is not "below the request": the request becomes that limit.
+func TestGuaranteedRequestFollowsAnnotatedLimit(t *testing.T) {
+	pod := deploymentPod(map[string]string{AnnotationCPULimit: "5m", AnnotationMemoryLimit: "16Mi"})
+	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+	}
+	out, _, err := Mutate(pod, testConfig(), false)
+	if err != nil {
+		t.Fatalf("Mutate refused a Guaranteed pod whose elector limits are below the default requests: %v", err)
+	}
+	elector, _ := containerNamed(out, ContainerName)
+	r := elector.Resources
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if req, limit := r.Requests[name], r.Limits[name]; req.Cmp(limit) != 0 {
+			t.Errorf("elector %s request %s, limit %s: want them equal (Guaranteed)", name, req.String(), limit.String())
+		}
+	}
+}
