@@ -74,6 +74,9 @@ func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		out.Labels = map[string]string{}
 	}
 	out.Labels[LabelMember] = "true"
+	// Only the leader-label controller gives the role, to the Lease holder: a new pod carrying it (a template
+	// copied from the leader pod) would be a Service endpoint beside the leader until the controller caught up.
+	delete(out.Labels, LabelRole)
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationMesh] = s.Mesh
 	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)

@@ -367,3 +367,21 @@ func TestGuaranteedRequestFollowsAnnotatedLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleLabelIsNeverAdmitted: the leader-label controller alone gives leader-election/role; a new pod carrying
+// it loses it at injection, and an injected pod sent with it again (a copy of the leader pod) is refused.
+func TestRoleLabelIsNeverAdmitted(t *testing.T) {
+	pod := deploymentPod(nil)
+	pod.Labels[LabelRole] = RoleLeader
+	out, _, err := Mutate(pod, testConfig(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, set := out.Labels[LabelRole]; set {
+		t.Errorf("injected pod keeps label %s", LabelRole)
+	}
+	out.Labels[LabelRole] = RoleLeader
+	if _, _, err := Mutate(out, testConfig(), true); err == nil || !strings.Contains(err.Error(), LabelRole) {
+		t.Errorf("an injected pod copied with %s=%s: %v, want a refusal naming the label", LabelRole, RoleLeader, err)
+	}
+}
