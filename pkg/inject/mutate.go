@@ -30,7 +30,15 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 		if pod.Annotations[AnnotationInjected] == "" {
 			return pod, false, fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container", ContainerName)
 		}
-		return pod, false, recognise(pod, cfg)
+		if err := recognise(pod, cfg); err != nil {
+			return pod, false, err
+		}
+		if _, set := pod.Labels[LabelRole]; set { // a copy of the leader pod (a restore, say)
+			out = pod.DeepCopy()
+			delete(out.Labels, LabelRole)
+			return out, true, nil
+		}
+		return pod, false, nil
 	}
 	out, err = inject(pod, cfg)
 	if err != nil {
@@ -76,6 +84,7 @@ func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	out.Labels[LabelMember] = "true"
 	// Only the leader-label controller gives the role, to the Lease holder: a new pod carrying it (a template
 	// copied from the leader pod) would be a Service endpoint beside the leader until the controller caught up.
+	// An injected pod sent with it again loses it the same way (Mutate).
 	delete(out.Labels, LabelRole)
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationMesh] = s.Mesh

@@ -44,9 +44,6 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 	if pod.Labels[LabelMember] != "true" {
 		return refuse(fmt.Sprintf("label %s is missing", LabelMember))
 	}
-	if role, set := pod.Labels[LabelRole]; set {
-		return refuse(fmt.Sprintf("label %s=%q is given only by the leader-label controller", LabelRole, role))
-	}
 	return nil
 }
 
