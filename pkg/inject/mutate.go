@@ -16,7 +16,8 @@ type PolicyError struct{ Message string }
 func (e *PolicyError) Error() string { return e.Message }
 
 // Mutate returns the pod with the elector injected and changed=true, or the pod itself and changed=false when it
-// does not take part or was injected already (reinvocation), or an error that says why the pod is refused.
+// does not take part or was injected already (reinvocation; changed=true only to drop a copied role label), or
+// an error that says why the pod is refused.
 // enforced is true for pods of a namespace labelled leader-election/enforce="true".
 func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, changed bool, err error) {
 	takesPart, err := takesPart(pod, enforced)
