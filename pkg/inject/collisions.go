@@ -9,7 +9,7 @@ import (
 
 // fitInjected makes everything inject appended to out fit beside what the user wrote in pod: an appended volume
 // whose name the pod already uses is renamed to the first free "<name>-<n>" (with the appended containers' mounts),
-// and an appended container whose name or port (number and protocol) the pod already uses is refused, naming
+// and an appended container whose name, port name or port (number and protocol) the pod already uses is refused, naming
 // the user's container. It looks only at what was appended, so every volume, container and port a future
 // change adds is covered without being listed here.
 func fitInjected(pod, out *corev1.Pod) error {
@@ -43,6 +43,9 @@ func fitInjected(pod, out *corev1.Pod) error {
 			return fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container %q", c.Name, c.Name)
 		}
 		for _, p := range c.Ports {
+			if owner := namedBy(pod, p.Name); owner != "" {
+				return fmt.Errorf("port name %q is reserved for the injected elector; rename the port of the pod's container %q", p.Name, owner)
+			}
 			if owner := declaredBy(pod, p); owner != "" {
 				return &AnnotationError{Key: AnnotationPort, Value: strconv.Itoa(int(p.ContainerPort)),
 					Want: fmt.Sprintf("port %d/%s is already declared by container %q; choose a free port", p.ContainerPort, protocolOf(p), owner)}
@@ -87,10 +90,24 @@ func renameMounts(containers []*corev1.Container, from, to string) {
 // declaredBy returns the name of the pod's container (init or regular) that declares the same port number with
 // the same protocol, or "": UDP 8642 and TCP 8642 are different sockets and may coexist.
 func declaredBy(pod *corev1.Pod, port corev1.ContainerPort) string {
+	return portOwner(pod, func(p corev1.ContainerPort) bool {
+		return p.ContainerPort == port.ContainerPort && protocolOf(p) == protocolOf(port)
+	})
+}
+
+// namedBy returns the name of the pod's container (init or regular) that declares a port with the given name, or
+// "": the API server only warns about a duplicate, and a Service's targetPort or the PodMonitor's port, which
+// select by name, would then reach the user's container as well as the elector.
+func namedBy(pod *corev1.Pod, name string) string {
+	return portOwner(pod, func(p corev1.ContainerPort) bool { return name != "" && p.Name == name })
+}
+
+// portOwner returns the name of the first container (init or regular) with a port that matches, or "".
+func portOwner(pod *corev1.Pod, matches func(corev1.ContainerPort) bool) string {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
 			for _, p := range c.Ports {
-				if p.ContainerPort == port.ContainerPort && protocolOf(p) == protocolOf(port) {
+				if matches(p) {
 					return c.Name
 				}
 			}

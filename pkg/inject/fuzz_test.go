@@ -49,6 +49,14 @@ func FuzzMutate(f *testing.F) {
 		if !hasContainer(out, ContainerName) || out.Annotations[AnnotationInjected] == "" {
 			t.Fatal("an injected pod lacks the elector or the injected annotation")
 		}
+		if hasContainer(pod, ContainerName) { // a recognised injection: only the role label may go
+			unlabelled := pod.DeepCopy()
+			delete(unlabelled.Labels, LabelRole)
+			if !equality.Semantic.DeepEqual(out, unlabelled) {
+				t.Fatal("reinvocation changed more than the role label")
+			}
+			return
+		}
 		checkOnlyAppended(t, pod, out)
 		again, changedAgain, err := Mutate(out, testConfig(), enforced)
 		if err != nil || changedAgain || again != out {

@@ -17,7 +17,8 @@ type PolicyError struct{ Message string }
 func (e *PolicyError) Error() string { return e.Message }
 
 // Mutate returns the pod with the elector injected and changed=true, or the pod itself and changed=false when it
-// does not take part or was injected already (reinvocation), or an error that says why the pod is refused.
+// does not take part or was injected already (reinvocation; changed=true only to drop a copied role label), or
+// an error that says why the pod is refused.
 // enforced is true for pods of a namespace labelled leader-election/enforce="true".
 func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, changed bool, err error) {
 	takesPart, err := takesPart(pod, enforced)
@@ -31,7 +32,15 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 		if pod.Annotations[AnnotationInjected] == "" {
 			return pod, false, fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container", ContainerName)
 		}
-		return pod, false, recognise(pod, cfg)
+		if err := recognise(pod, cfg); err != nil {
+			return pod, false, err
+		}
+		if _, set := pod.Labels[LabelRole]; set { // a copy of the leader pod (a restore, say)
+			out = pod.DeepCopy()
+			delete(out.Labels, LabelRole)
+			return out, true, nil
+		}
+		return pod, false, nil
 	}
 	out, err = inject(pod, cfg)
 	if err != nil {
@@ -75,9 +84,10 @@ func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		out.Labels = map[string]string{}
 	}
 	out.Labels[LabelMember] = "true"
-	// Only the leader-label controller gives a pod the role label, once its elector holds the Lease: a label copied
-	// from a template (or forged) would make a second endpoint. The ValidatingAdmissionPolicy
-	// leader-election-pod-labels refuses a pod that still carries it, so stripping it here keeps such pods running.
+	// Only the leader-label controller gives the role, to the Lease holder: a new pod carrying it (a template
+	// copied from the leader pod, or a forgery) would be a Service endpoint beside the leader until the controller
+	// caught up. The ValidatingAdmissionPolicy leader-election-pod-labels refuses a pod that still carries it, so
+	// stripping it here keeps such pods running. An injected pod sent with it again loses it the same way (Mutate).
 	delete(out.Labels, LabelRole)
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationMesh] = s.Mesh

@@ -23,8 +23,8 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 	if err != nil {
 		return refuse(err.Error())
 	}
-	got, gotNative := findElector(pod)
-	wanted, _ := findElector(want)
+	got, gotNative := containerNamed(pod, ContainerName)
+	wanted, _ := containerNamed(want, ContainerName)
 	if gotNative != (cfg.Sidecar == SidecarNative) {
 		return refuse("the container is in the wrong list for sidecar mode " + string(cfg.Sidecar))
 	}
@@ -87,21 +87,6 @@ func withoutElector(pod *corev1.Pod) *corev1.Pod {
 	}
 	base.Spec.Volumes = volumes
 	return base
-}
-
-// findElector returns the elector container and whether it is an init container (a native sidecar).
-func findElector(pod *corev1.Pod) (*corev1.Container, bool) {
-	for i := range pod.Spec.InitContainers {
-		if pod.Spec.InitContainers[i].Name == ContainerName {
-			return &pod.Spec.InitContainers[i], true
-		}
-	}
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == ContainerName {
-			return &pod.Spec.Containers[i], false
-		}
-	}
-	return nil, false
 }
 
 // differingFields names the fields in which two containers differ, for the refusal message.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -112,8 +113,10 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 		}
 	}
 	if v, ok := ann[AnnotationImage]; ok {
-		if v == "" || strings.ContainsAny(v, " \t\n") {
-			bad(AnnotationImage, "want an image reference such as leader-election/elector:v0.1.0")
+		// Any Unicode space, not only ASCII ones: the API server refuses an image with leading or trailing
+		// whitespace (a no-break space, a carriage return), naming a container the user never wrote.
+		if v == "" || strings.IndexFunc(v, unicode.IsSpace) >= 0 {
+			bad(AnnotationImage, "want an image reference without whitespace, such as leader-election/elector:v0.1.0")
 		} else {
 			s.Image = v
 		}
@@ -141,13 +144,14 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		s.CPURequest, s.CPULimit, s.MemoryRequest, s.MemoryLimit = resource.Quantity{}, resource.Quantity{}, resource.Quantity{}, resource.Quantity{}
 	}
 	quantities := []struct {
-		key string
-		dst *resource.Quantity
+		key   string
+		dst   *resource.Quantity
+		bytes bool
 	}{
-		{AnnotationCPURequest, &s.CPURequest},
-		{AnnotationCPULimit, &s.CPULimit},
-		{AnnotationMemoryRequest, &s.MemoryRequest},
-		{AnnotationMemoryLimit, &s.MemoryLimit},
+		{AnnotationCPURequest, &s.CPURequest, false},
+		{AnnotationCPULimit, &s.CPULimit, false},
+		{AnnotationMemoryRequest, &s.MemoryRequest, true},
+		{AnnotationMemoryLimit, &s.MemoryLimit, true},
 	}
 	for _, q := range quantities {
 		v, ok := ann[q.key]
@@ -157,6 +161,11 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		parsed, err := resource.ParseQuantity(v)
 		if err != nil || parsed.Sign() <= 0 {
 			errs = append(errs, &AnnotationError{Key: q.key, Value: v, Want: "want a positive Kubernetes quantity such as 10m, 32Mi or 1Gi"})
+			continue
+		}
+		// The API server only warns about a fraction of a byte; "100m" is almost always a typo for 100Mi.
+		if whole := parsed.DeepCopy(); q.bytes && !whole.RoundUp(0) {
+			errs = append(errs, &AnnotationError{Key: q.key, Value: v, Want: "want a whole number of bytes such as 32Mi or 1Gi (m means thousandths)"})
 			continue
 		}
 		*q.dst = parsed
@@ -174,22 +183,92 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 	}
 	guaranteed := !podLevel && isGuaranteed(pod)
 	for _, p := range pairs {
+		requestValue, requestSet := ann[p.requestKey]
+		if guaranteed && !requestSet {
+			// The default request follows the limit, however low the limit is annotated.
+			*p.request = p.limit.DeepCopy()
+			continue
+		}
 		if !p.limit.IsZero() && p.limit.Cmp(*p.request) < 0 {
 			errs = append(errs, fmt.Errorf("annotations %s, %s: %s limit %s is below %s request %s; want a limit at least the request",
 				p.limitKey, p.requestKey, p.what, p.limit.String(), p.what, p.request.String()))
 			continue
 		}
-		if !guaranteed {
-			continue
-		}
-		if v, set := ann[p.requestKey]; set && p.request.Cmp(*p.limit) != 0 {
+		if guaranteed && p.request.Cmp(*p.limit) != 0 {
 			errs = append(errs, fmt.Errorf("annotations %s, %s: every container of this pod has requests equal to limits (QoS Guaranteed), so the elector's %s request %q must equal its limit %s to keep the pod Guaranteed; set both to one value or remove %s",
-				p.requestKey, p.limitKey, p.what, v, p.limit.String(), p.requestKey))
-			continue
+				p.requestKey, p.limitKey, p.what, requestValue, p.limit.String(), p.requestKey))
 		}
-		*p.request = p.limit.DeepCopy()
+	}
+	if podLevel && len(errs) == 0 {
+		errs = fitPodBudget(pod, s)
 	}
 	return errs
+}
+
+// fitPodBudget refuses annotated elector resources that do not fit a pod-level budget, as the API server would
+// but naming the annotation: no limit above the pod's limit, and the requests of the containers that run beside
+// the elector (the regular ones and the native sidecars; it is appended after every init container) plus the
+// elector's within the pod's request, or its limit where it sets no request. A request left unset is its limit.
+func fitPodBudget(pod *corev1.Pod, s *Settings) []error {
+	budget := pod.Spec.Resources
+	var errs []error
+	for _, r := range []struct {
+		name                 corev1.ResourceName
+		requestKey, limitKey string
+		request, limit       resource.Quantity
+	}{
+		{corev1.ResourceCPU, AnnotationCPURequest, AnnotationCPULimit, s.CPURequest, s.CPULimit},
+		{corev1.ResourceMemory, AnnotationMemoryRequest, AnnotationMemoryLimit, s.MemoryRequest, s.MemoryLimit},
+	} {
+		podLimit, limited := budget.Limits[r.name]
+		if limited && !r.limit.IsZero() && r.limit.Cmp(podLimit) > 0 {
+			errs = append(errs, &AnnotationError{Key: r.limitKey, Value: pod.Annotations[r.limitKey],
+				Want: fmt.Sprintf("want at most the pod's spec.resources.limits.%s %s", r.name, podLimit.String())})
+			continue
+		}
+		request, key := r.request, r.requestKey
+		if request.IsZero() {
+			request, key = r.limit, r.limitKey
+		}
+		podRequest, field := budget.Requests[r.name], "spec.resources.requests."+string(r.name)
+		if podRequest.IsZero() {
+			podRequest, field = podLimit, "spec.resources.limits."+string(r.name)
+		}
+		if request.IsZero() || podRequest.IsZero() {
+			continue
+		}
+		beside := requestsBeside(pod, r.name)
+		total := beside.DeepCopy()
+		total.Add(request)
+		if total.Cmp(podRequest) > 0 {
+			errs = append(errs, &AnnotationError{Key: key, Value: pod.Annotations[key], Want: fmt.Sprintf(
+				"the pod's containers already request %s of its %s %s, and the elector's request must fit in what is left",
+				beside.String(), field, podRequest.String())})
+		}
+	}
+	return errs
+}
+
+// requestsBeside sums the requests (a limit where no request is set) of the containers that run beside the
+// elector: the regular containers and the native sidecars.
+func requestsBeside(pod *corev1.Pod, name corev1.ResourceName) resource.Quantity {
+	var sum resource.Quantity
+	add := func(c corev1.Container) {
+		if q, ok := c.Resources.Requests[name]; ok {
+			sum.Add(q)
+		} else if q, ok := c.Resources.Limits[name]; ok {
+			sum.Add(q)
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			add(c)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		add(c)
+	}
+	return sum
 }
 
 // hasPodLevelResources reports whether the pod sets pod-level requests or limits (spec.resources).
@@ -231,7 +310,10 @@ const (
 // server. With Istio's native sidecar (istio-proxy an init container) the elector, appended after it, starts
 // after and stops before the proxy, so nothing is needed.
 func resolveMesh(pod *corev1.Pod, s *Settings) error {
-	proxy := regularContainer(pod, istioProxyContainer)
+	proxy, native := containerNamed(pod, istioProxyContainer)
+	if native {
+		proxy = nil // Istio's native sidecar: ordering suffices
+	}
 	v, set := pod.Annotations[AnnotationMesh]
 	switch {
 	case !set && proxy != nil, set && v == MeshIstio:
@@ -245,16 +327,6 @@ func resolveMesh(pod *corev1.Pod, s *Settings) error {
 	s.ProxyUser = istioProxyUser
 	if proxy != nil && proxy.SecurityContext != nil && proxy.SecurityContext.RunAsUser != nil && *proxy.SecurityContext.RunAsUser > 0 {
 		s.ProxyUser = *proxy.SecurityContext.RunAsUser
-	}
-	return nil
-}
-
-// regularContainer returns the pod's regular (not init) container with the given name, or nil.
-func regularContainer(pod *corev1.Pod, name string) *corev1.Container {
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == name {
-			return &pod.Spec.Containers[i]
-		}
 	}
 	return nil
 }

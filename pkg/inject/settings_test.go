@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -77,10 +78,21 @@ func TestRefusedAnnotations(t *testing.T) {
 			[]string{AnnotationImage, `""`, "image reference"}},
 		{"image with a space", map[string]string{AnnotationImage: "a b"},
 			[]string{AnnotationImage, `"a b"`}},
+		// The API server refuses an image with leading or trailing Unicode whitespace, naming a container the
+		// user never wrote.
+		{"image with a trailing no-break space", map[string]string{AnnotationImage: "elector:v1\u00a0"},
+			[]string{AnnotationImage, `"elector:v1\u00a0"`, "image reference"}},
+		{"image with a trailing carriage return", map[string]string{AnnotationImage: "elector:v1\r"},
+			[]string{AnnotationImage, `"elector:v1\r"`, "image reference"}},
 		{"cpu request garbage", map[string]string{AnnotationCPURequest: "lots"},
 			[]string{AnnotationCPURequest, `"lots"`, "quantity"}},
 		{"memory request negative", map[string]string{AnnotationMemoryRequest: "-1Mi"},
 			[]string{AnnotationMemoryRequest, `"-1Mi"`, "positive"}},
+		// Fractional bytes: the API server only warns, and the elector would get a tenth of a byte (100m meant 100Mi).
+		{"memory request in millibytes", map[string]string{AnnotationMemoryRequest: "100m"},
+			[]string{AnnotationMemoryRequest, `"100m"`, "whole number of bytes"}},
+		{"memory limit with a fraction of a byte", map[string]string{AnnotationMemoryLimit: "67108864.5"},
+			[]string{AnnotationMemoryLimit, `"67108864.5"`, "whole number of bytes"}},
 		{"memory limit below request", map[string]string{AnnotationMemoryLimit: "16Mi", AnnotationMemoryRequest: "32Mi"},
 			[]string{AnnotationMemoryLimit, "16Mi is below memory request 32Mi"}},
 		{"cpu limit garbage", map[string]string{AnnotationCPULimit: "fast"},
@@ -269,7 +281,7 @@ func TestIstioClassicProxyUser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		elector, _ := findElector(out)
+		elector, _ := containerNamed(out, ContainerName)
 		if sc := elector.SecurityContext; *sc.RunAsUser != uid || *sc.RunAsGroup != uid || !*sc.RunAsNonRoot {
 			t.Errorf("proxy user %d: elector runs as %d:%d", uid, *sc.RunAsUser, *sc.RunAsGroup)
 		}
@@ -285,4 +297,98 @@ func containerNames(list []corev1.Container) []string {
 		names[i] = c.Name
 	}
 	return names
+}
+
+// TestPodLevelBudget: with pod-level resources, an elector whose annotated resources do not fit the pod's budget
+// is refused by the webhook, naming the annotation, its value and the budget, rather than by the API server about
+// spec.resources. The cases marked fits were checked against the real API server.
+func TestPodLevelBudget(t *testing.T) {
+	budget := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")}
+	tests := []struct {
+		name        string
+		requests    corev1.ResourceList // the pod's; its limits are budget
+		app         corev1.ResourceList // the app container's requests
+		annotations map[string]string
+		wantAll     []string // empty: the pod fits
+	}{
+		{"no annotations", budget, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}, nil, nil},
+		{"request within what the app leaves", budget, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("900m")},
+			map[string]string{AnnotationCPURequest: "100m"}, nil},
+		{"request beyond what the app leaves", budget, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("950m")},
+			map[string]string{AnnotationCPURequest: "100m"},
+			[]string{AnnotationCPURequest, `"100m"`, "spec.resources.requests.cpu", "1", "950m"}},
+		{"request beyond the pod's limit when it sets no request", nil, nil,
+			map[string]string{AnnotationMemoryRequest: "600Mi", AnnotationMemoryLimit: "600Mi"},
+			[]string{AnnotationMemoryLimit, `"600Mi"`, "spec.resources.limits.memory", "512Mi"}},
+		{"limit beyond the pod's limit", nil, nil, map[string]string{AnnotationCPULimit: "2"},
+			[]string{AnnotationCPULimit, `"2"`, "spec.resources.limits.cpu"}},
+		{"limit within the pod's limit", nil, nil, map[string]string{AnnotationCPULimit: "500m"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := deploymentPod(tt.annotations)
+			pod.Spec.Resources = &corev1.ResourceRequirements{Requests: tt.requests, Limits: budget}
+			pod.Spec.Containers[0].Resources.Requests = tt.app
+			_, _, err := Mutate(pod, testConfig(), false)
+			if len(tt.wantAll) == 0 {
+				if err != nil {
+					t.Fatalf("Mutate refused a pod that fits its budget: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Mutate accepted %v beyond the pod's budget", tt.annotations)
+			}
+			for _, want := range tt.wantAll {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestGuaranteedRequestFollowsAnnotatedLimit: in a Guaranteed pod the elector's requests follow its limits, so a
+// limit annotated below the webhook's default request is not "below the request": the request becomes that limit.
+func TestGuaranteedRequestFollowsAnnotatedLimit(t *testing.T) {
+	pod := deploymentPod(map[string]string{AnnotationCPULimit: "5m", AnnotationMemoryLimit: "16Mi"})
+	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+	}
+	out, _, err := Mutate(pod, testConfig(), false)
+	if err != nil {
+		t.Fatalf("Mutate refused a Guaranteed pod whose elector limits are below the default requests: %v", err)
+	}
+	elector, _ := containerNamed(out, ContainerName)
+	r := elector.Resources
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if req, limit := r.Requests[name], r.Limits[name]; req.Cmp(limit) != 0 {
+			t.Errorf("elector %s request %s, limit %s: want them equal (Guaranteed)", name, req.String(), limit.String())
+		}
+	}
+}
+
+// TestRoleLabelIsNeverAdmitted: the leader-label controller alone gives leader-election/role; a new pod carrying
+// it loses it at injection, and so does an injected pod sent with it again (a copy of the leader pod).
+func TestRoleLabelIsNeverAdmitted(t *testing.T) {
+	pod := deploymentPod(nil)
+	pod.Labels[LabelRole] = RoleLeader
+	out, _, err := Mutate(pod, testConfig(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, set := out.Labels[LabelRole]; set {
+		t.Errorf("injected pod keeps label %s", LabelRole)
+	}
+	out.Labels[LabelRole] = RoleLeader
+	copied := out.DeepCopy()
+	again, changed, err := Mutate(out, testConfig(), true)
+	if err != nil || !changed {
+		t.Fatalf("an injected pod copied with %s=%s: changed=%v err=%v, want the label removed", LabelRole, RoleLeader, changed, err)
+	}
+	delete(copied.Labels, LabelRole)
+	if !equality.Semantic.DeepEqual(again, copied) {
+		t.Errorf("reinvocation changed more than the role label")
+	}
 }

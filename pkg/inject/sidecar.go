@@ -164,12 +164,22 @@ func tokenVolume() corev1.Volume {
 
 // hasContainer reports whether any container, init or regular, has the given name.
 func hasContainer(pod *corev1.Pod, name string) bool {
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range list {
-			if c.Name == name {
-				return true
-			}
+	c, _ := containerNamed(pod, name)
+	return c != nil
+}
+
+// containerNamed returns the pod's container with the given name (names are unique across init and regular
+// containers), and whether it is an init container; nil when there is none.
+func containerNamed(pod *corev1.Pod, name string) (*corev1.Container, bool) {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == name {
+			return &pod.Spec.InitContainers[i], true
 		}
 	}
-	return false
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == name {
+			return &pod.Spec.Containers[i], false
+		}
+	}
+	return nil, false
 }

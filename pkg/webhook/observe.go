@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,12 +42,15 @@ type EventRecorder interface {
 // StatefulSet, ...) when a pod is injected or refused, so that `kubectl describe` of the owner says why its pods
 // are missing. The pod has no name yet at admission, so the Event goes on the owner named by its ownerReferences,
 // with the UID they carry: nothing is read from the API server. The admission path pays for a counter and a
-// channel send; owners are decoded and Events written from a queue of their own, dropped when it is full.
+// channel send; owners are decoded and Events written from a queue of their own, dropped when it is full (256
+// Events, or queueBytesLimit of pods).
 type Observer struct {
 	admissions *prometheus.CounterVec
 	dropped    prometheus.Counter
 	events     EventRecorder
 	queue      chan ownerEvent
+	// queuedBytes is what the queue holds of pods and notes, kept under queueBytesLimit.
+	queuedBytes atomic.Int64
 }
 
 // ownerEvent is an Event waiting for its pod's owner to be decoded.
@@ -60,6 +64,10 @@ type ownerEvent struct {
 
 // noteLimit keeps an Event's note under the API's limit of 1024 bytes.
 const noteLimit = 1000
+
+// queueBytesLimit bounds the pods the queue holds: a pod's JSON may be megabytes, and 256 of them would take the
+// webhook past its memory limit (128Mi in the chart).
+const queueBytesLimit = 8 << 20
 
 // NewObserver registers the admission metrics on reg. events may be nil: then no Events are recorded.
 func NewObserver(reg prometheus.Registerer, events EventRecorder) (*Observer, error) {
@@ -137,7 +145,6 @@ func outcomeOf(resp admission.Response) (outcome, reason string) {
 // faults are what a refusal message can name as the cause, each with its label value: the annotation and label
 // keys (pkg/inject names the key at fault in every refusal about one), the pod fields some shapes are refused
 // for, and a container that takes the elector's name. A fixed set, so the metric's cardinality is bounded.
-// The keys are spelt out rather than taken from pkg/inject's constants where an older build lacks one;
 // TestEveryKeyCanBeAtFault checks that every key pkg/inject defines is here.
 var faults = []struct{ match, reason string }{
 	{inject.AnnotationEnabled, inject.AnnotationEnabled},
@@ -149,16 +156,17 @@ var faults = []struct{ match, reason string }{
 	{inject.AnnotationTraffic, inject.AnnotationTraffic},
 	{inject.AnnotationImage, inject.AnnotationImage},
 	{inject.AnnotationCPURequest, inject.AnnotationCPURequest},
-	{inject.Prefix + "cpu-limit", inject.Prefix + "cpu-limit"},
+	{inject.AnnotationCPULimit, inject.AnnotationCPULimit},
 	{inject.AnnotationMemoryRequest, inject.AnnotationMemoryRequest},
 	{inject.AnnotationMemoryLimit, inject.AnnotationMemoryLimit},
-	{inject.Prefix + "mesh", inject.Prefix + "mesh"},
+	{inject.AnnotationMesh, inject.AnnotationMesh},
 	{inject.AnnotationInjected, inject.AnnotationInjected},
 	{inject.LabelEnforce, inject.LabelEnforce},
 	{"spec.hostNetwork", "spec.hostNetwork"},
 	{"spec.os.name", "spec.os.name"},
 	{"spec.nodeSelector", "spec.nodeSelector"},
 	{"container name", "container-name"},
+	{"port name", "port-name"},
 }
 
 // keyAtFault is the reason of the fault a refusal message names first, or "other". No match string is a
@@ -177,12 +185,23 @@ func (o *Observer) enqueue(req admission.Request, eventType, reason, note string
 	if o.events == nil {
 		return
 	}
+	ev := ownerEvent{raw: req.Object.Raw, namespace: req.Namespace, eventType: eventType, reason: reason, note: truncate(note, noteLimit)}
+	size := ev.size()
+	if o.queuedBytes.Add(size) > queueBytesLimit {
+		o.queuedBytes.Add(-size)
+		o.dropped.Inc()
+		return
+	}
 	select {
-	case o.queue <- ownerEvent{raw: req.Object.Raw, namespace: req.Namespace, eventType: eventType, reason: reason, note: note}:
+	case o.queue <- ev:
 	default:
+		o.queuedBytes.Add(-size)
 		o.dropped.Inc()
 	}
 }
+
+// size is what the event holds in memory, for queueBytesLimit.
+func (ev ownerEvent) size() int64 { return int64(len(ev.raw) + len(ev.note)) }
 
 // Start writes queued Events until ctx ends (a manager.Runnable).
 func (o *Observer) Start(ctx context.Context) error {
@@ -200,11 +219,12 @@ func (o *Observer) Start(ctx context.Context) error {
 func (o *Observer) NeedLeaderElection() bool { return false }
 
 func (o *Observer) record(ev ownerEvent) {
+	o.queuedBytes.Add(-ev.size())
 	owner, err := ownerOf(ev.raw, ev.namespace)
 	if err != nil || owner == nil {
 		return // a pod without an owner was created by someone who sees the answer directly
 	}
-	o.events.Eventf(owner, nil, ev.eventType, ev.reason, "Admit", "%s", truncate(ev.note, noteLimit))
+	o.events.Eventf(owner, nil, ev.eventType, ev.reason, "Admit", "%s", ev.note)
 }
 
 // ownerOf returns a reference to the pod's controlling owner (else its first owner), from the raw pod.

@@ -158,16 +158,59 @@ func TestObserverDropsEventsWhenTheQueueIsFullAndSaysSo(t *testing.T) {
 	for range cap(o.queue) + 3 {
 		h.Handle(t.Context(), req)
 	}
-	families, _ := reg.Gather()
+	if got := counterValue(t, reg, "leader_election_webhook_events_dropped_total"); got != 3 {
+		t.Errorf("dropped %g Events, want 3", got)
+	}
+}
+
+// TestObserverQueueHoldsBoundedBytes: the queue keeps each pod's raw JSON until its owner is decoded, and a pod
+// may be megabytes (annotations alone up to 256 KiB); a queue full of large pods must stay within a few MiB of
+// the webhook's 128 MiB limit, dropping (and counting) what does not fit.
+func TestObserverQueueHoldsBoundedBytes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	o, err := NewObserver(reg, &fakeRecorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := o.Observe(PathOptIn, newInjector(&recordingBinder{}))
+	pod := ownedByRS(optedIn())
+	pod.Annotations[inject.AnnotationPort] = "99999" // refused: an Event is queued
+	pod.Annotations["example.com/blob"] = strings.Repeat("x", 200<<10)
+	req := podRequest(t, pod, admissionv1.Create, false)
+	for range cap(o.queue) {
+		h.Handle(t.Context(), req)
+	}
+	held := 0
+	for len(o.queue) > 0 {
+		ev := <-o.queue
+		held += len(ev.raw) + len(ev.note)
+		o.record(ev)
+	}
+	if held > queueBytesLimit {
+		t.Errorf("the queue held %d MiB of pods, want at most %d MiB", held>>20, queueBytesLimit>>20)
+	}
+	if got := counterValue(t, reg, "leader_election_webhook_events_dropped_total"); got == 0 {
+		t.Errorf("no Event dropped although %d MiB were offered", cap(o.queue)*len(req.Object.Raw)>>20)
+	}
+	if got := o.queuedBytes.Load(); got != 0 {
+		t.Errorf("%d bytes still counted as queued after the queue was drained", got)
+	}
+}
+
+// counterValue reads an unlabelled counter from reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range families {
-		if f.GetName() == "leader_election_webhook_events_dropped_total" {
-			if got := f.GetMetric()[0].GetCounter().GetValue(); got != 3 {
-				t.Errorf("dropped %g Events, want 3", got)
-			}
-			return
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
-	t.Fatal("no leader_election_webhook_events_dropped_total")
+	t.Fatalf("no %s", name)
+	return 0
 }
 
 func TestKeyAtFaultIsTheFirstKeyTheMessageNames(t *testing.T) {
@@ -177,6 +220,7 @@ func TestKeyAtFaultIsTheFirstKeyTheMessageNames(t *testing.T) {
 		"annotation leader-election/lease-name: required for a pod without an owner":                                                                        inject.AnnotationLeaseName,
 		`namespace policy leader-election/enforce="true": ... annotation leader-election/enabled="false" is not allowed here`:                               inject.LabelEnforce,
 		`container name "leader-elector" is reserved for the injected elector; rename the pod's container`:                                                  "container-name",
+		`port name "elector-http" is reserved for the injected elector; rename the port of the pod's container "app"`:                                       "port-name",
 		`spec.hostNetwork is true: ... leader election is not available for host-network pods (namespace policy leader-election/enforce="true" enrols ...)`: "spec.hostNetwork",
 		"decoding the pod: unexpected end of JSON input":                                                                                                    "other",
 	} {

@@ -73,6 +73,32 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		}
 	})
 
+	t.Run("pod-level resources: annotations beyond the budget are refused naming the annotation", func(t *testing.T) {
+		ns := newNamespace(t, cs, nil)
+		fits := annotated("budget-fits")
+		fits.Annotations[inject.AnnotationCPURequest] = "100m"
+		budget := resources("1", "512Mi", "1", "512Mi")
+		fits.Spec.Resources = &budget
+		fits.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("900m")}}
+		if findContainer(createPod(t, cs, ns, "web", fits).Spec.InitContainers, inject.ContainerName) == nil {
+			t.Fatal("pod admitted without the elector")
+		}
+		// The API server would refuse both, naming spec.resources and no annotation.
+		over := annotated("budget-request-over")
+		over.Annotations[inject.AnnotationCPURequest] = "150m"
+		over.Spec.Resources = &budget
+		over.Spec.Containers[0].Resources = fits.Spec.Containers[0].Resources
+		above := annotated("budget-limit-above")
+		above.Annotations[inject.AnnotationCPULimit] = "2"
+		above.Spec.Resources = &corev1.ResourceRequirements{Limits: budget.Limits}
+		for key, pod := range map[string]*corev1.Pod{inject.AnnotationCPURequest: over, inject.AnnotationCPULimit: above} {
+			_, err := cs.CoreV1().Pods(ns).Create(t.Context(), withSA(pod, "web", t, cs, ns), metav1.CreateOptions{})
+			if err == nil || !strings.Contains(err.Error(), "annotation "+key) || !strings.Contains(err.Error(), "spec.resources") {
+				t.Errorf("pod %s: %v, want the webhook's refusal naming %s and the pod's budget", pod.Name, err, key)
+			}
+		}
+	})
+
 	t.Run("reinvocation accepts the stored injection and refuses a look-alike", func(t *testing.T) {
 		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
 		first := createPod(t, cs, ns, "web", ownedByReplicaSet(plainPod("first"), "api-5f7d8", "5f7d8"))
