@@ -28,7 +28,13 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 	if gotNative != (cfg.Sidecar == SidecarNative) {
 		return refuse("the container is in the wrong list for sidecar mode " + string(cfg.Sidecar))
 	}
-	if fields := differingFields(got, wanted); len(fields) > 0 {
+	// Resources are the one field a later webhook may change (the VerticalPodAutoscaler's admission controller
+	// sizes every container it recommends for, and may change the application's QoS and with it the elector's
+	// computed resources). They prove nothing about who injected the container: an imitation with our exact
+	// image, env, probes and mounts is the elector, whatever it requests.
+	resized := *got
+	resized.Resources = wanted.Resources
+	if fields := differingFields(&resized, wanted); len(fields) > 0 {
 		return refuse("its " + strings.Join(fields, ", ") + " differ")
 	}
 	for _, m := range wanted.VolumeMounts {
