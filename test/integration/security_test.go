@@ -533,6 +533,13 @@ func testPodLabels(t *testing.T, env *controlplane.Env) {
 	plain := createPod(t, cs, ns, "web", plainPod("enrol-me"))
 	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{})
 	refusedBy(t, "enrolling a pod by label", err, policyPodLabels, "label leader-election/member is set only by")
+
+	// The status subresource writes metadata too (the API server resets only spec, owners and deletion there):
+	// whoever may write pods/status (a node, a controller, an administrator) must meet the same rules.
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{}, "status")
+	refusedBy(t, "labelling a member as leader through pods/status", err, policyPodLabels, "changed only by leader-election's controller")
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{}, "status")
+	refusedBy(t, "enrolling a pod through pods/status", err, policyPodLabels, "label leader-election/member is set only by")
 }
 
 // testStrayLabel: a non-member pod labelled before the policies were installed loses the label.
