@@ -197,6 +197,10 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 		if _, err := wh.RbacV1().RoleBindings(ns).Create(ctx, rb(binding.Name("x"), "leader-election-elector", sa(ns, "x")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Errorf("the binding the webhook exists to write was refused: %v", err)
 		}
+		// The handler refuses excluded namespaces, but the token does not go through the handler: in kube-system
+		// the elector role would let a system pod's token write the control plane's Leases.
+		_, err = wh.RbacV1().RoleBindings("kube-system").Create(ctx, rb(binding.Name("kube-proxy"), "leader-election-elector", sa("kube-system", "kube-proxy")), metav1.CreateOptions{})
+		refusedBy(t, "the elector role in kube-system", err, policyWebhookRoleBindings, "not in a namespace the installation excludes")
 	})
 
 	t.Run("may write only Roles that list Leases to hold", func(t *testing.T) {
@@ -223,6 +227,10 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 		if _, err := wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), hold), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Errorf("the Role the webhook exists to write was refused: %v", err)
 		}
+		holdScheduler := hold
+		holdScheduler.ResourceNames = []string{"kube-scheduler"}
+		_, err = wh.RbacV1().Roles("kube-system").Create(ctx, role(binding.LeaseRoleName("kube-proxy"), holdScheduler), metav1.CreateOptions{})
+		refusedBy(t, "a Role in kube-system listing the scheduler's Lease", err, policyWebhookRoles, "not in a namespace the installation excludes")
 	})
 
 	t.Run("SubjectAccessReviews: nothing beyond the label, the bindings and the reads", func(t *testing.T) {
