@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"syscall"
@@ -368,9 +369,13 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 	own := func(name string, pod *corev1.Pod) *coordinationv1.Lease {
 		return &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{leaderlabel.AnnotationHolderUID: string(pod.UID)}},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](3)},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](0)},
 		}
 	}
+	huge := own("web", a)
+	huge.Spec.LeaseTransitions = ptr.To[int32](math.MaxInt32)
+	_, err := asA.Create(ctx, huge, metav1.CreateOptions{})
+	refusedBy(t, "creating a Lease with leaseTransitions at its maximum", err, policyElectorLeases, "a new Lease starts at 0")
 	lease, err := asA.Create(ctx, own("web", a), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("pod A creating its Lease with itself as holder: %v", err)
@@ -383,6 +388,9 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			lease = out
 		}
 		return err
+	}
+	if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](1) }); err != nil {
+		t.Fatalf("raising leaseTransitions by one: %v", err)
 	}
 	t.Run("refused", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -400,7 +408,11 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			{"a huge duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](2147483647) }, "from 3 to 300"},
 			{"a duration of 1s", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](1) }, "from 3 to 300"},
 			{"no duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = nil }, "from 3 to 300"},
-			{"lowering leaseTransitions", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](2) }, "may not lower spec.leaseTransitions"},
+			{"lowering leaseTransitions", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](0) }, "may not lower spec.leaseTransitions"},
+			// At its maximum the next holder's increment overflows int32 and is refused as a lowering: the
+			// group could never change hands again.
+			{"leaseTransitions jumping to its maximum", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](math.MaxInt32) }, "nor raise it by more than one"},
+			{"leaseTransitions jumping by two", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](3) }, "nor raise it by more than one"},
 		} {
 			refusedBy(t, tc.name, update(tc.mutate), policyElectorLeases, tc.want)
 		}
@@ -414,7 +426,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		if err := update(func(l *coordinationv1.Lease) { l.Spec.RenewTime = ptr.To(metav1.NowMicro()) }); err != nil {
 			t.Errorf("renewal: %v", err)
 		}
-		if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](4) }); err != nil {
+		if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](2) }); err != nil {
 			t.Errorf("raising leaseTransitions: %v", err)
 		}
 		if err := update(func(l *coordinationv1.Lease) {
@@ -426,7 +438,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		if err := update(func(l *coordinationv1.Lease) {
 			l.Spec.HolderIdentity = ptr.To(a.Name)
 			l.Annotations = map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
-			l.Spec.LeaseTransitions = ptr.To[int32](5)
+			l.Spec.LeaseTransitions = ptr.To[int32](3)
 		}); err != nil {
 			t.Errorf("acquiring a free Lease: %v", err)
 		}
