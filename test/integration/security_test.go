@@ -287,6 +287,65 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	pod := annotated("forged")
 	pod.Namespace = "kube-system"
 	pod.Spec.ServiceAccountName = "default"
+	answer := forgeReview(t, env, pod)
+	if answer.Allowed || answer.Result == nil || !strings.Contains(answer.Result.Message, "namespace kube-system is excluded") {
+		t.Errorf("forged review for kube-system: allowed=%v result=%+v, want a refusal naming the excluded namespace", answer.Allowed, answer.Result)
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings("kube-system").Get(ctx, binding.Name("default"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("RoleBinding in kube-system after a forged review: %v, want NotFound", err)
+	}
+}
+
+// testForgedReviewServed: a forged review for a namespace the webhook serves, naming another controller's
+// ServiceAccount and its Lease, grants nothing: the webhook binds only pods the API server has stored. Were the
+// elector role bound, the Lease policy would judge that controller's writes as an elector's and refuse them.
+func testForgedReviewServed(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	controller := createPod(t, cs, ns, "controller", plainPod("controller-0"))
+	forged := annotatedFor("forged", "controller-lock")
+	forged.Namespace, forged.Spec.ServiceAccountName = ns, "controller"
+	if answer := forgeReview(t, env, forged); !answer.Allowed {
+		t.Errorf("forged review for a served namespace: refused with %+v, want the patch a real pod would get", answer.Result)
+	}
+	// Give a binding time to appear and reach the authorizer, then check there is none.
+	time.Sleep(2 * time.Second)
+	for _, name := range []string{binding.Name("controller"), binding.LeaseRoleName("controller")} {
+		if _, err := cs.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("RoleBinding %s after a forged review: %v, want NotFound", name, err)
+		}
+	}
+	if canI(t, cs, "system:serviceaccount:"+ns+":controller", authorizationv1.ResourceAttributes{Namespace: ns, Group: binding.HoldGroup, Resource: "electors", Verb: "elect"}) {
+		t.Errorf("ServiceAccount controller was made an elector by a forged review")
+	}
+	// The controller's own permission to create its Lease, as its chart would grant it.
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}}}}
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "controller", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("controller-0_4b1c"), LeaseDurationSeconds: ptr.To[int32](15)}}
+	var err error
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err = podToken(t, env, controller).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil || strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil // RBAC caches need a moment
+	})
+	if err != nil {
+		t.Errorf("the controller's own Lease write after a forged review: %v, want allowed", err)
+	}
+}
+
+// forgeReview posts an AdmissionReview for creating pod straight to the webhook's port, as anyone who can reach
+// it could, and returns the answer.
+func forgeReview(t *testing.T, env *controlplane.Env, pod *corev1.Pod) *admissionv1.AdmissionResponse {
+	t.Helper()
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		t.Fatal(err)
@@ -294,8 +353,8 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
-			UID: "forged-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "kube-system",
+			UID: types.UID("forged-" + pod.Namespace), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: pod.Namespace,
 			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
 		},
 	}
@@ -314,12 +373,7 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	if err := json.Unmarshal(data, &answer); err != nil || answer.Response == nil {
 		t.Fatalf("answer %s: %v", data, err)
 	}
-	if answer.Response.Allowed || answer.Response.Result == nil || !strings.Contains(answer.Response.Result.Message, "namespace kube-system is excluded") {
-		t.Errorf("forged review for kube-system: allowed=%v result=%+v, want a refusal naming the excluded namespace", answer.Response.Allowed, answer.Response.Result)
-	}
-	if _, err := env.Clientset.RbacV1().RoleBindings("kube-system").Get(ctx, binding.Name("default"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("RoleBinding in kube-system after a forged review: %v, want NotFound", err)
-	}
+	return answer.Response
 }
 
 // testForeignBindings: a RoleBinding under the webhook's chosen name that it did not create is refused (another
@@ -346,6 +400,7 @@ func testForeignBindings(t *testing.T, env *controlplane.Env) {
 	}
 	foreign("taken", "leader-election-elector")
 	createPod(t, cs, ns, "taken", annotated("repaired"))
+	waitCanHold(t, cs, ns, "taken", "web")
 	rb, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("taken"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +408,6 @@ func testForeignBindings(t *testing.T, env *controlplane.Env) {
 	if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != "taken" || rb.Labels["app.kubernetes.io/managed-by"] != "leader-election" {
 		t.Errorf("RoleBinding after the pod was admitted: subjects %+v labels %v, want it taken over for ServiceAccount taken", rb.Subjects, rb.Labels)
 	}
-	waitCanHold(t, cs, ns, "taken", "web")
 }
 
 // testElectorLeases: what a token bound to one elector's pod may write into Leases.
