@@ -319,7 +319,22 @@ func testForgedReviewServed(t *testing.T, env *controlplane.Env) {
 	if canI(t, cs, "system:serviceaccount:"+ns+":controller", authorizationv1.ResourceAttributes{Namespace: ns, Group: binding.HoldGroup, Resource: "electors", Verb: "elect"}) {
 		t.Errorf("ServiceAccount controller was made an elector by a forged review")
 	}
-	// The controller's own permission to create its Lease, as its chart would grant it.
+	l := controllerLease(t, cs, ns)
+	var err error
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err = podToken(t, env, controller).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil || strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil // RBAC caches need a moment
+	})
+	if err != nil {
+		t.Errorf("the controller's own Lease write after a forged review: %v, want allowed", err)
+	}
+}
+
+// controllerLease grants ServiceAccount "controller" of namespace ns the creation of Leases, as another
+// controller's chart would, and returns the Lease such a controller's client-go elector writes.
+func controllerLease(t *testing.T, cs kubernetes.Interface, ns string) *coordinationv1.Lease {
+	t.Helper()
+	ctx := t.Context()
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases", Namespace: ns},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}}}}
 	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
@@ -330,16 +345,8 @@ func testForgedReviewServed(t *testing.T, env *controlplane.Env) {
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "controller", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("controller-0_4b1c"), LeaseDurationSeconds: ptr.To[int32](15)}}
-	var err error
-	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err = podToken(t, env, controller).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return err == nil || strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil // RBAC caches need a moment
-	})
-	if err != nil {
-		t.Errorf("the controller's own Lease write after a forged review: %v, want allowed", err)
-	}
 }
 
 // forgeReview posts an AdmissionReview for creating pod straight to the webhook's port, as anyone who can reach
@@ -536,18 +543,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		// A pod-bound token of a ServiceAccount that is not an elector (another controller's client-go
 		// elector writing its own holder format) is not matched by the policy.
 		other := createPod(t, cs, ns, "controller", plainPod("controller-0"))
-		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases", Namespace: ns},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}}}}
-		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "controller", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("controller-0_4b1c"), LeaseDurationSeconds: ptr.To[int32](15)}}
+		l := controllerLease(t, cs, ns)
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 			_, err := podToken(t, env, other).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{})
 			return err == nil, nil // RBAC caches need a moment to see the new binding
