@@ -39,18 +39,12 @@ type Binder struct {
 
 // Bind makes sure ServiceAccount sa in namespace ns is bound to the elector ClusterRole and may hold Lease lease.
 // It is idempotent and safe to call from many webhook replicas at once: a lost creation race counts as success.
+// Call it only for a pod the API server has stored: an AdmissionReview proves nothing (anyone who reaches the
+// webhook's port can send one), and these grants change what the Lease policy lets the account do.
 func (b *Binder) Bind(ctx context.Context, ns, sa, lease string) error {
-	account := &corev1.ServiceAccount{}
-	key := types.NamespacedName{Namespace: ns, Name: sa}
-	err := b.Reader.Get(ctx, key, account)
-	if apierrors.IsNotFound(err) && b.Live != nil {
-		err = b.Live.Get(ctx, key, account)
-	}
+	account, err := b.account(ctx, ns, sa)
 	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("ServiceAccount %s/%s not found: create it before the pod, the elector runs as it", ns, sa)
-		}
-		return fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, sa, err)
+		return err
 	}
 	if err := b.ensureBinding(ctx, Desired(account, b.ClusterRole), sa); err != nil {
 		return err
@@ -59,6 +53,57 @@ func (b *Binder) Bind(ctx context.Context, ns, sa, lease string) error {
 		return err
 	}
 	return b.ensureBinding(ctx, desiredLeaseBinding(account), sa)
+}
+
+// Check reports, writing nothing, why Bind would fail for ServiceAccount sa in namespace ns: the account does not
+// exist, or a RoleBinding under one of the names Bind uses refers to another role. The admission handler calls it
+// so that such a pod is refused with the reason; the grants follow once the pod is stored.
+func (b *Binder) Check(ctx context.Context, ns, sa string) error {
+	account, err := b.account(ctx, ns, sa)
+	if err != nil {
+		return err
+	}
+	for _, want := range []*rbacv1.RoleBinding{Desired(account, b.ClusterRole), desiredLeaseBinding(account)} {
+		have := &rbacv1.RoleBinding{}
+		err := b.Reader.Get(ctx, client.ObjectKeyFromObject(want), have)
+		if apierrors.IsNotFound(err) {
+			// The cache holds only ours: a RoleBinding someone else made under the name is read live.
+			err = b.live().Get(ctx, client.ObjectKeyFromObject(want), have)
+		}
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("reading RoleBinding %s/%s: %w", ns, want.Name, err)
+		case have.RoleRef != want.RoleRef:
+			return foreignRoleRef(have, want, sa)
+		}
+	}
+	return nil
+}
+
+// account reads ServiceAccount sa, from the cache or, when the cache has not seen it yet, from the API server.
+func (b *Binder) account(ctx context.Context, ns, sa string) (*corev1.ServiceAccount, error) {
+	account := &corev1.ServiceAccount{}
+	key := types.NamespacedName{Namespace: ns, Name: sa}
+	err := b.Reader.Get(ctx, key, account)
+	if apierrors.IsNotFound(err) && b.Live != nil {
+		err = b.Live.Get(ctx, key, account)
+	}
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("ServiceAccount %s/%s not found: create it before the pod, the elector runs as it", ns, sa)
+		}
+		return nil, fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, sa, err)
+	}
+	return account, nil
+}
+
+// foreignRoleRef is the error for a RoleBinding under our name that refers to another role.
+func foreignRoleRef(have, want *rbacv1.RoleBinding, sa string) error {
+	// roleRef is immutable, and the webhook may not delete bindings: an administrator must.
+	return fmt.Errorf("RoleBinding %s/%s exists and refers to %s %q, not %s %q, so ServiceAccount %s would get no Lease permissions; "+
+		"it was not created by leader-election (or was changed): delete it and the webhook recreates it",
+		want.Namespace, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Kind, want.RoleRef.Name, sa)
 }
 
 // ensureBinding creates want, or accepts or repairs the RoleBinding of its name.
@@ -86,10 +131,7 @@ func (b *Binder) ensureBinding(ctx context.Context, want *rbacv1.RoleBinding, sa
 		return nil
 	}
 	if have.RoleRef != want.RoleRef {
-		// roleRef is immutable, and the webhook may not delete bindings: an administrator must.
-		return fmt.Errorf("RoleBinding %s/%s exists and refers to %s %q, not %s %q, so ServiceAccount %s would get no Lease permissions; "+
-			"it was not created by leader-election (or was changed): delete it and the webhook recreates it",
-			ns, want.Name, have.RoleRef.Kind, have.RoleRef.Name, want.RoleRef.Kind, want.RoleRef.Name, sa)
+		return foreignRoleRef(have, want, sa)
 	}
 	// The right role with other subjects, owners or labels (a RoleBinding someone else made under our name, or
 	// ours edited): make it ours again. Other labels stay.

@@ -186,3 +186,36 @@ func TestLeaseRole(t *testing.T) {
 		t.Errorf("foreign Role's rules after Bind: %+v, want %+v", role.Rules, want)
 	}
 }
+
+// TestCheck: the admission-time check reads only, and refuses what Bind would refuse.
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	wrong := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: LeaseRoleName("web"), Namespace: "shop"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
+	}
+	server := fake.NewClientBuilder().WithObjects(account("web"), account("ok"), wrong).Build()
+	cache := fake.NewClientBuilder().WithObjects(account("web"), account("ok")).Build()
+	b := &Binder{Reader: cache, Live: server, Writer: failingWriter{}, ClusterRole: DefaultClusterRole}
+	for _, tc := range []struct{ sa, want string }{
+		{"ok", ""},
+		{"missing", "ServiceAccount shop/missing not found"},
+		{"web", `RoleBinding shop/leader-election-leases-web exists and refers to ClusterRole "edit"`},
+	} {
+		err := b.Check(ctx, "shop", tc.sa)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Check(%s) = %v, want %q", tc.sa, err, tc.want)
+		}
+	}
+}
+
+// failingWriter panics on any write: Check must make none.
+type failingWriter struct{ client.Writer }
+
+func (failingWriter) Create(context.Context, client.Object, ...client.CreateOption) error {
+	panic("Check wrote")
+}
+
+func (failingWriter) Update(context.Context, client.Object, ...client.UpdateOption) error {
+	panic("Check wrote")
+}

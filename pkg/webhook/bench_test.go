@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 // nopBinder binds nothing: the benchmarks measure the handler, not the API server behind the binder.
 type nopBinder struct{}
 
-func (nopBinder) Bind(context.Context, string, string, string) error { return nil }
+func (nopBinder) Check(context.Context, string, string) error { return nil }
 
 // benchPods are the pods the benchmarks admit. bare-pod is what a client sends (test/bench's pod: two labels,
 // two annotations, one container), the size the handler's target was set for; replica-pod is a Deployment

@@ -22,9 +22,11 @@ const (
 	PathEnforced = "/mutate-pod-enforced"
 )
 
-// Binder gives a ServiceAccount the elector's permissions in a namespace, for the Lease its pod competes for.
+// Binder says, writing nothing, whether a ServiceAccount can be given the elector's permissions in a namespace.
+// The grants themselves are made for stored pods only (PodBinder): a review may be forged by anyone who reaches
+// the port, and a forged one must grant nothing.
 type Binder interface {
-	Bind(ctx context.Context, namespace, serviceAccount, lease string) error
+	Check(ctx context.Context, namespace, serviceAccount string) error
 }
 
 // PodInjector is the admission handler for one webhook path.
@@ -73,11 +75,9 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if !changed {
 		return admission.Allowed("the pod does not take part in leader election, or already has its elector")
 	}
-	// Dry-run requests must have no side effects: the pod is answered as it would be, but nothing is bound.
-	if req.DryRun == nil || !*req.DryRun {
-		if err := p.Binder.Bind(ctx, req.Namespace, out.Spec.ServiceAccountName, out.Annotations[inject.AnnotationLeaseName]); err != nil {
-			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
-		}
+	// Only reads: PodBinder binds once the API server has stored the pod (and never for a dry run).
+	if err := p.Binder.Check(ctx, req.Namespace, out.Spec.ServiceAccountName); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("binding the elector's permissions: %w", err))
 	}
 	// The patch holds only what Mutate added, so a field of a newer API server that this build's types do not
 	// know is named by no operation and survives in the stored pod.

@@ -22,14 +22,14 @@ import (
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
-// recordingBinder remembers what it was asked to bind and can fail on demand.
+// recordingBinder remembers what it was asked to check and can fail on demand.
 type recordingBinder struct {
 	calls []string
 	err   error
 }
 
-func (b *recordingBinder) Bind(_ context.Context, ns, sa, lease string) error {
-	b.calls = append(b.calls, ns+"/"+sa+"/"+lease)
+func (b *recordingBinder) Check(_ context.Context, ns, sa string) error {
+	b.calls = append(b.calls, ns+"/"+sa)
 	return b.err
 }
 
@@ -81,11 +81,11 @@ func TestHandle(t *testing.T) {
 		binderErr  error
 		wantAllow  bool
 		wantPatch  bool
-		wantBinds  int
+		wantChecks int
 		wantReason string
 	}{
-		{name: "opted-in pod is patched and bound", pod: optedIn(), op: admissionv1.Create, wantAllow: true, wantPatch: true, wantBinds: 1},
-		{name: "dry run is patched but not bound", pod: optedIn(), op: admissionv1.Create, dryRun: true, wantAllow: true, wantPatch: true},
+		{name: "opted-in pod is patched; its ServiceAccount checked, nothing bound", pod: optedIn(), op: admissionv1.Create, wantAllow: true, wantPatch: true, wantChecks: 1},
+		{name: "dry run is patched and checked (Check writes nothing)", pod: optedIn(), op: admissionv1.Create, dryRun: true, wantAllow: true, wantPatch: true, wantChecks: 1},
 		{name: "update is allowed unchanged", pod: optedIn(), op: admissionv1.Update, wantAllow: true},
 		{name: "unannotated pod is allowed unchanged", pod: &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}, op: admissionv1.Create, wantAllow: true},
 		{name: "bad annotation is denied with its reason", pod: func() *corev1.Pod {
@@ -96,7 +96,7 @@ func TestHandle(t *testing.T) {
 		{name: "excluded namespace is refused and nothing is bound", pod: optedIn(), op: admissionv1.Create, namespace: "kube-system",
 			wantReason: "namespace kube-system is excluded from leader-election by the installation"},
 		{name: "binding failure refuses the pod", pod: optedIn(), op: admissionv1.Create, binderErr: errors.New("ServiceAccount shop/runner not found"),
-			wantBinds: 1, wantReason: "ServiceAccount shop/runner not found"},
+			wantChecks: 1, wantReason: "ServiceAccount shop/runner not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,11 +112,11 @@ func TestHandle(t *testing.T) {
 			if got := len(resp.Patches) > 0; got != tt.wantPatch {
 				t.Errorf("patched = %v, want %v", got, tt.wantPatch)
 			}
-			if len(b.calls) != tt.wantBinds {
-				t.Errorf("Bind called %d times (%v), want %d", len(b.calls), b.calls, tt.wantBinds)
+			if len(b.calls) != tt.wantChecks {
+				t.Errorf("Check called %d times (%v), want %d", len(b.calls), b.calls, tt.wantChecks)
 			}
-			if tt.wantBinds > 0 && b.calls[0] != "shop/runner/web" {
-				t.Errorf("bound %s, want shop/runner for Lease web", b.calls[0])
+			if tt.wantChecks > 0 && b.calls[0] != "shop/runner" {
+				t.Errorf("checked %s, want shop/runner", b.calls[0])
 			}
 			if tt.wantReason != "" && (resp.Result == nil || !strings.Contains(resp.Result.Message, tt.wantReason)) {
 				t.Errorf("result = %+v, want a message containing %q", resp.Result, tt.wantReason)

@@ -122,6 +122,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Excluded: excluded})})
 	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Excluded: excluded})})
 
+	if err := (&PodBinder{Reader: mgr.GetCache(), Binder: binder, Excluded: excluded}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -162,7 +165,8 @@ func cacheOptions() cache.Options {
 			&rbacv1.Role{}:        {Label: labels.SelectorFromSet(binding.Labels), Field: notNodeLeases},
 			// ServiceAccounts are read for their UID only; drop the rest to keep memory flat.
 			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
-			// Only injected pods, and only their metadata: the leader-label controller needs nothing else.
+			// Only injected pods, and only their metadata and ServiceAccount: the leader-label controller and
+			// PodBinder need nothing else.
 			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly,
 				Field: notNodeLeases},
 			&coordinationv1.Lease{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
@@ -205,7 +209,7 @@ func keepMetadataOnly(obj any) (any, error) {
 	case *corev1.ServiceAccount:
 		o.Secrets, o.ImagePullSecrets, o.ManagedFields = nil, nil, nil
 	case *corev1.Pod:
-		o.Spec, o.Status, o.ManagedFields = corev1.PodSpec{}, corev1.PodStatus{}, nil
+		o.Spec, o.Status, o.ManagedFields = corev1.PodSpec{ServiceAccountName: o.Spec.ServiceAccountName}, corev1.PodStatus{}, nil
 	case *coordinationv1.Lease:
 		o.ManagedFields = nil
 	}

@@ -236,6 +236,7 @@ func TestInstallWiring(t *testing.T) {
 				t.Errorf("want no Role or RoleBinding for the webhook, got %d", n)
 			}
 			checkPolicies(t, objs, "system:serviceaccount:"+in.namespace+":"+sa.GetName(), electorRole.Name)
+			checkPoliciesExclude(t, objs, strings.Split(args["excluded-namespaces"], ","))
 			if !grants(electorRole.Rules, "leader-election.io", "electors", "elect") {
 				t.Errorf("ClusterRole %s lacks the mark the Lease policy matches electors by (leader-election.io electors elect)", electorRole.Name)
 			}
@@ -441,6 +442,22 @@ func checkPolicies(t *testing.T, objs objects, webhookUser, electorRole string) 
 		}
 		if strings.HasSuffix(name, "-webhook-rolebindings") && !strings.Contains(text, "object.roleRef.name == '"+electorRole+"'") {
 			t.Errorf("policy %s does not limit bindings to ClusterRole %s", name, electorRole)
+		}
+	}
+}
+
+// checkPoliciesExclude: the policies on the webhook's RoleBindings and Roles refuse exactly the namespaces the
+// handler refuses (--excluded-namespaces), so the webhook's token cannot bind anything where its handler would not.
+func checkPoliciesExclude(t *testing.T, objs objects, excluded []string) {
+	t.Helper()
+	want := "!(request.namespace in ['" + strings.Join(excluded, "', '") + "'])"
+	for _, u := range objs.ofKind("ValidatingAdmissionPolicy") {
+		if !strings.HasSuffix(u.GetName(), "-webhook-rolebindings") && !strings.HasSuffix(u.GetName(), "-webhook-roles") {
+			continue
+		}
+		p := as[admissionregistrationv1.ValidatingAdmissionPolicy](t, u)
+		if !slices.ContainsFunc(p.Spec.Validations, func(v admissionregistrationv1.Validation) bool { return v.Expression == want }) {
+			t.Errorf("policy %s does not refuse the excluded namespaces %v with %q", p.Name, excluded, want)
 		}
 	}
 }

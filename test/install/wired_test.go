@@ -129,10 +129,16 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 			stored := createEventually(t, ctx, cs, pod)
 			checkInjected(t, stored, tc.electorImage, sample.Name, tc.electorEnv)
 
-			// The documented name: leader-election-elector-<ServiceAccount>.
-			rb, err := cs.RbacV1().RoleBindings(apps).Get(ctx, "leader-election-elector-"+sample.Spec.Template.Spec.ServiceAccountName, metav1.GetOptions{})
+			// The documented name: leader-election-elector-<ServiceAccount>. The webhook binds once the pod is
+			// stored, not from the review.
+			var rb *rbacv1.RoleBinding
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+				var err error
+				rb, err = cs.RbacV1().RoleBindings(apps).Get(ctx, "leader-election-elector-"+sample.Spec.Template.Spec.ServiceAccountName, metav1.GetOptions{})
+				return err == nil, nil
+			})
 			if err != nil {
-				t.Fatalf("the elector's RoleBinding: %v", err)
+				t.Fatalf("the elector's RoleBinding: not created within 10s of the pod")
 			}
 			electorRole := parseArgs(t, c.Args)["elector-cluster-role"]
 			if rb.RoleRef.Kind != "ClusterRole" || rb.RoleRef.Name != electorRole ||

@@ -108,6 +108,8 @@ func TestReadinessWaitsForAdmissionCaches(t *testing.T) {
 	if findContainer(pod.Spec.InitContainers, inject.ContainerName) == nil {
 		t.Errorf("the first annotated pod after start was not injected: %+v", pod.Spec.InitContainers)
 	}
+	// The webhook binds once the pod is stored (never from the review itself): wait for it.
+	waitCanHold(t, cs, ns, "web", "web")
 	if _, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("web"), metav1.GetOptions{}); err != nil {
 		t.Errorf("the first annotated pod's ServiceAccount was not bound: %v", err)
 	}

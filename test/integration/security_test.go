@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"syscall"
@@ -197,6 +198,10 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 		if _, err := wh.RbacV1().RoleBindings(ns).Create(ctx, rb(binding.Name("x"), "leader-election-elector", sa(ns, "x")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Errorf("the binding the webhook exists to write was refused: %v", err)
 		}
+		// The handler refuses excluded namespaces, but the token does not go through the handler: in kube-system
+		// the elector role would let a system pod's token write the control plane's Leases.
+		_, err = wh.RbacV1().RoleBindings("kube-system").Create(ctx, rb(binding.Name("kube-proxy"), "leader-election-elector", sa("kube-system", "kube-proxy")), metav1.CreateOptions{})
+		refusedBy(t, "the elector role in kube-system", err, policyWebhookRoleBindings, "not in a namespace the installation excludes")
 	})
 
 	t.Run("may write only Roles that list Leases to hold", func(t *testing.T) {
@@ -223,6 +228,10 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 		if _, err := wh.RbacV1().Roles(ns).Create(ctx, role(binding.LeaseRoleName("x"), hold), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Errorf("the Role the webhook exists to write was refused: %v", err)
 		}
+		holdScheduler := hold
+		holdScheduler.ResourceNames = []string{"kube-scheduler"}
+		_, err = wh.RbacV1().Roles("kube-system").Create(ctx, role(binding.LeaseRoleName("kube-proxy"), holdScheduler), metav1.CreateOptions{})
+		refusedBy(t, "a Role in kube-system listing the scheduler's Lease", err, policyWebhookRoles, "not in a namespace the installation excludes")
 	})
 
 	t.Run("SubjectAccessReviews: nothing beyond the label, the bindings and the reads", func(t *testing.T) {
@@ -278,6 +287,72 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	pod := annotated("forged")
 	pod.Namespace = "kube-system"
 	pod.Spec.ServiceAccountName = "default"
+	answer := forgeReview(t, env, pod)
+	if answer.Allowed || answer.Result == nil || !strings.Contains(answer.Result.Message, "namespace kube-system is excluded") {
+		t.Errorf("forged review for kube-system: allowed=%v result=%+v, want a refusal naming the excluded namespace", answer.Allowed, answer.Result)
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings("kube-system").Get(ctx, binding.Name("default"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("RoleBinding in kube-system after a forged review: %v, want NotFound", err)
+	}
+}
+
+// testForgedReviewServed: a forged review for a namespace the webhook serves, naming another controller's
+// ServiceAccount and its Lease, grants nothing: the webhook binds only pods the API server has stored. Were the
+// elector role bound, the Lease policy would judge that controller's writes as an elector's and refuse them.
+func testForgedReviewServed(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	controller := createPod(t, cs, ns, "controller", plainPod("controller-0"))
+	forged := annotatedFor("forged", "controller-lock")
+	forged.Namespace, forged.Spec.ServiceAccountName = ns, "controller"
+	if answer := forgeReview(t, env, forged); !answer.Allowed {
+		t.Errorf("forged review for a served namespace: refused with %+v, want the patch a real pod would get", answer.Result)
+	}
+	// Give a binding time to appear and reach the authorizer, then check there is none.
+	time.Sleep(2 * time.Second)
+	for _, name := range []string{binding.Name("controller"), binding.LeaseRoleName("controller")} {
+		if _, err := cs.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("RoleBinding %s after a forged review: %v, want NotFound", name, err)
+		}
+	}
+	if canI(t, cs, "system:serviceaccount:"+ns+":controller", authorizationv1.ResourceAttributes{Namespace: ns, Group: binding.HoldGroup, Resource: "electors", Verb: "elect"}) {
+		t.Errorf("ServiceAccount controller was made an elector by a forged review")
+	}
+	l := controllerLease(t, cs, ns)
+	var err error
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err = podToken(t, env, controller).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil || strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil // RBAC caches need a moment
+	})
+	if err != nil {
+		t.Errorf("the controller's own Lease write after a forged review: %v, want allowed", err)
+	}
+}
+
+// controllerLease grants ServiceAccount "controller" of namespace ns the creation of Leases, as another
+// controller's chart would, and returns the Lease such a controller's client-go elector writes.
+func controllerLease(t *testing.T, cs kubernetes.Interface, ns string) *coordinationv1.Lease {
+	t.Helper()
+	ctx := t.Context()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}}}}
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "controller", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("controller-0_4b1c"), LeaseDurationSeconds: ptr.To[int32](15)}}
+}
+
+// forgeReview posts an AdmissionReview for creating pod straight to the webhook's port, as anyone who can reach
+// it could, and returns the answer.
+func forgeReview(t *testing.T, env *controlplane.Env, pod *corev1.Pod) *admissionv1.AdmissionResponse {
+	t.Helper()
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		t.Fatal(err)
@@ -285,8 +360,8 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
-			UID: "forged-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "kube-system",
+			UID: types.UID("forged-" + pod.Namespace), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: pod.Namespace,
 			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
 		},
 	}
@@ -305,12 +380,7 @@ func testForgedReview(t *testing.T, env *controlplane.Env) {
 	if err := json.Unmarshal(data, &answer); err != nil || answer.Response == nil {
 		t.Fatalf("answer %s: %v", data, err)
 	}
-	if answer.Response.Allowed || answer.Response.Result == nil || !strings.Contains(answer.Response.Result.Message, "namespace kube-system is excluded") {
-		t.Errorf("forged review for kube-system: allowed=%v result=%+v, want a refusal naming the excluded namespace", answer.Response.Allowed, answer.Response.Result)
-	}
-	if _, err := env.Clientset.RbacV1().RoleBindings("kube-system").Get(ctx, binding.Name("default"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("RoleBinding in kube-system after a forged review: %v, want NotFound", err)
-	}
+	return answer.Response
 }
 
 // testForeignBindings: a RoleBinding under the webhook's chosen name that it did not create is refused (another
@@ -337,6 +407,7 @@ func testForeignBindings(t *testing.T, env *controlplane.Env) {
 	}
 	foreign("taken", "leader-election-elector")
 	createPod(t, cs, ns, "taken", annotated("repaired"))
+	waitCanHold(t, cs, ns, "taken", "web")
 	rb, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("taken"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +415,6 @@ func testForeignBindings(t *testing.T, env *controlplane.Env) {
 	if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" || rb.Subjects[0].Name != "taken" || rb.Labels["app.kubernetes.io/managed-by"] != "leader-election" {
 		t.Errorf("RoleBinding after the pod was admitted: subjects %+v labels %v, want it taken over for ServiceAccount taken", rb.Subjects, rb.Labels)
 	}
-	waitCanHold(t, cs, ns, "taken", "web")
 }
 
 // testElectorLeases: what a token bound to one elector's pod may write into Leases.
@@ -360,8 +430,21 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 	own := func(name string, pod *corev1.Pod) *coordinationv1.Lease {
 		return &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{leaderlabel.AnnotationHolderUID: string(pod.UID)}},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](3)},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](0)},
 		}
+	}
+	huge := own("web", a)
+	huge.Spec.LeaseTransitions = ptr.To[int32](math.MaxInt32)
+	_, err := asA.Create(ctx, huge, metav1.CreateOptions{})
+	refusedBy(t, "creating a Lease with leaseTransitions at its maximum", err, policyElectorLeases, "from 0 to 2^30")
+	// An elector that saw its Lease deleted recreates it above the last token it saw, so the token keeps rising.
+	recreated := own("web", a)
+	recreated.Spec.LeaseTransitions = ptr.To[int32](7)
+	if _, err := asA.Create(ctx, recreated, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("pod A recreating a deleted Lease above the last token: %v", err)
+	}
+	if err := cs.CoordinationV1().Leases(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	lease, err := asA.Create(ctx, own("web", a), metav1.CreateOptions{})
 	if err != nil {
@@ -375,6 +458,9 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			lease = out
 		}
 		return err
+	}
+	if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](1) }); err != nil {
+		t.Fatalf("raising leaseTransitions by one: %v", err)
 	}
 	t.Run("refused", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -392,7 +478,11 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			{"a huge duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](2147483647) }, "from 3 to 300"},
 			{"a duration of 1s", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](1) }, "from 3 to 300"},
 			{"no duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = nil }, "from 3 to 300"},
-			{"lowering leaseTransitions", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](2) }, "may not lower spec.leaseTransitions"},
+			{"lowering leaseTransitions", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](0) }, "may not lower spec.leaseTransitions"},
+			// At its maximum the next holder's increment overflows int32 and is refused as a lowering: the
+			// group could never change hands again.
+			{"leaseTransitions jumping to its maximum", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](math.MaxInt32) }, "nor raise it by more than one"},
+			{"leaseTransitions jumping by two", func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](3) }, "nor raise it by more than one"},
 		} {
 			refusedBy(t, tc.name, update(tc.mutate), policyElectorLeases, tc.want)
 		}
@@ -406,7 +496,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		if err := update(func(l *coordinationv1.Lease) { l.Spec.RenewTime = ptr.To(metav1.NowMicro()) }); err != nil {
 			t.Errorf("renewal: %v", err)
 		}
-		if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](4) }); err != nil {
+		if err := update(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr.To[int32](2) }); err != nil {
 			t.Errorf("raising leaseTransitions: %v", err)
 		}
 		if err := update(func(l *coordinationv1.Lease) {
@@ -418,7 +508,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		if err := update(func(l *coordinationv1.Lease) {
 			l.Spec.HolderIdentity = ptr.To(a.Name)
 			l.Annotations = map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
-			l.Spec.LeaseTransitions = ptr.To[int32](5)
+			l.Spec.LeaseTransitions = ptr.To[int32](3)
 		}); err != nil {
 			t.Errorf("acquiring a free Lease: %v", err)
 		}
@@ -462,18 +552,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		// A pod-bound token of a ServiceAccount that is not an elector (another controller's client-go
 		// elector writing its own holder format) is not matched by the policy.
 		other := createPod(t, cs, ns, "controller", plainPod("controller-0"))
-		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases", Namespace: ns},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}}}}
-		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "controller-leases"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "controller", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "controller-lock", Namespace: ns},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("controller-0_4b1c"), LeaseDurationSeconds: ptr.To[int32](15)}}
+		l := controllerLease(t, cs, ns)
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 			_, err := podToken(t, env, other).CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{})
 			return err == nil, nil // RBAC caches need a moment to see the new binding
@@ -533,6 +612,13 @@ func testPodLabels(t *testing.T, env *controlplane.Env) {
 	plain := createPod(t, cs, ns, "web", plainPod("enrol-me"))
 	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{})
 	refusedBy(t, "enrolling a pod by label", err, policyPodLabels, "label leader-election/member is set only by")
+
+	// The status subresource writes metadata too (the API server resets only spec, owners and deletion there):
+	// whoever may write pods/status (a node, a controller, an administrator) must meet the same rules.
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{}, "status")
+	refusedBy(t, "labelling a member as leader through pods/status", err, policyPodLabels, "changed only by leader-election's controller")
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{}, "status")
+	refusedBy(t, "enrolling a pod through pods/status", err, policyPodLabels, "label leader-election/member is set only by")
 }
 
 // testStrayLabel: a non-member pod labelled before the policies were installed loses the label.

@@ -78,6 +78,8 @@ func TestWebhook(t *testing.T) {
 		if got := pod.Annotations[inject.AnnotationInjected]; !strings.HasPrefix(got, "v0.1.0/") {
 			t.Errorf("annotation %s = %q", inject.AnnotationInjected, got)
 		}
+		// The webhook binds once the pod is stored (never from the review itself): wait for it.
+		waitCanHold(t, cs, ns, "web", "web")
 		rb, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("web"), metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("RoleBinding for ServiceAccount web: %v", err)
@@ -151,6 +153,7 @@ func TestWebhook(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		other := newNamespace(t, cs, nil)
 		createPod(t, cs, ns, "runner", annotated("rbac"))
+		waitCanHold(t, cs, ns, "runner", "web")
 		user := "system:serviceaccount:" + ns + ":runner"
 		allowed := []authorizationv1.ResourceAttributes{
 			{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"},
@@ -218,6 +221,7 @@ func TestWebhook(t *testing.T) {
 
 	t.Run("security: the webhook's identity", func(t *testing.T) { testWebhookIdentity(t, env, webhookKubeconfig) })
 	t.Run("security: a forged review for an excluded namespace", func(t *testing.T) { testForgedReview(t, env) })
+	t.Run("security: a forged review for a served namespace grants nothing", func(t *testing.T) { testForgedReviewServed(t, env) })
 	t.Run("security: foreign objects under the webhook's names", func(t *testing.T) { testForeignBindings(t, env) })
 	t.Run("security: pod-bound elector tokens and Leases", func(t *testing.T) { testElectorLeases(t, env) })
 	t.Run("security: the role and member labels", func(t *testing.T) { testPodLabels(t, env) })
