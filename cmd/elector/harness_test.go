@@ -27,10 +27,11 @@ import (
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
-// The timings every scenario runs with: short, so that failovers take seconds.
+// The timings every scenario runs with: the fastest the bounds allow in spirit (4s / 2s / 500ms), so that
+// failovers take seconds.
 const (
-	leaseDuration = 2 * time.Second
-	renewDeadline = 1500 * time.Millisecond
+	leaseDuration = 4 * time.Second
+	renewDeadline = 2 * time.Second
 	retryPeriod   = 500 * time.Millisecond
 )
 

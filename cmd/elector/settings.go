@@ -133,7 +133,8 @@ func checkSettings(v map[string]value) (settings, error) {
 	}
 	if durationsOK {
 		if err := elector.CheckDurations(s.config.LeaseDuration, s.config.RenewDeadline, s.config.RetryPeriod); err != nil {
-			errs = append(errs, fmt.Errorf("durations out of order, 0 < retry-period < renew-deadline < lease-duration is required: %w (lease-duration from %s, renew-deadline from %s, retry-period from %s)",
+			errs = append(errs, fmt.Errorf("durations out of bounds: %w (lease-duration from %s, renew-deadline from %s, retry-period from %s; "+
+				"required: 250ms <= retry-period < renew-deadline, renew-deadline >= 1s, lease-duration whole seconds from 3s to 300s and at least renew-deadline + 2s)",
 				err, v["lease-duration"].source, v["renew-deadline"].source, v["retry-period"].source))
 		}
 	}

@@ -180,14 +180,14 @@ func (f *fakeEvents) Create(_ context.Context, e *eventsv1.Event) error {
 // errRefused is what a client sees when nothing listens at the API server's address.
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 
-// testConfig is a valid configuration with the durations the integration tests use.
+// testConfig is a valid configuration with the fast durations the integration tests use (4s / 2s / 500ms).
 func testConfig(identity string) Config {
 	return Config{
 		Identity:      identity,
 		Namespace:     "ns",
 		LeaseName:     "demo",
-		LeaseDuration: 2 * time.Second,
-		RenewDeadline: 1500 * time.Millisecond,
+		LeaseDuration: 4 * time.Second,
+		RenewDeadline: 2 * time.Second,
 		RetryPeriod:   500 * time.Millisecond,
 		Readiness:     ReadinessLeader,
 	}

@@ -86,8 +86,8 @@ func TestAbsentLeaseIsCreated(t *testing.T) {
 	if holderOf(got) != "me" || transitionsOf(got) != 0 || !m.s.leading {
 		t.Fatalf("Lease not created with this replica as holder: %+v", got)
 	}
-	if *got.Spec.LeaseDurationSeconds != 2 {
-		t.Errorf("leaseDurationSeconds = %d, want 2", *got.Spec.LeaseDurationSeconds)
+	if *got.Spec.LeaseDurationSeconds != 4 {
+		t.Errorf("leaseDurationSeconds = %d, want 4", *got.Spec.LeaseDurationSeconds)
 	}
 }
 
@@ -154,8 +154,8 @@ func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutRel
 			t.Fatalf("unready %s after the last renewal, before the renew deadline: %s", clk.Now().Sub(acquiredAt), why)
 		}
 	}
-	if attempts := api.count("update"); attempts != 2 {
-		t.Errorf("%d renewal attempts within the renew deadline, want 2 (one per retry period)", attempts)
+	if attempts := api.count("update"); attempts != 3 {
+		t.Errorf("%d renewal attempts within the renew deadline, want 3 (one per retry period)", attempts)
 	}
 	clk.SetTime(acquiredAt.Add(cfg.RenewDeadline))
 	// Before the loop even runs: readiness is computed from time, not from a flag the loop must clear.
@@ -186,7 +186,7 @@ func TestStepDownReleasesKeepsTheTokenAndHoldsOffForOneLeaseDuration(t *testing.
 	if m.s.leading {
 		t.Fatal("still leading after stepping down")
 	}
-	clk.Step(1999 * time.Millisecond)
+	clk.Step(3999 * time.Millisecond)
 	m.advance(context.Background())
 	if holderOf(api.current()) != "" {
 		t.Fatal("took the Lease back within one lease duration of stepping down")
@@ -232,7 +232,7 @@ func TestLosingARaceWaitsForTheWatchInsteadOfRetrying(t *testing.T) {
 		t.Fatal("the loser retried its write before learning the newer Lease")
 	}
 	b.observe(api.current(), "")
-	if wake := b.advance(context.Background()); !wake.Equal(clk.Now().Add(2 * time.Second)) {
+	if wake := b.advance(context.Background()); !wake.Equal(clk.Now().Add(4 * time.Second)) {
 		t.Fatalf("the loser should wait for the winner's lease to expire; wakes in %s", wake.Sub(clk.Now()))
 	}
 }
@@ -297,12 +297,12 @@ func TestStandbyWriteFailuresBackOffExponentiallyUpToTheLeaseDuration(t *testing
 	m.observe(api.store(heldBy("", 1, 2)), "")
 	api.setFail(func(string) error { return apierrors.NewForbidden(leaseResource, "demo", errors.New("no RBAC")) })
 	var pauses []time.Duration
-	for range 6 {
+	for range 7 {
 		wake := m.advance(context.Background())
 		pauses = append(pauses, wake.Sub(clk.Now()))
 		clk.SetTime(wake)
 	}
-	want := []time.Duration{125 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 2 * time.Second}
+	want := []time.Duration{125 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}
 	for i := range want {
 		if pauses[i] != want[i] {
 			t.Fatalf("pauses between failed acquisitions = %v, want %v", pauses, want)
@@ -368,5 +368,20 @@ func TestReleaseRetriesADroppedConnection(t *testing.T) {
 	}
 	if holderOf(api.current()) != "" || api.count("update") != 3 {
 		t.Fatalf("holder %q after %d updates; want released on the third", holderOf(api.current()), api.count("update"))
+	}
+}
+
+func TestALeaseDurationAboveTheMaximumCountsAsTheMaximum(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 1, 86400)), "")
+	if wake := m.advance(context.Background()); !wake.Equal(epoch.Add(MaxLeaseDuration)) {
+		t.Fatalf("a Lease claiming a day is waited out until %s; want the %s cap", wake.Sub(epoch), MaxLeaseDuration)
+	}
+	clk.SetTime(epoch.Add(MaxLeaseDuration))
+	m.advance(context.Background())
+	if holderOf(api.current()) != "me" {
+		t.Fatal("did not acquire once the capped lease ran out")
 	}
 }

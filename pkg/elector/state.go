@@ -96,12 +96,14 @@ func expiryOf(s *state, cfg Config) time.Time {
 	return s.observedAt.Add(leaseDurationOf(s.lease, cfg.LeaseDuration))
 }
 
-// leaseDurationOf is the duration the holder promised in the Lease, or ours when it promised none.
+// leaseDurationOf is the duration the holder promised in the Lease, or ours when it promised none, and never
+// more than MaxLeaseDuration: whoever can write the Lease must not be able to freeze the election with an
+// absurd duration.
 func leaseDurationOf(l *coordinationv1.Lease, fallback time.Duration) time.Duration {
 	if l == nil || l.Spec.LeaseDurationSeconds == nil || *l.Spec.LeaseDurationSeconds <= 0 {
 		return fallback
 	}
-	return time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	return min(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second, MaxLeaseDuration)
 }
 
 // observe folds a Lease seen through the watch into the state (nil: the Lease is gone). It ignores anything

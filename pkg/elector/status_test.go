@@ -23,8 +23,8 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		want   bool
 		reason string
 	}{
-		{"fresh leader", leader, leading, true, 1499 * time.Millisecond, true, "leader"},
-		{"leader at its renew deadline", leader, leading, true, 1500 * time.Millisecond, false, "stale leader"},
+		{"fresh leader", leader, leading, true, 1999 * time.Millisecond, true, "leader"},
+		{"leader at its renew deadline", leader, leading, true, 2 * time.Second, false, "stale leader"},
 		{"leader resumed long after", leader, leading, true, time.Hour, false, "stale leader"},
 		{"leader without a watch is still the leader", leader, leading, false, time.Second, true, "leader"},
 		{"standby", leader, standby, true, 0, false, "other holds the Lease"},
@@ -34,7 +34,7 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		{"member without a watch", member, standby, false, 0, false, "watch is not established"},
 		{"member that leads, fresh", member, leading, true, time.Second, true, "leader"},
 		{"member that leads, fresh, watch down", member, leading, false, time.Second, true, "leader"},
-		{"member that leads, stale", member, leading, true, 1500 * time.Millisecond, false, "stale leader"},
+		{"member that leads, stale", member, leading, true, 2 * time.Second, false, "stale leader"},
 	} {
 		ok, reason := ready(tc.snap, tc.synced, sent.Add(tc.at), tc.cfg)
 		if ok != tc.want || !strings.Contains(reason, tc.reason) {
@@ -60,7 +60,7 @@ func TestStatusJSONStartsWithNameAndCarriesTheFencingToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(raw), `{"name":"me","isLeader":true,"leaseTransitions":9,"validUntil":"2030-01-01T00:00:01.5Z"`) {
+	if !strings.HasPrefix(string(raw), `{"name":"me","isLeader":true,"leaseTransitions":9,"validUntil":"2030-01-01T00:00:02Z"`) {
 		t.Errorf("GET / answer %s: want name first, then isLeader, leaseTransitions and validUntil = last renewal sent + renew deadline", raw)
 	}
 	stale := statusOf(Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, epoch.Add(2*time.Second), cfg)

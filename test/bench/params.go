@@ -28,9 +28,9 @@ type params struct {
 	scaleFailovers             int
 }
 
-// shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 2s/1.5s/0.5s, four
+// shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 4s/2s/0.5s, four
 // times the renewal rate of the defaults, the load a cluster of impatient users would put on the API server.
-var shortTiming = timing{2 * time.Second, 1500 * time.Millisecond, 500 * time.Millisecond}
+var shortTiming = timing{4 * time.Second, 2 * time.Second, 500 * time.Millisecond}
 
 func fullParams() params {
 	return params{

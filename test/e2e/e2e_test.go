@@ -27,8 +27,8 @@ import (
 
 // Short election timings keep the fault scenarios quick; the defaults are exercised by the demo.
 var fastTimings = map[string]string{
-	inject.AnnotationLeaseDuration: "2s",
-	inject.AnnotationRenewDeadline: "1500ms",
+	inject.AnnotationLeaseDuration: "4s",
+	inject.AnnotationRenewDeadline: "2s",
 	inject.AnnotationRetryPeriod:   "500ms",
 }
 
