@@ -34,7 +34,7 @@ current-context: x
 }
 
 func TestBadSettingsExitWithCode2AndSayWhatIsWrong(t *testing.T) {
-	valid := []string{"POD_NAME=p-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}
+	valid := []string{"POD_NAME=p-0", "POD_UID=uid-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}
 	with := func(extra ...string) []string { return append(append([]string{}, valid...), extra...) }
 	kubeconfig := deadAPIServerKubeconfig(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,8 +54,9 @@ func TestBadSettingsExitWithCode2AndSayWhatIsWrong(t *testing.T) {
 			"missing pod name: set --pod-name or POD_NAME",
 			"missing namespace: set --namespace or POD_NAMESPACE",
 			"missing lease name: set --lease-name or LEASE_NAME"}},
-		{"pod name empty in the environment", []string{"POD_NAME=", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}, nil, []string{"missing pod name"}},
-		{"namespace not a name", []string{"POD_NAME=p-0", "POD_NAMESPACE=Bad_NS", "LEASE_NAME=demo"}, nil, []string{`POD_NAMESPACE="Bad_NS": not a namespace name`}},
+		{"pod name empty in the environment", []string{"POD_NAME=", "POD_UID=u", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}, nil, []string{"missing pod name"}},
+		{"pod UID missing", []string{"POD_NAME=p-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}, nil, []string{"missing pod UID: set --pod-uid or POD_UID"}},
+		{"namespace not a name", []string{"POD_NAME=p-0", "POD_UID=u", "POD_NAMESPACE=Bad_NS", "LEASE_NAME=demo"}, nil, []string{`POD_NAMESPACE="Bad_NS": not a namespace name`}},
 		{"lease name not a name", valid, []string{"--lease-name=Not/A/Name"}, []string{`--lease-name="Not/A/Name": not a valid object name`}},
 		{"lease duration not a duration", with("LEASE_DURATION=soon"), nil, []string{`LEASE_DURATION="soon": not a duration; use a Go duration such as 15s`}},
 		{"renew deadline not a duration", valid, []string{"--renew-deadline=10"}, []string{`--renew-deadline="10": not a duration`}},
@@ -127,7 +128,7 @@ func TestHelpDocumentsEverySettingAndEndpoint(t *testing.T) {
 func TestUnreachableAPIServerKeepsTheElectorUpUnreadyAndQuiet(t *testing.T) {
 	port := controlplane.FreePort(t)
 	p := controlplane.StartProcess(t, "elector", electorBin, cleanEnv(
-		"POD_NAME=p-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo", "KUBECONFIG="+deadAPIServerKubeconfig(t),
+		"POD_NAME=p-0", "POD_UID=uid-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo", "KUBECONFIG="+deadAPIServerKubeconfig(t),
 		"LEASE_DURATION=4s", "RENEW_DEADLINE=2s", "RETRY_PERIOD=500ms",
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port)))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)

@@ -79,6 +79,7 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config, server string) string {
 // replica is one elector process.
 type replica struct {
 	name string
+	uid  string
 	base string // http://127.0.0.1:<port>
 	port int
 	proc *controlplane.Process
@@ -163,18 +164,27 @@ func (h *harness) newGroup(t *testing.T, lease string) *group {
 	return g
 }
 
-// start runs one more replica with the given kubeconfig and extra environment.
+// start runs one more replica, a pod of its own (a new name and UID), with the given kubeconfig and extra
+// environment.
 func (g *group) start(t *testing.T, kubeconfig string, extraEnv ...string) *replica {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d", g.lease, len(g.replicas))
+	return g.startPod(t, name, "uid-"+name, kubeconfig, extraEnv...)
+}
+
+// startPod runs one more elector process as the pod with the given name and UID: a second process of a pod
+// that already runs one (same name and UID, a restarted container), or of a pod that replaced it (same name,
+// another UID).
+func (g *group) startPod(t *testing.T, name, uid, kubeconfig string, extraEnv ...string) *replica {
+	t.Helper()
 	port := controlplane.FreePort(t)
 	env := cleanEnv(
-		"POD_NAME="+name, "POD_NAMESPACE="+g.h.namespace, "LEASE_NAME="+g.lease, "KUBECONFIG="+kubeconfig,
+		"POD_NAME="+name, "POD_UID="+uid, "POD_NAMESPACE="+g.h.namespace, "LEASE_NAME="+g.lease, "KUBECONFIG="+kubeconfig,
 		"LEASE_DURATION="+leaseDuration.String(), "RENEW_DEADLINE="+renewDeadline.String(), "RETRY_PERIOD="+retryPeriod.String(),
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port))
 	env = append(env, extraEnv...)
-	r := &replica{name: name, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	r.proc = controlplane.StartProcess(t, name, electorBin, env)
+	r := &replica{name: name, uid: uid, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	r.proc = controlplane.StartProcess(t, name+"@"+uid, electorBin, env)
 	waitUntil(t, 10*time.Second, name+" to serve HTTP", func() bool { return httpStatus(r.base+"/healthz") == http.StatusOK })
 	g.replicas = append(g.replicas, r)
 	g.exclusive.add(r)

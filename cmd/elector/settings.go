@@ -23,6 +23,7 @@ type option struct {
 func options() []option {
 	return []option{
 		{"pod-name", "POD_NAME", "", "this replica's identity (downward API metadata.name); required"},
+		{"pod-uid", "POD_UID", "", "this pod's UID (downward API metadata.uid), written to the Lease as leader-election/holder-uid to tell this pod from another of the same name; required"},
 		{"namespace", "POD_NAMESPACE", "", "the Lease's namespace (downward API metadata.namespace); required"},
 		{"lease-name", "LEASE_NAME", "", "the Lease the replicas compete for; required"},
 		{"lease-duration", "LEASE_DURATION", elector.DefaultLeaseDuration.String(), "how long a Lease is valid after its last renewal (Go duration, > renew-deadline)"},
@@ -103,6 +104,7 @@ func checkSettings(v map[string]value) (settings, error) {
 	}
 
 	s.config.Identity = required("pod-name", "POD_NAME", "pod name")
+	s.config.UID = required("pod-uid", "POD_UID", "pod UID")
 	if ns := required("namespace", "POD_NAMESPACE", "namespace"); ns != "" {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 			bad("namespace", "not a namespace name: "+strings.Join(msgs, "; "))

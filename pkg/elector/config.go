@@ -19,6 +19,11 @@ const (
 	ReadinessMember Readiness = "member"
 )
 
+// HolderUIDAnnotation is the Lease annotation that carries the UID of the pod named in spec.holderIdentity.
+// holderIdentity stays the pod name (the leader-label controller and kubectl read it); the UID tells two pods of
+// one name apart, such as a force-deleted StatefulSet pod that still runs and its replacement.
+const HolderUIDAnnotation = "leader-election/holder-uid"
+
 // Defaults are client-go's, which most Kubernetes components use.
 const (
 	DefaultLeaseDuration = 15 * time.Second
@@ -30,6 +35,10 @@ const (
 type Config struct {
 	// Identity is this replica's holder identity, the pod name.
 	Identity string
+	// UID is this pod's UID (downward API metadata.uid). A Lease is this replica's own only when it names
+	// Identity and carries UID in HolderUIDAnnotation: a force-deleted pod's successor has the same name but
+	// another UID, and must treat the old holder as a stranger.
+	UID string
 	// Namespace is the Lease's namespace, the pod's own.
 	Namespace string
 	// LeaseName is the Lease the replicas compete for.
@@ -50,6 +59,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Identity == "" {
 		errs = append(errs, errors.New("identity (the pod name) must not be empty"))
+	}
+	if c.UID == "" {
+		errs = append(errs, errors.New("pod UID must not be empty: it tells this pod's Lease from one written by an earlier pod of the same name"))
 	}
 	if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("namespace %q is not a valid namespace name: %s", c.Namespace, strings.Join(msgs, "; ")))

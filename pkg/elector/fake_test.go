@@ -52,6 +52,24 @@ func heldBy(holder string, transitions int32, durationSeconds int32) *coordinati
 	}
 }
 
+// withUID marks a Lease as written by the pod with the given UID, as every elector's write does.
+func withUID(l *coordinationv1.Lease, uid string) *coordinationv1.Lease {
+	l = l.DeepCopy()
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[HolderUIDAnnotation] = uid
+	return l
+}
+
+// holderUIDOfTest is the Lease's holder-uid annotation.
+func holderUIDOfTest(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.Annotations[HolderUIDAnnotation]
+}
+
 // store replaces the Lease as if another client wrote it, and notifies watchers.
 func (f *fakeLeases) store(l *coordinationv1.Lease) *coordinationv1.Lease {
 	f.mu.Lock()
@@ -184,6 +202,7 @@ var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 func testConfig(identity string) Config {
 	return Config{
 		Identity:      identity,
+		UID:           identity + "-uid",
 		Namespace:     "ns",
 		LeaseName:     "demo",
 		LeaseDuration: 4 * time.Second,

@@ -37,7 +37,7 @@ type machine struct {
 
 // observe folds a Lease seen through the watch into the state; nil means the Lease does not exist.
 func (m *machine) observe(l *coordinationv1.Lease, deletedAt string) {
-	if lost := observe(&m.s, l, deletedAt, m.clock.Now(), m.cfg.Identity); lost {
+	if lost := observe(&m.s, l, deletedAt, m.clock.Now(), m.cfg); lost {
 		reason := "the Lease was deleted"
 		if l != nil {
 			reason = fmt.Sprintf("the Lease now names %s", holderOrNobody(l))
@@ -77,7 +77,8 @@ func (m *machine) advance(ctx context.Context) time.Time {
 func (m *machine) create(ctx context.Context) {
 	now := m.clock.Now()
 	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: m.cfg.LeaseName, Namespace: m.cfg.Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: m.cfg.LeaseName, Namespace: m.cfg.Namespace,
+			Annotations: map[string]string{HolderUIDAnnotation: m.cfg.UID}},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity:       ptr.To(m.cfg.Identity),
 			LeaseDurationSeconds: ptr.To(m.cfg.leaseDurationSeconds()),
@@ -97,11 +98,12 @@ func (m *machine) acquire(ctx context.Context) {
 	now := m.clock.Now()
 	l := m.s.lease.DeepCopy()
 	previous := holderOf(l)
-	if previous != m.cfg.Identity {
+	if !ownedBy(l, m.cfg) {
+		// A new tenure, even under this pod's name when another pod (UID) wrote it: a new fencing token.
 		l.Spec.LeaseTransitions = ptr.To(transitionsOf(l) + 1)
 		l.Spec.AcquireTime = ptr.To(metav1.NewMicroTime(now))
 	}
-	l.Spec.HolderIdentity = ptr.To(m.cfg.Identity)
+	setHolder(l, m.cfg)
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
 	l.Spec.LeaseDurationSeconds = ptr.To(m.cfg.leaseDurationSeconds())
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
@@ -144,6 +146,7 @@ func (m *machine) writeFailed(op string, err error) {
 func (m *machine) renew(ctx context.Context) {
 	now := m.clock.Now()
 	l := m.s.lease.DeepCopy()
+	setHolder(l, m.cfg)
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
 	l.Spec.LeaseDurationSeconds = ptr.To(m.cfg.leaseDurationSeconds())
 	// A renewal answered after the deadline is of no use: the leader has given up by then.
@@ -207,6 +210,7 @@ func (m *machine) release(ctx context.Context, why string) error {
 	reread := false
 	for attempt := 0; ; attempt++ {
 		l.Spec.HolderIdentity = ptr.To("")
+		delete(l.Annotations, HolderUIDAnnotation)
 		l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(m.clock.Now()))
 		out, err := m.leases.Update(ctx, l)
 		if err == nil {
@@ -233,12 +237,21 @@ func (m *machine) release(ctx context.Context, why string) error {
 		if getErr != nil {
 			return fmt.Errorf("releasing the Lease: %w; reading it: %w", err, getErr)
 		}
-		if holderOf(cur) != m.cfg.Identity {
+		if !ownedBy(cur, m.cfg) {
 			m.s.lease, m.s.observedAt = cur, m.clock.Now()
 			return nil
 		}
 		l = cur.DeepCopy()
 	}
+}
+
+// setHolder writes this pod into the Lease as its holder: the pod name, and its UID in the annotation.
+func setHolder(l *coordinationv1.Lease, cfg Config) {
+	l.Spec.HolderIdentity = ptr.To(cfg.Identity)
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[HolderUIDAnnotation] = cfg.UID
 }
 
 // releaseRetryPause is the pause before the next release attempt after a transport error: 25ms, doubling, at most

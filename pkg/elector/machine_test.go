@@ -103,7 +103,7 @@ func TestReplicaRestartedUnderTheSameNameTakesItsLeaseBackWithoutATransition(t *
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(api.store(heldBy("me", 3, 2)), "")
+	m.observe(api.store(withUID(heldBy("me", 3, 2), "me-uid")), "")
 	m.advance(context.Background())
 	if got := api.current(); !m.s.leading || transitionsOf(got) != 3 {
 		t.Fatalf("leading %v, leaseTransitions %d: the same holder keeps its token", m.s.leading, transitionsOf(got))
@@ -383,5 +383,89 @@ func TestALeaseDurationAboveTheMaximumCountsAsTheMaximum(t *testing.T) {
 	m.advance(context.Background())
 	if holderOf(api.current()) != "me" {
 		t.Fatal("did not acquire once the capped lease ran out")
+	}
+}
+
+// Defect 1 of issue 9: a force-deleted pod still runs while its replacement, with the same name and a new UID,
+// starts. The replacement must treat the old pod's Lease as a stranger's.
+func TestASecondProcessWithThePodsNameButAnotherUIDWaitsOutTheLeaseAndRaisesTheToken(t *testing.T) {
+	for _, tc := range []struct{ name, uid string }{{"another UID", "old-uid"}, {"no UID at all", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeLeases()
+			clk := testclock.NewFakeClock(epoch)
+			m := newTestMachine(t, testConfig("me"), api, clk)
+			held := heldBy("me", 3, 4)
+			if tc.uid != "" {
+				held = withUID(held, tc.uid)
+			}
+			m.observe(api.store(held), "")
+			if wake := m.advance(context.Background()); !wake.Equal(epoch.Add(4*time.Second)) || api.count("update") != 0 {
+				t.Fatalf("took a Lease naming this pod's name but not its UID at once (%d updates, wakes at %s); want to wait out the lease", api.count("update"), wake.Sub(epoch))
+			}
+			if m.snapshot().Leading {
+				t.Fatal("counts itself as leader from a Lease another pod of its name wrote")
+			}
+			clk.SetTime(epoch.Add(4 * time.Second))
+			m.advance(context.Background())
+			got := api.current()
+			if !m.s.leading || transitionsOf(got) != 4 || holderUIDOfTest(got) != "me-uid" {
+				t.Fatalf("after the lease ran out: leading %v, token %d, holder-uid %q; want leading with token 4 and this pod's UID", m.s.leading, transitionsOf(got), holderUIDOfTest(got))
+			}
+		})
+	}
+}
+
+func TestTheOldProcessStopsLeadingWhenAPodOfItsNameWithAnotherUIDTookTheLease(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	old := testConfig("web-0")
+	old.UID = "old-uid"
+	m := newTestMachine(t, old, api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	if !m.s.leading || holderUIDOfTest(api.current()) != "old-uid" {
+		t.Fatalf("the first pod did not lead with its UID on the Lease: %+v", api.current())
+	}
+	// The replacement took the Lease (after waiting it out by its clock) while this process could not renew.
+	taken := withUID(api.current(), "new-uid")
+	taken.Spec.LeaseTransitions = ptr.To[int32](1)
+	api.store(taken)
+	clk.Step(500 * time.Millisecond)
+	m.advance(context.Background()) // the renewal conflicts
+	m.observe(api.current(), "")    // and the newer state arrives
+	if m.s.leading {
+		t.Fatal("still leading after the Lease passed to another pod of the same name")
+	}
+	if ok, _ := ready(m.snapshot(), true, clk.Now(), m.cfg); ok {
+		t.Fatal("ready after another pod of the same name took the Lease")
+	}
+}
+
+func TestEveryWriteCarriesThePodUIDAndTheReleaseRemovesIt(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(nil, "")
+	m.advance(context.Background())
+	if got := holderUIDOfTest(api.current()); got != "me-uid" {
+		t.Fatalf("create wrote holder-uid %q", got)
+	}
+	clk.Step(500 * time.Millisecond)
+	m.advance(context.Background())
+	if got := holderUIDOfTest(api.current()); got != "me-uid" || api.count("update") != 1 {
+		t.Fatalf("renewal wrote holder-uid %q (%d updates)", got, api.count("update"))
+	}
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := api.current()
+	if _, has := got.Annotations[HolderUIDAnnotation]; has || holderOf(got) != "" {
+		t.Fatalf("released Lease: holder %q, annotations %v; want no holder and no holder-uid", holderOf(got), got.Annotations)
+	}
+	m2 := newTestMachine(t, testConfig("b"), api, clk)
+	m2.observe(api.current(), "")
+	m2.advance(context.Background())
+	if got := api.current(); holderUIDOfTest(got) != "b-uid" || transitionsOf(got) != 1 {
+		t.Fatalf("acquisition of the released Lease: holder-uid %q, token %d", holderUIDOfTest(got), transitionsOf(got))
 	}
 }

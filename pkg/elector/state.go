@@ -78,10 +78,10 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 	if s.lease == nil {
 		return create, time.Time{}
 	}
-	switch holder := holderOf(s.lease); holder {
-	case "", cfg.Identity:
-		// Free, or still naming this replica (restarted under the same pod name, or gave up while the Lease
-		// kept its name): the write's resourceVersion makes it safe, it fails if anyone changed the Lease.
+	if holderOf(s.lease) == "" || ownedBy(s.lease, cfg) {
+		// Free, or written by this very pod (its elector container restarted, or it gave up while the Lease
+		// kept its name): the write's resourceVersion makes it safe, it fails if anyone changed the Lease. A
+		// Lease naming this pod's name with another UID is a stranger's, waited out like any other.
 		return acquire, time.Time{}
 	}
 	expiry := expiryOf(s, cfg)
@@ -108,7 +108,7 @@ func leaseDurationOf(l *coordinationv1.Lease, fallback time.Duration) time.Durat
 
 // observe folds a Lease seen through the watch into the state (nil: the Lease is gone). It ignores anything
 // older than what is already known, and reports whether this replica thereby lost leadership.
-func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time, identity string) (lost bool) {
+func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time, cfg Config) (lost bool) {
 	incoming := deletedAt
 	if l != nil {
 		incoming = l.ResourceVersion
@@ -123,7 +123,7 @@ func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time,
 		s.observedAt = now
 	}
 	s.known, s.lease, s.awaitingNewer = true, l, false
-	if s.leading && holderOf(l) != identity {
+	if s.leading && !ownedBy(l, cfg) {
 		s.leading = false
 		return true
 	}
@@ -135,7 +135,7 @@ func recordChanged(a, b *coordinationv1.Lease) bool {
 	if a == nil || b == nil {
 		return a != b
 	}
-	return holderOf(a) != holderOf(b) || transitionsOf(a) != transitionsOf(b) ||
+	return holderOf(a) != holderOf(b) || holderUIDOf(a) != holderUIDOf(b) || transitionsOf(a) != transitionsOf(b) ||
 		!a.Spec.RenewTime.Equal(b.Spec.RenewTime) || !a.Spec.AcquireTime.Equal(b.Spec.AcquireTime)
 }
 
@@ -146,6 +146,20 @@ func olderResourceVersion(a, b string) bool {
 	x, errA := strconv.ParseUint(a, 10, 64)
 	y, errB := strconv.ParseUint(b, 10, 64)
 	return errA == nil && errB == nil && x < y
+}
+
+// ownedBy reports whether the Lease names this very pod: its name as the holder and its UID in the
+// holder-uid annotation. A Lease without the annotation is nobody's own.
+func ownedBy(l *coordinationv1.Lease, cfg Config) bool {
+	return holderOf(l) == cfg.Identity && holderUIDOf(l) == cfg.UID && cfg.UID != ""
+}
+
+// holderUIDOf is the UID of the pod that wrote itself as the Lease's holder, "" when unknown.
+func holderUIDOf(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.Annotations[HolderUIDAnnotation]
 }
 
 // holderOf is the Lease's holder identity, "" when it has none (or there is no Lease).

@@ -45,6 +45,7 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 		token = tokenVolumeName
 		out.Spec.Volumes = append(out.Spec.Volumes, tokenVolume())
 	}
+	out.Spec.Volumes = append(out.Spec.Volumes, podInfoVolume())
 	native := cfg.Sidecar == SidecarNative
 	if native {
 		out.Spec.InitContainers = append(out.Spec.InitContainers, electorContainer(s, true, token))

@@ -108,7 +108,7 @@ func (g *group) launch(ctx context.Context, id, kubeconfig string) (*replica, er
 	}
 	port := freePort()
 	r.base = "http://127.0.0.1:" + strconv.Itoa(port)
-	env := []string{"POD_NAME=" + id, "POD_NAMESPACE=" + benchNamespace, "LEASE_NAME=" + g.lease, "KUBECONFIG=" + kubeconfig,
+	env := []string{"POD_NAME=" + id, "POD_UID=uid-" + id, "POD_NAMESPACE=" + benchNamespace, "LEASE_NAME=" + g.lease, "KUBECONFIG=" + kubeconfig,
 		"LEASE_DURATION=" + t.lease.String(), "RENEW_DEADLINE=" + t.renew.String(), "RETRY_PERIOD=" + t.retry.String(),
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT=" + strconv.Itoa(port), "ELECTOR_READINESS=leader"}
 	var err error
