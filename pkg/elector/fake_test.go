@@ -93,6 +93,29 @@ func (f *fakeLeases) storeLocked(l *coordinationv1.Lease) *coordinationv1.Lease 
 	return l.DeepCopy()
 }
 
+// deleteLease deletes the Lease as a person or a cleanup tool would, and notifies watchers.
+func deleteLease(f *fakeLeases) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rv++
+	if f.lease == nil {
+		return
+	}
+	gone := f.lease.DeepCopy()
+	gone.ResourceVersion = strconv.Itoa(f.rv)
+	f.lease = nil
+	for _, w := range f.watchers {
+		w.Delete(gone)
+	}
+}
+
+// rvString is the newest resource version.
+func (f *fakeLeases) rvString() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strconv.Itoa(f.rv)
+}
+
 // closeWatches ends every open watch, as an API server does after a while.
 func (f *fakeLeases) closeWatches() {
 	f.mu.Lock()

@@ -84,7 +84,7 @@ func (m *machine) create(ctx context.Context) {
 			LeaseDurationSeconds: ptr.To(m.cfg.leaseDurationSeconds()),
 			AcquireTime:          ptr.To(metav1.NewMicroTime(now)),
 			RenewTime:            ptr.To(metav1.NewMicroTime(now)),
-			LeaseTransitions:     ptr.To[int32](0),
+			LeaseTransitions:     ptr.To(nextToken(&m.s, nil)),
 		},
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
@@ -100,7 +100,7 @@ func (m *machine) acquire(ctx context.Context) {
 	previous := holderOf(l)
 	if !ownedBy(l, m.cfg) {
 		// A new tenure, even under this pod's name when another pod (UID) wrote it: a new fencing token.
-		l.Spec.LeaseTransitions = ptr.To(transitionsOf(l) + 1)
+		l.Spec.LeaseTransitions = ptr.To(nextToken(&m.s, l))
 		l.Spec.AcquireTime = ptr.To(metav1.NewMicroTime(now))
 	}
 	setHolder(l, m.cfg)
@@ -122,6 +122,7 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 	m.problems.succeeded(op)
 	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
 	m.s.leading, m.s.lastRenewSent = true, sent
+	noteToken(&m.s, out)
 	m.metrics.leading(true)
 	m.metrics.renewed(sent)
 	note := fmt.Sprintf("%s acquired the Lease (leaseTransitions %d)", m.cfg.Identity, transitionsOf(out))

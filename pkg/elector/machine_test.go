@@ -3,11 +3,11 @@ package elector
 import (
 	"context"
 	"errors"
-	"strconv"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 )
@@ -269,24 +269,76 @@ func TestLateWatchEventsDoNotUndoNewerKnowledge(t *testing.T) {
 	}
 }
 
-func TestDeletedLeaseEndsLeadershipAndIsRecreated(t *testing.T) {
+// Defect 2 of issue 9: a deleted Lease was recreated at once with token 0 while the old leader could still be
+// within its renew deadline.
+func TestDeletedLeaseEndsLeadershipAtOnceAndIsRecreatedAfterTheLeaseWithAHigherToken(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
-	api.mu.Lock()
-	api.lease = nil
-	api.rv++
-	deletedAt := api.rv
-	api.mu.Unlock()
-	m.observe(nil, strconv.Itoa(deletedAt))
+	m.observe(api.store(heldBy("", 6, 4)), "")
+	m.advance(context.Background()) // leads with token 7
+	clk.Step(time.Second)
+	deleteLease(api)
+	m.observe(nil, api.rvString())
 	if m.s.leading {
 		t.Fatal("still leading after the Lease was deleted")
 	}
+	if wake := m.advance(context.Background()); api.current() != nil || !wake.Equal(epoch.Add(4*time.Second)) {
+		t.Fatalf("recreated the Lease (%v) or wakes at %s; want to wait out the last tenure (until 4s)", api.current() != nil, wake.Sub(epoch))
+	}
+	clk.SetTime(epoch.Add(4 * time.Second))
 	m.advance(context.Background())
-	if holderOf(api.current()) != "me" {
-		t.Fatal("the deleted Lease was not created again")
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 8 {
+		t.Fatalf("recreated Lease: holder %q, token %d; want this replica with token 8 (highest seen + 1)", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestAStandbyWaitsOutTheDeletedLeasesHolderAndCreatesWithTheHighestTokenPlusOne(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 11, 4)), "")
+	clk.Step(3 * time.Second) // the holder's renewals keep arriving
+	renewed := api.current()
+	renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+	m.observe(api.store(renewed), "")
+	clk.Step(500 * time.Millisecond)
+	deleteLease(api)
+	m.observe(nil, api.rvString())
+	clk.SetTime(epoch.Add(7*time.Second - time.Millisecond))
+	m.advance(context.Background())
+	if api.count("create") != 0 {
+		t.Fatal("created the Lease while its last holder could still be within its lease")
+	}
+	clk.SetTime(epoch.Add(7 * time.Second))
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 12 {
+		t.Fatalf("recreated Lease: holder %q, token %d; want token 12", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestAReplicaThatNeverSawTheLeaseCreatesItAtOnceWithTokenZero(t *testing.T) {
+	api := newFakeLeases()
+	m := newTestMachine(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
+	m.observe(nil, "")
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 0 {
+		t.Fatalf("holder %q, token %d", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestAcquisitionNeverLowersTheTokenBelowTheHighestSeen(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 20, 4)), "")
+	deleteLease(api)
+	m.observe(nil, api.rvString())
+	// Someone recreated it at once, from nothing, with token 0.
+	m.observe(api.store(heldBy("", 0, 4)), "")
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 21 {
+		t.Fatalf("holder %q, token %d; want 21: above every token this replica has seen", holderOf(got), transitionsOf(got))
 	}
 }
 

@@ -28,6 +28,13 @@ type state struct {
 	holdOffUntil time.Time
 	// awaitingNewer is set when a write conflicted: the Lease changed, and the watch will bring the change.
 	awaitingNewer bool
+	// highestToken is the highest leaseTransitions this replica has seen on the Lease, valid when seenToken:
+	// a Lease deleted and created again must not start over below it.
+	highestToken int32
+	seenToken    bool
+	// createNotBefore is when the last holder of a deleted Lease has run out of lease by this replica's clock:
+	// until then it may still act as the leader, so nobody may create the Lease anew.
+	createNotBefore time.Time
 }
 
 // action is the next step of the election loop.
@@ -76,6 +83,9 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 		return wait, s.retryAt
 	}
 	if s.lease == nil {
+		if now.Before(s.createNotBefore) {
+			return wait, s.createNotBefore
+		}
 		return create, time.Time{}
 	}
 	if holderOf(s.lease) == "" || ownedBy(s.lease, cfg) {
@@ -119,15 +129,45 @@ func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time,
 	if s.known && s.lease != nil && incoming == s.lease.ResourceVersion {
 		return false // the echo of our own write, or a re-list of what we already have
 	}
+	if l == nil && s.lease != nil && holderOf(s.lease) != "" {
+		// Deleted while held: the last holder may act until its lease runs out as this replica saw it.
+		s.createNotBefore = later(s.createNotBefore, expiryOf(s, cfg))
+	}
 	if !s.known || recordChanged(s.lease, l) {
 		s.observedAt = now
 	}
 	s.known, s.lease, s.awaitingNewer = true, l, false
+	noteToken(s, l)
 	if s.leading && !ownedBy(l, cfg) {
 		s.leading = false
 		return true
 	}
 	return false
+}
+
+// noteToken remembers the highest fencing token seen.
+func noteToken(s *state, l *coordinationv1.Lease) {
+	if l == nil {
+		return
+	}
+	if t := transitionsOf(l); !s.seenToken || t > s.highestToken {
+		s.highestToken, s.seenToken = t, true
+	}
+}
+
+// nextToken is the fencing token of a new tenure over the Lease l (nil: creating it): above the Lease's and
+// above every token this replica has seen, so that a Lease deleted and created again cannot lower it.
+func nextToken(s *state, l *coordinationv1.Lease) int32 {
+	switch {
+	case l != nil && s.seenToken:
+		return max(transitionsOf(l), s.highestToken) + 1
+	case l != nil:
+		return transitionsOf(l) + 1
+	case s.seenToken:
+		return s.highestToken + 1
+	default:
+		return 0 // nothing remembered: the first Lease, or every replica was down while it was deleted
+	}
 }
 
 // recordChanged reports whether the election record differs: a new holder, renewal or transition count.
