@@ -32,6 +32,7 @@ func options() []option {
 		{"port", "ELECTOR_PORT", "8642", "the HTTP port (1-65535)"},
 		{"bind-address", "ELECTOR_BIND_ADDRESS", "", "the address the HTTP server listens on (default: all addresses)"},
 		{"readiness", "ELECTOR_READINESS", string(elector.ReadinessLeader), "leader: /readyz is 200 on the leader only; member: 200 on every replica following the Lease, 503 on a leader whose last renewal is older than the renew deadline"},
+		{"pod-labels-file", "ELECTOR_POD_LABELS_FILE", "", "the pod's labels as a downward API file; in member readiness a replica labelled leader-election/role=leader that is not a fresh leader is unready (default: none)"},
 		{"kubeconfig", "KUBECONFIG", "", "kubeconfig file, for running outside a pod (default: in-cluster configuration)"},
 	}
 }
@@ -155,6 +156,7 @@ func checkSettings(v map[string]value) (settings, error) {
 		bad("readiness", fmt.Sprintf("use %q or %q", elector.ReadinessLeader, elector.ReadinessMember))
 	}
 
+	s.config.LabelsFile = v["pod-labels-file"].raw
 	s.kubeconfig, s.kubeconfigSource = v["kubeconfig"].raw, v["kubeconfig"].source
 	return s, errors.Join(errs...)
 }

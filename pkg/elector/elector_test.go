@@ -6,7 +6,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 )
 
 // These tests run the whole election loop (watch goroutine, timers, HTTP) against the in-memory API server
@@ -74,7 +76,7 @@ func TestRunStandbyMakesNoRequestsUntilTheLeaseExpires(t *testing.T) {
 	api.store(heldBy("other", 3, 2))
 	clk := testclock.NewFakeClock(epoch)
 	e, _, _ := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the watch to be established", func() bool { return e.board.synced.Load() && e.Status().Name == "other" })
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
 
 	// The loop wakes once per retry period for its heartbeat; none of those wake-ups may reach the API.
 	for range 3 {
@@ -141,7 +143,7 @@ func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
 	api.store(heldBy("other", 1, 2))
 	clk := testclock.NewFakeClock(epoch)
 	e, _, _ := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the watch to be established", func() bool { return e.board.synced.Load() && e.Status().Name == "other" })
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
 
 	// The server ends the watch after a while, and by then it no longer has our resource version.
 	api.setFail(func(verb string) error {
@@ -153,8 +155,74 @@ func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
 	clk.Step(time.Second)
 	api.closeWatches()
 	waitFor(t, "a fresh read and watch", func() bool { return api.count("get") == 2 && api.count("watch") == 3 })
-	waitFor(t, "the watch to be established again", func() bool { return e.board.synced.Load() })
+	waitFor(t, "the watch to be established again", func() bool { return e.board.watch().synced })
 
 	api.store(heldBy("", 1, 2))
 	waitFor(t, "the elector to see the release through the new watch and acquire", func() bool { return e.Status().IsLeader })
+}
+
+// Defect 4 of issue 9: the first watch started from resourceVersion "", so a deletion between the read and the
+// watch was never seen, and a lone replica never created the Lease again.
+func TestRunWatchesFromTheReadsResourceVersionAndSeesADeletionInBetween(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 4))
+	api.beforeWatch = func() { deleteLease(api) }
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return api.count("watch") == 1 && e.board.watch().synced })
+	waitFor(t, "the elector to learn of the deletion", func() bool { return e.Status().Name == "" })
+	clk.Step(4 * time.Second) // the deleted Lease's last holder has run out of lease
+	waitFor(t, "the elector to create the Lease", func() bool { return e.Status().IsLeader })
+	if n := api.count("update"); n != 0 {
+		t.Errorf("%d updates of a Lease that no longer existed: the elector did not see the deletion", n)
+	}
+	if got := api.current(); transitionsOf(got) != 4 {
+		t.Errorf("recreated with token %d, want 4", transitionsOf(got))
+	}
+}
+
+// Defect 3 of issue 9: a standby whose watch stays open but delivers nothing, and whose takeover write then
+// conflicts, waited for a watch event for ever.
+func TestRunRestartsAWatchThatDeliversNothingAndRereadsAfterAConflict(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 4))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
+
+	api.muteWatches()
+	clk.Step(time.Second)
+	renewed := api.current()
+	renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+	api.store(renewed) // the holder renews once more, unseen; then it dies
+	clk.Step(3 * time.Second)
+	// By its own clock the lease ran out: the standby tries, conflicts, and must not wait for the silent watch.
+	waitFor(t, "a takeover attempt", func() bool { return api.count("update") >= 1 })
+	waitFor(t, "a fresh read after the conflict or the silent watch", func() bool {
+		clk.Step(100 * time.Millisecond)
+		return api.count("get") >= 2
+	})
+	for i := 0; !e.Status().IsLeader; i++ {
+		if i > 200 {
+			t.Fatalf("no takeover after the holder died behind a silent watch (get %d, watch %d, update %d)", api.count("get"), api.count("watch"), api.count("update"))
+		}
+		clk.Step(100 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 4 {
+		t.Fatalf("holder %q, token %d", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestRunRestartsAWatchSilentForALeaseDurationFromAFreshRead(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 300))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
+	api.muteWatches()
+	clk.Step(4 * time.Second)
+	waitFor(t, "a fresh read and a new watch after a lease duration of silence", func() bool {
+		return api.count("get") == 2 && api.count("watch") == 2
+	})
 }

@@ -29,7 +29,17 @@ type fakeLeases struct {
 	rv       int
 	calls    map[string]int // by verb
 	fail     func(verb string) error
-	watchers []*watch.RaceFreeFakeWatcher
+	watchers []*fakeWatch
+	// history is every change, so that a watch from a resource version replays what followed it.
+	history []watch.Event
+	// beforeWatch, when set, runs (once) just before a watch is opened: a change between read and watch.
+	beforeWatch func()
+}
+
+// fakeWatch is one open watch; a muted one stays open but delivers nothing, as a stalled connection does.
+type fakeWatch struct {
+	*watch.RaceFreeFakeWatcher
+	muted bool
 }
 
 var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
@@ -81,16 +91,31 @@ func (f *fakeLeases) storeLocked(l *coordinationv1.Lease) *coordinationv1.Lease 
 	f.rv++
 	l = l.DeepCopy()
 	l.ResourceVersion = strconv.Itoa(f.rv)
-	created := f.lease == nil
+	ev := watch.Event{Type: watch.Modified, Object: l.DeepCopy()}
+	if f.lease == nil {
+		ev.Type = watch.Added
+	}
 	f.lease = l
+	f.notifyLocked(ev)
+	return l.DeepCopy()
+}
+
+func (f *fakeLeases) notifyLocked(ev watch.Event) {
+	f.history = append(f.history, ev)
 	for _, w := range f.watchers {
-		if created {
-			w.Add(l.DeepCopy())
-		} else {
-			w.Modify(l.DeepCopy())
+		if !w.muted {
+			w.Action(ev.Type, ev.Object.DeepCopyObject())
 		}
 	}
-	return l.DeepCopy()
+}
+
+// muteWatches keeps every open watch open but silent from now on; watches opened later work.
+func (f *fakeLeases) muteWatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range f.watchers {
+		w.muted = true
+	}
 }
 
 // deleteLease deletes the Lease as a person or a cleanup tool would, and notifies watchers.
@@ -104,9 +129,7 @@ func deleteLease(f *fakeLeases) {
 	gone := f.lease.DeepCopy()
 	gone.ResourceVersion = strconv.Itoa(f.rv)
 	f.lease = nil
-	for _, w := range f.watchers {
-		w.Delete(gone)
-	}
+	f.notifyLocked(watch.Event{Type: watch.Deleted, Object: gone})
 }
 
 // rvString is the newest resource version.
@@ -166,13 +189,28 @@ func (f *fakeLeases) Get(context.Context) (*coordinationv1.Lease, error) {
 
 func (f *fakeLeases) Watch(_ context.Context, rv string) (watch.Interface, error) {
 	f.mu.Lock()
+	hook := f.beforeWatch
+	f.beforeWatch = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter("watch"); err != nil {
 		return nil, err
 	}
-	w := watch.NewRaceFreeFake()
-	if rv == "" && f.lease != nil {
+	w := &fakeWatch{RaceFreeFakeWatcher: watch.NewRaceFreeFake()}
+	switch from, err := strconv.Atoi(rv); {
+	case rv == "" && f.lease != nil:
 		w.Add(f.lease.DeepCopy())
+	case err == nil:
+		// As the API server does: every change after the given resource version, in order.
+		for _, ev := range f.history {
+			if evRV, _ := strconv.Atoi(ev.Object.(*coordinationv1.Lease).ResourceVersion); evRV > from {
+				w.Action(ev.Type, ev.Object.DeepCopyObject())
+			}
+		}
 	}
 	f.watchers = append(f.watchers, w)
 	return w, nil

@@ -65,6 +65,8 @@ func (m *machine) advance(ctx context.Context) time.Time {
 			m.acquire(ctx)
 		case renew:
 			m.renew(ctx)
+		case reread:
+			m.reread(ctx)
 		case giveUp:
 			m.stopLeading("Lost", corev1.EventTypeWarning, fmt.Sprintf(
 				"no successful renewal within the renew deadline (%s)", m.cfg.RenewDeadline))
@@ -134,13 +136,38 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 // the watch brings the change, and nothing is retried until it has.
 func (m *machine) writeFailed(op string, err error) {
 	if isStale(err) {
-		m.s.awaitingNewer = true
+		m.awaitNewer()
 		m.log.Debug("lost a race for the Lease", "operation", op, "error", err)
 		return
 	}
 	m.failures++
 	m.s.retryAt = m.clock.Now().Add(m.retry.delay(m.failures))
 	m.problems.failed(op, err)
+}
+
+// awaitNewer holds back writes until the Lease's newer state is known: from the watch, or from a read one retry
+// period later.
+func (m *machine) awaitNewer() {
+	m.s.awaitingNewer = true
+	m.s.awaitingUntil = m.clock.Now().Add(m.cfg.RetryPeriod)
+}
+
+// reread reads the Lease when a write conflicted and the watch has not brought the newer state in time.
+func (m *machine) reread(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	l, err := m.leases.Get(ctx)
+	switch {
+	case apierrors.IsNotFound(err):
+		l = nil
+	case err != nil:
+		m.problems.failed("read the Lease", err)
+		m.s.awaitingUntil = m.clock.Now().Add(m.cfg.RetryPeriod)
+		return
+	}
+	m.problems.succeeded("read the Lease")
+	m.observe(l, "")
+	m.s.awaitingNewer = false
 }
 
 // renew extends this replica's hold on the Lease: one write per retry period.
@@ -161,7 +188,7 @@ func (m *machine) renew(ctx context.Context) {
 		m.s.lease, m.s.observedAt, m.s.lastRenewSent, m.s.retryAt = out, now, now, time.Time{}
 		m.metrics.renewed(now)
 	case isStale(err):
-		m.s.awaitingNewer = true
+		m.awaitNewer()
 		m.log.Info("renewal conflicted; waiting for the Lease's newer state", "error", err)
 	default:
 		m.s.retryAt = m.clock.Now().Add(m.cfg.RetryPeriod)

@@ -150,7 +150,7 @@ func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutRel
 	for clk.Now().Before(acquiredAt.Add(cfg.RenewDeadline - 100*time.Millisecond)) {
 		clk.Step(100 * time.Millisecond)
 		m.advance(context.Background())
-		if ok, why := ready(m.snapshot(), true, clk.Now(), cfg); !ok {
+		if ok, why := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), cfg); !ok {
 			t.Fatalf("unready %s after the last renewal, before the renew deadline: %s", clk.Now().Sub(acquiredAt), why)
 		}
 	}
@@ -159,7 +159,7 @@ func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutRel
 	}
 	clk.SetTime(acquiredAt.Add(cfg.RenewDeadline))
 	// Before the loop even runs: readiness is computed from time, not from a flag the loop must clear.
-	if ok, _ := ready(m.snapshot(), true, clk.Now(), cfg); ok {
+	if ok, _ := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), cfg); ok {
 		t.Fatal("still ready at the renew deadline, measured from when the renewal was sent")
 	}
 	m.advance(context.Background())
@@ -249,7 +249,7 @@ func TestLeaderThatSeesAnotherHolderStopsLeading(t *testing.T) {
 	if m.s.leading {
 		t.Fatal("still leading after the watch showed another holder")
 	}
-	if ok, _ := ready(m.snapshot(), true, clk.Now(), m.cfg); ok {
+	if ok, _ := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), m.cfg); ok {
 		t.Fatal("ready after losing the Lease")
 	}
 }
@@ -488,7 +488,7 @@ func TestTheOldProcessStopsLeadingWhenAPodOfItsNameWithAnotherUIDTookTheLease(t 
 	if m.s.leading {
 		t.Fatal("still leading after the Lease passed to another pod of the same name")
 	}
-	if ok, _ := ready(m.snapshot(), true, clk.Now(), m.cfg); ok {
+	if ok, _ := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), m.cfg); ok {
 		t.Fatal("ready after another pod of the same name took the Lease")
 	}
 }
@@ -519,5 +519,26 @@ func TestEveryWriteCarriesThePodUIDAndTheReleaseRemovesIt(t *testing.T) {
 	m2.advance(context.Background())
 	if got := api.current(); holderUIDOfTest(got) != "b-uid" || transitionsOf(got) != 1 {
 		t.Fatalf("acquisition of the released Lease: holder-uid %q, token %d", holderUIDOfTest(got), transitionsOf(got))
+	}
+}
+
+// Defect 3 of issue 9: every wait has a timer. A write that conflicted waits for the newer state at most about
+// one retry period, then reads it.
+func TestAConflictedWriteRereadsTheLeaseAfterARetryPeriodWithoutAWatchEvent(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	a := newTestMachine(t, testConfig("a"), api, clk)
+	b := newTestMachine(t, testConfig("b"), api, clk)
+	released := api.store(heldBy("", 1, 4))
+	a.observe(released, "")
+	b.observe(released, "")
+	a.advance(context.Background())
+	if wake := b.advance(context.Background()); wake.IsZero() || wake.After(clk.Now().Add(500*time.Millisecond)) {
+		t.Fatalf("after a conflict the loser wakes at %v; want a timer of at most one retry period", wake)
+	}
+	clk.Step(500 * time.Millisecond)
+	b.advance(context.Background())
+	if api.count("get") != 1 || holderOf(b.s.lease) != "a" {
+		t.Fatalf("the loser did not read the newer Lease (%d reads, it knows holder %q)", api.count("get"), holderOf(b.s.lease))
 	}
 }

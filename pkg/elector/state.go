@@ -26,8 +26,11 @@ type state struct {
 	retryAt time.Time
 	// holdOffUntil keeps a replica that stepped down from taking the Lease back for one lease duration.
 	holdOffUntil time.Time
-	// awaitingNewer is set when a write conflicted: the Lease changed, and the watch will bring the change.
+	// awaitingNewer is set when a write conflicted: the Lease changed, and the watch should bring the change.
+	// If it has not by awaitingUntil (about one retry period later), the Lease is read instead: a watch can
+	// stay open and deliver nothing.
 	awaitingNewer bool
+	awaitingUntil time.Time
 	// highestToken is the highest leaseTransitions this replica has seen on the Lease, valid when seenToken:
 	// a Lease deleted and created again must not start over below it.
 	highestToken int32
@@ -51,10 +54,12 @@ const (
 	renew
 	// giveUp leadership: the renew deadline passed without a successful renewal.
 	giveUp
+	// reread the Lease: a write conflicted and the watch did not bring the newer state in time.
+	reread
 )
 
 func (a action) String() string {
-	return [...]string{"wait", "create", "acquire", "renew", "give up"}[a]
+	return [...]string{"wait", "create", "acquire", "renew", "give up", "reread"}[a]
 }
 
 // decide returns the next action and, for wait, when to look again (zero: only an observation can help).
@@ -65,7 +70,10 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 			return giveUp, time.Time{}
 		}
 		if s.awaitingNewer {
-			return wait, giveUpAt
+			if !now.Before(s.awaitingUntil) {
+				return reread, time.Time{}
+			}
+			return wait, earlier(s.awaitingUntil, giveUpAt)
 		}
 		renewAt := later(s.lastRenewSent.Add(cfg.RetryPeriod), s.retryAt)
 		if !now.Before(renewAt) {
@@ -73,8 +81,14 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 		}
 		return wait, earlier(renewAt, giveUpAt)
 	}
-	if !s.known || s.awaitingNewer {
+	if !s.known {
 		return wait, time.Time{}
+	}
+	if s.awaitingNewer {
+		if !now.Before(s.awaitingUntil) {
+			return reread, time.Time{}
+		}
+		return wait, s.awaitingUntil
 	}
 	if now.Before(s.holdOffUntil) {
 		return wait, s.holdOffUntil

@@ -81,16 +81,23 @@ func formatTime(t time.Time) string {
 }
 
 // ready decides /readyz and explains a refusal. A fresh leader is ready in both modes (in member mode even
-// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone).
-func ready(s Snapshot, synced bool, now time.Time, cfg Config) (bool, string) {
+// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone). In
+// member mode, a replica still labelled leader-election/role=leader (labelledLeader) that is not a fresh leader
+// is unready, so that a Service selecting the label never lists it beside the real leader.
+func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Config) (bool, string) {
 	switch {
 	case s.Fresh(now, cfg.RenewDeadline):
 		return true, "leader"
 	case s.Leading:
 		return false, fmt.Sprintf("stale leader: last renewal sent %s ago, renew deadline is %s",
 			elapsed(s.LastRenewSent, now).Round(time.Millisecond), cfg.RenewDeadline)
-	case cfg.Readiness == ReadinessMember && synced:
+	case cfg.Readiness == ReadinessMember && labelledLeader:
+		return false, fmt.Sprintf("labelled %s=%s but not a fresh leader: waiting for the label to move", RoleLabel, RoleLeader)
+	case cfg.Readiness == ReadinessMember && w.following(now, cfg):
 		return true, "member"
+	case cfg.Readiness == ReadinessMember && w.synced:
+		return false, fmt.Sprintf("not following the Lease: its watch has been silent for %s (restarting it)",
+			now.Sub(w.lastActivity).Round(time.Millisecond))
 	case cfg.Readiness == ReadinessMember:
 		return false, "not following the Lease: its watch is not established"
 	case !s.Known:

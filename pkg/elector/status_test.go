@@ -1,6 +1,9 @@
 package elector
 
 import (
+	"bytes"
+	"log/slog"
+	"os"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -36,7 +39,7 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		{"member that leads, fresh, watch down", member, leading, false, time.Second, true, "leader"},
 		{"member that leads, stale", member, leading, true, 2 * time.Second, false, "stale leader"},
 	} {
-		ok, reason := ready(tc.snap, tc.synced, sent.Add(tc.at), tc.cfg)
+		ok, reason := ready(tc.snap, watchState{synced: tc.synced, lastActivity: sent.Add(tc.at)}, false, sent.Add(tc.at), tc.cfg)
 		if ok != tc.want || !strings.Contains(reason, tc.reason) {
 			t.Errorf("%s: ready = %v (%q), want %v (%q)", tc.name, ok, reason, tc.want, tc.reason)
 		}
@@ -73,5 +76,61 @@ func TestStatusJSONStartsWithNameAndCarriesTheFencingToken(t *testing.T) {
 	}
 	if free := statusOf(Snapshot{Known: true}, epoch, cfg); free.ValidUntil != "" {
 		t.Errorf("validUntil %q for a Lease nobody holds", free.ValidUntil)
+	}
+}
+
+// A watch that stays open but delivers nothing is not following the Lease (defect 3 of issue 9).
+func TestMemberIsNotReadyOnAWatchSilentForALeaseDuration(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.Readiness = ReadinessMember
+	standby := Snapshot{Known: true, Holder: "other"}
+	w := watchState{synced: true, lastActivity: epoch}
+	if ok, why := ready(standby, w, false, epoch.Add(cfg.LeaseDuration-time.Millisecond), cfg); !ok {
+		t.Fatalf("unready with a watch that delivered %s ago: %s", cfg.LeaseDuration-time.Millisecond, why)
+	}
+	if ok, why := ready(standby, w, false, epoch.Add(cfg.LeaseDuration), cfg); ok || !strings.Contains(why, "silent") {
+		t.Fatalf("ready (%q) with a watch silent for a lease duration", why)
+	}
+}
+
+// Contract 3: a replica the label controller still labels leader, but that is not a fresh leader, is unready
+// in member mode, so the Service selecting the label drops it.
+func TestMemberLabelledLeaderButNotAFreshLeaderIsUnready(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.Readiness = ReadinessMember
+	w := watchState{synced: true, lastActivity: epoch}
+	if ok, why := ready(Snapshot{Known: true, Holder: "other"}, w, true, epoch, cfg); ok || !strings.Contains(why, "labelled") {
+		t.Fatalf("a standby labelled leader: ready %v (%q)", ok, why)
+	}
+	fresh := Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}
+	if ok, why := ready(fresh, w, true, epoch.Add(time.Second), cfg); !ok {
+		t.Fatalf("a fresh leader labelled leader is unready: %s", why)
+	}
+}
+
+func TestLabelsFileIsReadAsTheDownwardAPIWritesItAndAMissingFileIsNotALeader(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/labels"
+	var logged bytes.Buffer
+	f := &labelsFile{path: path, log: slog.New(slog.NewTextHandler(&logged, nil))}
+	for range 3 {
+		if f.labelledLeader() {
+			t.Fatal("a missing labels file counts as labelled leader")
+		}
+	}
+	if n := strings.Count(logged.String(), "cannot read the pod's labels"); n != 1 {
+		t.Fatalf("the unreadable file was logged %d times, want once:\n%s", n, logged.String())
+	}
+	if err := os.WriteFile(path, []byte("app=\"web\"\nleader-election/member=\"true\"\nleader-election/role=\"leader\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !f.labelledLeader() {
+		t.Fatal("role=leader in the labels file not recognised")
+	}
+	if err := os.WriteFile(path, []byte("app=\"web\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f.labelledLeader() {
+		t.Fatal("labelled leader without the label")
 	}
 }
