@@ -2,9 +2,9 @@ package elector
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
