@@ -58,6 +58,9 @@ type Config struct {
 	RetryPeriod time.Duration
 	// Readiness is what /readyz reports.
 	Readiness Readiness
+	// ControlSocket is the Unix socket (a leading @ for Linux's abstract namespace) on which POST /stepdown is
+	// served; the TCP port refuses it and names this socket.
+	ControlSocket string
 	// LabelsFile is the pod's labels as the downward API writes them ("" = unknown). In member readiness, a
 	// replica whose labels say RoleLabel=RoleLeader but that is not a fresh leader is unready.
 	LabelsFile string

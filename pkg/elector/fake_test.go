@@ -32,6 +32,8 @@ type fakeLeases struct {
 	watchers []*fakeWatch
 	// history is every change, so that a watch from a resource version replays what followed it.
 	history []watch.Event
+	// answersLost makes writes apply but return an error.
+	answersLost bool
 	// beforeWatch, when set, runs (once) just before a watch is opened: a change between read and watch.
 	beforeWatch func()
 }
@@ -167,6 +169,14 @@ func (f *fakeLeases) setFail(fn func(verb string) error) {
 	f.fail = fn
 }
 
+// loseAnswers makes writes land on the server but fail for the client, as a timeout or a cancelled request
+// whose answer never arrived.
+func (f *fakeLeases) loseAnswers(lose bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answersLost = lose
+}
+
 func (f *fakeLeases) enter(verb string) error {
 	f.calls[verb]++
 	if f.fail != nil {
@@ -225,7 +235,11 @@ func (f *fakeLeases) Create(_ context.Context, l *coordinationv1.Lease) (*coordi
 	if f.lease != nil {
 		return nil, apierrors.NewAlreadyExists(leaseResource, l.Name)
 	}
-	return f.storeLocked(l), nil
+	out := f.storeLocked(l)
+	if f.answersLost {
+		return nil, context.DeadlineExceeded
+	}
+	return out, nil
 }
 
 func (f *fakeLeases) Update(_ context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
@@ -240,7 +254,11 @@ func (f *fakeLeases) Update(_ context.Context, l *coordinationv1.Lease) (*coordi
 	if l.ResourceVersion != f.lease.ResourceVersion {
 		return nil, apierrors.NewConflict(leaseResource, l.Name, nil)
 	}
-	return f.storeLocked(l), nil
+	out := f.storeLocked(l)
+	if f.answersLost {
+		return nil, context.DeadlineExceeded
+	}
+	return out, nil
 }
 
 // fakeEvents records Events.

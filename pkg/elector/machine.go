@@ -120,7 +120,7 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 		m.writeFailed(op, err)
 		return
 	}
-	m.failures, m.s.retryAt = 0, time.Time{}
+	m.failures, m.s.retryAt, m.s.maybeHolder = 0, time.Time{}, false
 	m.problems.succeeded(op)
 	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
 	m.s.leading, m.s.lastRenewSent = true, sent
@@ -135,6 +135,9 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 // writeFailed handles a failed create or acquire. A conflict means the Lease changed since it was observed:
 // the watch brings the change, and nothing is retried until it has.
 func (m *machine) writeFailed(op string, err error) {
+	if !answeredByServer(err) {
+		m.s.maybeHolder = true
+	}
 	if isStale(err) {
 		m.awaitNewer()
 		m.log.Debug("lost a race for the Lease", "operation", op, "error", err)
@@ -218,12 +221,28 @@ func (m *machine) stepDown(ctx context.Context) error {
 	return m.release(ctx, "stepped down on request")
 }
 
-// shutdown releases the Lease if this replica holds it, so that a standby takes over at once.
+// shutdown releases the Lease if this replica holds it, or may hold it because its last acquisition's outcome
+// is unknown, so that a standby takes over at once.
 func (m *machine) shutdown(ctx context.Context) error {
-	if !m.s.leading {
+	if m.s.leading {
+		return m.release(ctx, "shutting down")
+	}
+	if !m.s.maybeHolder {
 		return nil
 	}
-	return m.release(ctx, "shutting down")
+	readCtx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	cur, err := m.leases.Get(readCtx)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading the Lease to release an acquisition whose outcome is unknown: %w", err)
+	case !ownedBy(cur, m.cfg):
+		return nil
+	}
+	m.s.lease = cur
+	return m.release(ctx, "shutting down (the last acquisition landed unanswered)")
 }
 
 // release stops leading first (readiness falls before anyone else can acquire), then clears the holder,
@@ -299,6 +318,17 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// answeredByServer reports whether a failed write was refused by the API server (so it did not land), as
+// opposed to a timeout, a cancelled request or a lost connection, after which it may have landed.
+func answeredByServer(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := status.Status().Code
+	return code != 0 && code < 500 && !apierrors.IsTimeout(err)
 }
 
 // isStale reports whether a write failed because the Lease is not what was observed.

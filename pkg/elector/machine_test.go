@@ -542,3 +542,54 @@ func TestAConflictedWriteRereadsTheLeaseAfterARetryPeriodWithoutAWatchEvent(t *t
 		t.Fatalf("the loser did not read the newer Lease (%d reads, it knows holder %q)", api.count("get"), holderOf(b.s.lease))
 	}
 }
+
+// Defect 8 of issue 9: an acquisition cancelled (SIGTERM) or timed out that did land on the server was not
+// released at shutdown, so the standbys waited a whole lease.
+func TestShutdownReleasesAnAcquisitionWhoseAnswerWasLost(t *testing.T) {
+	for _, op := range []string{"acquire", "create"} {
+		t.Run(op, func(t *testing.T) {
+			api := newFakeLeases()
+			clk := testclock.NewFakeClock(epoch)
+			m := newTestMachine(t, testConfig("me"), api, clk)
+			if op == "acquire" {
+				m.observe(api.store(heldBy("", 5, 4)), "")
+			} else {
+				m.observe(nil, "")
+			}
+			api.loseAnswers(true)
+			m.advance(context.Background())
+			api.loseAnswers(false)
+			if m.s.leading || holderOf(api.current()) != "me" {
+				t.Fatalf("setup: leading %v, holder %q; want the write landed without this replica knowing", m.s.leading, holderOf(api.current()))
+			}
+			if err := m.shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := api.current(); holderOf(got) != "" {
+				t.Fatalf("after shutdown the Lease still names %q: standbys wait a whole lease", holderOf(got))
+			}
+		})
+	}
+}
+
+func TestShutdownAfterALostAnswerLeavesAnotherHoldersLeaseAlone(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 5, 4)), "")
+	api.setFail(func(verb string) error {
+		if verb == "update" {
+			return context.DeadlineExceeded // this time the write did not land
+		}
+		return nil
+	})
+	m.advance(context.Background())
+	api.setFail(nil)
+	api.store(withUID(heldBy("other", 6, 4), "other-uid"))
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.current(); holderOf(got) != "other" || api.count("update") != 1 {
+		t.Fatalf("shutdown touched another holder's Lease: holder %q, %d updates", holderOf(got), api.count("update"))
+	}
+}

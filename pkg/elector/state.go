@@ -31,6 +31,9 @@ type state struct {
 	// stay open and deliver nothing.
 	awaitingNewer bool
 	awaitingUntil time.Time
+	// maybeHolder is set when an acquisition or creation failed without an answer from the server (a timeout,
+	// a cancelled request): it may have landed, so shutdown reads the Lease and releases it if it is ours.
+	maybeHolder bool
 	// highestToken is the highest leaseTransitions this replica has seen on the Lease, valid when seenToken:
 	// a Lease deleted and created again must not start over below it.
 	highestToken int32

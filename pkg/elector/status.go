@@ -39,7 +39,8 @@ func elapsed(then, now time.Time) time.Duration {
 // Status is the JSON answer of GET / and of each /events message. Name comes first, as in the retired
 // leader-elector sidecar's answer, so that applications written for it keep working.
 type Status struct {
-	// Name is the leader's identity as the Lease names it, "" when nobody holds the Lease.
+	// Name is the leader's identity as the Lease names it, "" when nobody holds the Lease; this replica's own
+	// name only while it is a fresh leader.
 	Name string `json:"name"`
 	// IsLeader is true when this replica holds the Lease and its last renewal is within the renew deadline.
 	IsLeader bool `json:"isLeader"`
@@ -58,9 +59,17 @@ type Status struct {
 
 // statusOf builds the public view of a snapshot at a given moment.
 func statusOf(s Snapshot, now time.Time, cfg Config) Status {
+	fresh := s.Fresh(now, cfg.RenewDeadline)
+	name := s.Holder
+	if name == cfg.Identity && !fresh {
+		// Clients of the retired leader-elector decide leadership by name == hostname: naming this replica
+		// while it does not lead with a fresh renewal (it gave up, is cut off, or another pod of the same name
+		// holds the Lease) would be split brain for them.
+		name = ""
+	}
 	st := Status{
-		Name:             s.Holder,
-		IsLeader:         s.Fresh(now, cfg.RenewDeadline),
+		Name:             name,
+		IsLeader:         fresh,
 		LeaseTransitions: s.Transitions,
 		Identity:         cfg.Identity,
 		LeaseName:        cfg.LeaseName,

@@ -134,3 +134,25 @@ func TestLabelsFileIsReadAsTheDownwardAPIWritesItAndAMissingFileIsNotALeader(t *
 		t.Fatal("labelled leader without the label")
 	}
 }
+
+// Defect 6 of issue 9: GET / kept naming a replica that had given up or was cut off; clients of the retired
+// leader-elector compare name with their hostname, so name may be this replica only while it is a fresh leader.
+func TestNameIsThisReplicaOnlyWhileItIsAFreshLeader(t *testing.T) {
+	cfg := testConfig("me")
+	for _, tc := range []struct {
+		name string
+		snap Snapshot
+		at   time.Duration
+		want string
+	}{
+		{"fresh leader", Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, time.Second, "me"},
+		{"stale leader", Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, 2 * time.Second, ""},
+		{"gave up, the Lease still names it", Snapshot{Known: true, Holder: "me"}, 0, ""},
+		{"another pod of the same name holds it", Snapshot{Known: true, Holder: "me", Transitions: 3}, 0, ""},
+		{"another replica holds it", Snapshot{Known: true, Holder: "other"}, 0, "other"},
+	} {
+		if got := statusOf(tc.snap, epoch.Add(tc.at), cfg).Name; got != tc.want {
+			t.Errorf("%s: name %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
