@@ -28,6 +28,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitLeading moves the fake clock on until the elector leads (a replica that never saw the Lease waits a
+// lease duration and a retry period before it creates it).
+func waitLeading(t *testing.T, e *Elector, clk *testclock.FakeClock) {
+	t.Helper()
+	for i := 0; !e.Status().IsLeader; i++ {
+		if i > 1000 {
+			t.Fatal("the elector never led")
+		}
+		clk.Step(50 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // startElector runs an elector until the test ends; stop ends it early and returns Run's result.
 func startElector(t *testing.T, cfg Config, api LeaseAPI, clk *testclock.FakeClock) (e *Elector, events *fakeEvents, stop func() error) {
 	t.Helper()
@@ -96,7 +109,7 @@ func TestRunReleasesTheLeaseOnShutdown(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	e, events, stop := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the elector to create and hold the Lease", func() bool { return e.Status().IsLeader })
+	waitLeading(t, e, clk)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -134,8 +147,7 @@ func TestRunStaysUpAndRetriesWhenTheAPIServerRefuses(t *testing.T) {
 		t.Errorf("%d reads in 20 one-second steps, want a few (a backoff from 125ms doubling up to 2s)", n)
 	}
 	api.setFail(nil)
-	clk.Step(2 * time.Second)
-	waitFor(t, "the elector to create the Lease once the API server answers", func() bool { return e.Status().IsLeader })
+	waitLeading(t, e, clk)
 }
 
 func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
@@ -169,8 +181,10 @@ func TestRunWatchesFromTheReadsResourceVersionAndSeesADeletionInBetween(t *testi
 	api.beforeWatch = func() { deleteLease(api) }
 	clk := testclock.NewFakeClock(epoch)
 	e, _, _ := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the watch to be established", func() bool { return api.count("watch") == 1 && e.board.watch().synced })
-	waitFor(t, "the elector to learn of the deletion", func() bool { return e.Status().Name == "" })
+	waitFor(t, "the elector to learn of the deletion", func() bool {
+		s := e.board.current()
+		return api.count("watch") == 1 && s.Known && s.Holder == "" && e.board.watch().synced
+	})
 	clk.Step(4 * time.Second) // the deleted Lease's last holder has run out of lease
 	waitFor(t, "the elector to create the Lease", func() bool { return e.Status().IsLeader })
 	if n := api.count("update"); n != 0 {

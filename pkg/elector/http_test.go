@@ -32,8 +32,9 @@ func TestStepDownOverTCPIsRefusedFromEveryAddressAndServedOnTheControlSocketOnly
 	api := newFakeLeases()
 	cfg := testConfig("me")
 	cfg.ControlSocket = "@leader-election-test-" + strconv.Itoa(os.Getpid())
-	e, _, _ := startElector(t, cfg, api, testclock.NewFakeClock(epoch))
-	waitFor(t, "leadership", func() bool { return e.Status().IsLeader })
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, cfg, api, clk)
+	waitLeading(t, e, clk)
 
 	server := httptest.NewServer(e.Handler())
 	t.Cleanup(server.Close)

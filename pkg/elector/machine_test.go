@@ -81,6 +81,13 @@ func TestAbsentLeaseIsCreated(t *testing.T) {
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
 	m.observe(nil, "")
+	// A replica that never saw the Lease cannot know whether it was just deleted under a holder that has not
+	// noticed, nor which token it carried: it waits a lease duration and a retry period, so that any holder has
+	// run out and any replica that remembers the Lease creates it first, with the remembered token.
+	if wake := m.advance(context.Background()); api.current() != nil || !wake.Equal(epoch.Add(4500*time.Millisecond)) {
+		t.Fatalf("created at once (%v) or wakes at %s; want to wait a lease duration and a retry period", api.current() != nil, wake.Sub(epoch))
+	}
+	clk.SetTime(epoch.Add(4500 * time.Millisecond))
 	m.advance(context.Background())
 	got := api.current()
 	if holderOf(got) != "me" || transitionsOf(got) != 0 || !m.s.leading {
@@ -114,8 +121,7 @@ func TestLeaderRenewsOncePerRetryPeriod(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	writes := func() int { return api.count("create") + api.count("update") }
 	if writes() != 1 {
 		t.Fatalf("%d writes to acquire, want 1", writes())
@@ -140,8 +146,7 @@ func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutRel
 	clk := testclock.NewFakeClock(epoch)
 	cfg := testConfig("me")
 	m := newTestMachine(t, cfg, api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	acquiredAt := clk.Now()
 	api.setFail(func(verb string) error {
 		return apierrors.NewServiceUnavailable("etcd is gone")
@@ -241,8 +246,7 @@ func TestLeaderThatSeesAnotherHolderStopsLeading(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	taken := api.current()
 	taken.Spec.HolderIdentity = ptr.To("other")
 	m.observe(api.store(taken), "")
@@ -317,13 +321,25 @@ func TestAStandbyWaitsOutTheDeletedLeasesHolderAndCreatesWithTheHighestTokenPlus
 	}
 }
 
-func TestAReplicaThatNeverSawTheLeaseCreatesItAtOnceWithTokenZero(t *testing.T) {
+// Found by the fault soak: a process that started while a deleted Lease was being waited out read "no Lease",
+// had nothing to remember, and created it at once with token 0, below the token the others remembered.
+func TestAReplicaThatNeverSawTheLeaseLetsThoseWhoRememberItCreateItFirst(t *testing.T) {
 	api := newFakeLeases()
-	m := newTestMachine(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
-	m.observe(nil, "")
-	m.advance(context.Background())
-	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 0 {
-		t.Fatalf("holder %q, token %d", holderOf(got), transitionsOf(got))
+	clk := testclock.NewFakeClock(epoch)
+	remembers := newTestMachine(t, testConfig("old"), api, clk)
+	remembers.observe(api.store(heldBy("gone", 9, 4)), "")
+	clk.Step(time.Second)
+	deleteLease(api)
+	remembers.observe(nil, api.rvString())
+	newcomer := newTestMachine(t, testConfig("new"), api, clk)
+	newcomer.observe(nil, "")
+	for clk.Now().Before(epoch.Add(6 * time.Second)) {
+		newcomer.advance(context.Background())
+		remembers.advance(context.Background())
+		clk.Step(100 * time.Millisecond)
+	}
+	if got := api.current(); holderOf(got) != "old" || transitionsOf(got) != 10 {
+		t.Fatalf("holder %q, token %d; want the replica that remembers token 9 to create it with 10", holderOf(got), transitionsOf(got))
 	}
 }
 
@@ -387,8 +403,7 @@ func TestReleaseAfterATimedOutRenewalThatLandedStillReleases(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	// A renewal the server applied but whose answer never came back: the Lease moved on under us.
 	landed := api.current()
 	landed.Spec.RenewTime.Time = landed.Spec.RenewTime.Add(time.Second)
@@ -405,8 +420,7 @@ func TestReleaseRetriesADroppedConnection(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	failures := 2
 	api.setFail(func(verb string) error {
 		if verb == "update" && failures > 0 {
@@ -473,8 +487,7 @@ func TestTheOldProcessStopsLeadingWhenAPodOfItsNameWithAnotherUIDTookTheLease(t 
 	old := testConfig("web-0")
 	old.UID = "old-uid"
 	m := newTestMachine(t, old, api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	if !m.s.leading || holderUIDOfTest(api.current()) != "old-uid" {
 		t.Fatalf("the first pod did not lead with its UID on the Lease: %+v", api.current())
 	}
@@ -497,8 +510,7 @@ func TestEveryWriteCarriesThePodUIDAndTheReleaseRemovesIt(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	if got := holderUIDOfTest(api.current()); got != "me-uid" {
 		t.Fatalf("create wrote holder-uid %q", got)
 	}
@@ -555,6 +567,7 @@ func TestShutdownReleasesAnAcquisitionWhoseAnswerWasLost(t *testing.T) {
 				m.observe(api.store(heldBy("", 5, 4)), "")
 			} else {
 				m.observe(nil, "")
+				clk.Step(m.cfg.LeaseDuration + m.cfg.RetryPeriod)
 			}
 			api.loseAnswers(true)
 			m.advance(context.Background())
@@ -592,4 +605,12 @@ func TestShutdownAfterALostAnswerLeavesAnotherHoldersLeaseAlone(t *testing.T) {
 	if got := api.current(); holderOf(got) != "other" || api.count("update") != 1 {
 		t.Fatalf("shutdown touched another holder's Lease: holder %q, %d updates", holderOf(got), api.count("update"))
 	}
+}
+
+// createFirst makes m the creator of a Lease nobody has seen yet: it observes the absence, waits as a replica
+// without memory must, and creates.
+func createFirst(m *machine, clk *testclock.FakeClock) {
+	m.observe(nil, "")
+	clk.Step(m.cfg.LeaseDuration + m.cfg.RetryPeriod)
+	m.advance(context.Background())
 }

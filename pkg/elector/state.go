@@ -39,7 +39,8 @@ type state struct {
 	highestToken int32
 	seenToken    bool
 	// createNotBefore is when the last holder of a deleted Lease has run out of lease by this replica's clock:
-	// until then it may still act as the leader, so nobody may create the Lease anew.
+	// until then it may still act as the leader, so nobody may create the Lease anew. A replica whose first
+	// observation is "no Lease" waits a lease duration and a retry period (see observe).
 	createNotBefore time.Time
 }
 
@@ -145,6 +146,13 @@ func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time,
 	}
 	if s.known && s.lease != nil && incoming == s.lease.ResourceVersion {
 		return false // the echo of our own write, or a re-list of what we already have
+	}
+	if l == nil && !s.known && !s.seenToken {
+		// The first thing this replica learns is that there is no Lease. It cannot tell a workload's first
+		// start from a Lease deleted moments ago, under a holder that has not noticed yet and while other
+		// replicas wait it out remembering its token. So it waits a lease duration and a retry period: any such
+		// holder has run out by then, and any replica that remembers the token creates the Lease first.
+		s.createNotBefore = later(s.createNotBefore, now.Add(cfg.LeaseDuration+cfg.RetryPeriod))
 	}
 	if l == nil && s.lease != nil && holderOf(s.lease) != "" {
 		// Deleted while held: the last holder may act until its lease runs out as this replica saw it.
