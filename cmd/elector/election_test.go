@@ -434,7 +434,8 @@ func (h *harness) testSecondSignal(t *testing.T) {
 	g := h.newGroup(t, "twosignals")
 	// The default timings: releasing through a dead connection may take up to a retry period (2s).
 	r := g.start(t, writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()), "LEASE_DURATION=15s", "RENEW_DEADLINE=10s", "RETRY_PERIOD=2s")
-	g.waitLeader(t, 10*time.Second)
+	// The first replica of a Lease nobody has seen waits a lease duration and a retry period before creating it.
+	g.waitLeader(t, 30*time.Second)
 	proxy.sever()
 	start := time.Now()
 	if err := r.proc.Signal(syscall.SIGTERM); err != nil {

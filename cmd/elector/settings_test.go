@@ -31,7 +31,7 @@ func TestAFlagWinsOverItsVariableWhichWinsOverTheDefault(t *testing.T) {
 	want := elector.Config{
 		Identity: "from-flag", UID: "uid-1", Namespace: "ns", LeaseName: "demo",
 		LeaseDuration: 30 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 2 * time.Second,
-		Readiness: elector.ReadinessMember,
+		Readiness: elector.ReadinessMember, ControlSocket: "@leader-election",
 	}
 	if s.config != want {
 		t.Errorf("config %+v, want %+v", s.config, want)
