@@ -2,6 +2,7 @@ package elector
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,4 +240,29 @@ func TestRunRestartsAWatchSilentForALeaseDurationFromAFreshRead(t *testing.T) {
 	waitFor(t, "a fresh read and a new watch after a lease duration of silence", func() bool {
 		return api.count("get") == 2 && api.count("watch") == 2
 	})
+}
+
+// The silent-watch timer must not cost the standby API-load target: while a leader renews, its renewals keep
+// the watch alive and a standby makes no request at all.
+func TestRunStandbyMakesNoRequestsWhileALeaderRenews(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 4))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
+	for range 80 { // 40 s of the leader renewing every 500 ms
+		clk.Step(500 * time.Millisecond)
+		renewed := api.current()
+		renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+		api.store(renewed)
+		waitFor(t, "the standby to see the renewal", func() bool { return e.board.current().ObservedExpiry.Equal(clk.Now().Add(4 * time.Second)) })
+	}
+	for verb, want := range map[string]int{"get": 1, "watch": 1, "update": 0, "create": 0} {
+		if got := api.count(verb); got != want {
+			t.Errorf("%d %s requests from a standby in 40s of a renewing leader, want %d", got, verb, want)
+		}
+	}
+	if ok, why := e.Ready(); ok || !strings.Contains(why, "other holds") {
+		t.Errorf("standby readiness: %v %q", ok, why)
+	}
 }
