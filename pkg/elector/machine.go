@@ -39,7 +39,10 @@ type machine struct {
 func (m *machine) observe(l *coordinationv1.Lease, deletedAt string) {
 	if lost := observe(&m.s, l, deletedAt, m.clock.Now(), m.cfg); lost {
 		reason := "the Lease was deleted"
-		if l != nil {
+		switch {
+		case l != nil && holderOf(l) == m.cfg.Identity:
+			reason = fmt.Sprintf("the Lease now names another pod of this name (UID %q, this pod's is %q)", holderUIDOf(l), m.cfg.UID)
+		case l != nil:
 			reason = fmt.Sprintf("the Lease now names %s", holderOrNobody(l))
 		}
 		m.stopLeading("Lost", corev1.EventTypeWarning, reason)
