@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +44,7 @@ func TestElectionAgainstARealAPIServer(t *testing.T) {
 	t.Run("a Lease deleted under a live leader: unready at once, recreated after the lease with a higher token", h.testLeaseDeleted)
 	t.Run("a standby whose watch goes silent still takes over when the leader dies", h.testSilentWatch)
 	t.Run("SIGTERM during an acquisition that landed unanswered releases the Lease", h.testUnansweredAcquisition)
+	t.Run("in member readiness a replica labelled leader that does not lead is unready", h.testLabelledMember)
 }
 
 // newHarness starts the control plane and an identity for the electors bound to exactly what election needs,
@@ -617,5 +620,49 @@ func (h *harness) testUnansweredAcquisition(t *testing.T) {
 	t.Logf("released %s after SIGTERM (the lease would have run %s)", released.at.Sub(signalled).Round(time.Millisecond), leaseDuration)
 	if code, err := r.proc.Wait(3 * time.Second); err != nil || code != 0 {
 		t.Errorf("exit %d (%v), want 0", code, err)
+	}
+}
+
+// Contract 3: the label controller may still label a replica leader after it stopped leading; in member
+// readiness that replica must be unready, so that a Service selecting the label never lists two pods.
+func (h *harness) testLabelledMember(t *testing.T) {
+	g := h.newGroup(t, "labelled")
+	ghost := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "labelled", Namespace: h.namespace},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("ghost"), LeaseDurationSeconds: ptr.To[int32](300),
+			LeaseTransitions: ptr.To[int32](1), RenewTime: ptr.To(metav1.NowMicro())},
+	}
+	if _, err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Create(context.Background(), ghost, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := filepath.Join(t.TempDir(), "labels")
+	write := func(content string) {
+		if err := os.WriteFile(labels, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("app=\"web\"\nleader-election/role=\"leader\"\n")
+	r := g.start(t, h.kubeconfig, "ELECTOR_READINESS=member", "ELECTOR_POD_LABELS_FILE="+labels)
+	waitUntil(t, 5*time.Second, r.name+" to follow the ghost holder", func() bool {
+		st, err := r.status()
+		return err == nil && st.Name == "ghost"
+	})
+	if code := r.readyz(time.Second); code != http.StatusServiceUnavailable {
+		t.Errorf("a standby labelled leader: /readyz %d, want 503", code)
+	}
+	write("app=\"web\"\n")
+	if code := r.readyz(time.Second); code != http.StatusOK {
+		t.Errorf("a standby following the Lease, not labelled leader: /readyz %d, want 200", code)
+	}
+	if err := os.Remove(labels); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if code := r.readyz(time.Second); code != http.StatusOK {
+			t.Errorf("without a labels file: /readyz %d, want 200 (a missing file is not a leader label)", code)
+		}
+	}
+	if n := outputLines(r.proc.Output(), "cannot read the pod's labels"); n != 1 {
+		t.Errorf("the missing labels file was logged %d times, want once:\n%s", n, r.proc.Output())
 	}
 }
