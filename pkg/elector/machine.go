@@ -142,6 +142,8 @@ func (m *machine) writeFailed(op string, err error) {
 		m.s.maybeHolder = true
 	}
 	if isStale(err) {
+		// The server answered: whatever made earlier requests fail is over, so the backoff starts again.
+		m.failures = 0
 		m.awaitNewer()
 		m.log.Debug("lost a race for the Lease", "operation", op, "error", err)
 		return

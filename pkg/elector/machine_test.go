@@ -614,3 +614,25 @@ func createFirst(m *machine, clk *testclock.FakeClock) {
 	clk.Step(m.cfg.LeaseDuration + m.cfg.RetryPeriod)
 	m.advance(context.Background())
 }
+
+// Found by the 30-minute fault soak: a standby's backoff, grown while the API server did not answer, survived
+// answers (conflicts) from a server that was back, so one slow request after a Lease deletion cost a full lease
+// duration more without a leader. Any answer from the server restarts the backoff.
+func TestAnAnswerFromTheServerRestartsTheBackoff(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 1, 4)), "")
+	api.setFail(func(string) error { return context.DeadlineExceeded })
+	for range 6 {
+		clk.SetTime(m.advance(context.Background()))
+	}
+	api.setFail(nil)
+	api.store(heldBy("", 2, 4)) // the Lease moved on: the next write conflicts, an answer from the server
+	m.advance(context.Background())
+	m.observe(api.current(), "")
+	api.setFail(func(string) error { return context.DeadlineExceeded })
+	if wake := m.advance(context.Background()); wake.Sub(clk.Now()) != 125*time.Millisecond {
+		t.Fatalf("after the server answered, the next failure waits %s; want the first backoff step, 125ms", wake.Sub(clk.Now()))
+	}
+}
