@@ -22,7 +22,7 @@ TOOLS_BIN := $(CURDIR)/bin/tools
 # recipe, so a failed build stops make with the builder's message.
 ASSETS := assets=$$(hack/control-plane.sh)
 
-.PHONY: help build images node test test-unit lint fuzz demo bench control-plane tools docker-build clean
+.PHONY: help build images node test test-unit lint fuzz soak demo bench control-plane tools docker-build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -75,6 +75,12 @@ FUZZTIME ?= 60s
 fuzz: ## run every fuzz target for FUZZTIME each
 	go test ./pkg/inject -run '^$$' -fuzz '^FuzzMutate$$' -fuzztime $(FUZZTIME)
 	go test ./pkg/webhook -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+DURATION ?= 30m
+soak: ## run the elector fault soak for DURATION (default 30m; make test runs 150s); SEED=n replays a run
+	$(ASSETS); \
+	KUBEBUILDER_ASSETS="$$assets" go test -count=1 -timeout 0 -v -run '^TestFaultSoak$$' ./cmd/elector \
+		-args -soak.duration=$(DURATION) $(if $(SEED),-soak.seed=$(SEED))
 
 demo: images tools ## run the demo on a real node where the machine allows it, else on the stand-in (KEEP=1 leaves it up)
 	$(ASSETS); \

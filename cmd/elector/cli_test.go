@@ -34,7 +34,7 @@ current-context: x
 }
 
 func TestBadSettingsExitWithCode2AndSayWhatIsWrong(t *testing.T) {
-	valid := []string{"POD_NAME=p-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}
+	valid := []string{"POD_NAME=p-0", "POD_UID=uid-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}
 	with := func(extra ...string) []string { return append(append([]string{}, valid...), extra...) }
 	kubeconfig := deadAPIServerKubeconfig(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,8 +54,9 @@ func TestBadSettingsExitWithCode2AndSayWhatIsWrong(t *testing.T) {
 			"missing pod name: set --pod-name or POD_NAME",
 			"missing namespace: set --namespace or POD_NAMESPACE",
 			"missing lease name: set --lease-name or LEASE_NAME"}},
-		{"pod name empty in the environment", []string{"POD_NAME=", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}, nil, []string{"missing pod name"}},
-		{"namespace not a name", []string{"POD_NAME=p-0", "POD_NAMESPACE=Bad_NS", "LEASE_NAME=demo"}, nil, []string{`POD_NAMESPACE="Bad_NS": not a namespace name`}},
+		{"pod name empty in the environment", []string{"POD_NAME=", "POD_UID=u", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}, nil, []string{"missing pod name"}},
+		{"pod UID missing", []string{"POD_NAME=p-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo"}, nil, []string{"missing pod UID: set --pod-uid or POD_UID"}},
+		{"namespace not a name", []string{"POD_NAME=p-0", "POD_UID=u", "POD_NAMESPACE=Bad_NS", "LEASE_NAME=demo"}, nil, []string{`POD_NAMESPACE="Bad_NS": not a namespace name`}},
 		{"lease name not a name", valid, []string{"--lease-name=Not/A/Name"}, []string{`--lease-name="Not/A/Name": not a valid object name`}},
 		{"lease duration not a duration", with("LEASE_DURATION=soon"), nil, []string{`LEASE_DURATION="soon": not a duration; use a Go duration such as 15s`}},
 		{"renew deadline not a duration", valid, []string{"--renew-deadline=10"}, []string{`--renew-deadline="10": not a duration`}},
@@ -65,10 +66,15 @@ func TestBadSettingsExitWithCode2AndSayWhatIsWrong(t *testing.T) {
 		{"retry period not below renew deadline", with("RETRY_PERIOD=10s"), nil, []string{
 			"renew-deadline (10s) must be longer than retry-period (10s)", "renew-deadline from default 10s"}},
 		{"renew deadline not below lease duration", valid, []string{"--renew-deadline=20s"}, []string{
-			"durations out of order", "lease-duration (15s) must be longer than renew-deadline (20s)",
+			"durations out of bounds", "lease-duration (15s) must be longer than renew-deadline (20s)",
 			`renew-deadline from --renew-deadline="20s"`, "lease-duration from default 15s"}},
 		{"lease duration below renew deadline", with("LEASE_DURATION=5s"), nil, []string{
 			"lease-duration (5s) must be longer than renew-deadline (10s)", `lease-duration from LEASE_DURATION="5s"`}},
+		{"the old fast timings, too small a margin for the probe", valid, []string{"--lease-duration=2s", "--renew-deadline=1500ms", "--retry-period=500ms"}, []string{
+			"lease-duration (2s) must be between 3s and 5m0s"}},
+		{"margin below the probe's detection time", valid, []string{"--lease-duration=3s", "--renew-deadline=1900ms", "--retry-period=500ms"}, []string{
+			"lease-duration (3s) must exceed renew-deadline (1.9s) by at least 2s"}},
+		{"retry period below 250ms", with("RETRY_PERIOD=100ms"), nil, []string{"retry-period (100ms) must be at least 250ms"}},
 		{"readiness unknown", with("ELECTOR_READINESS=always"), nil, []string{`ELECTOR_READINESS="always": use "leader" or "member"`}},
 		{"readiness flag unknown", valid, []string{"--readiness=Leader"}, []string{`--readiness="Leader": use "leader" or "member"`}},
 		{"port zero", valid, []string{"--port=0"}, []string{`--port="0": not a port; use a number from 1 to 65535`}},
@@ -122,8 +128,8 @@ func TestHelpDocumentsEverySettingAndEndpoint(t *testing.T) {
 func TestUnreachableAPIServerKeepsTheElectorUpUnreadyAndQuiet(t *testing.T) {
 	port := controlplane.FreePort(t)
 	p := controlplane.StartProcess(t, "elector", electorBin, cleanEnv(
-		"POD_NAME=p-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo", "KUBECONFIG="+deadAPIServerKubeconfig(t),
-		"LEASE_DURATION=2s", "RENEW_DEADLINE=1500ms", "RETRY_PERIOD=500ms",
+		"POD_NAME=p-0", "POD_UID=uid-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo", "KUBECONFIG="+deadAPIServerKubeconfig(t),
+		"LEASE_DURATION=4s", "RENEW_DEADLINE=2s", "RETRY_PERIOD=500ms",
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port)))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitUntil(t, 10*time.Second, "the elector to serve HTTP", func() bool { return httpStatus(base+"/healthz") == http.StatusOK })

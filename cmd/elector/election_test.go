@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/leader-election/leader-election/pkg/elector"
@@ -29,7 +32,7 @@ import (
 func TestElectionAgainstARealAPIServer(t *testing.T) {
 	h := newHarness(t)
 	t.Run("one leader, and every replica agrees with the Lease", h.testAgreement)
-	t.Run("step-down from loopback hands over, from elsewhere it is refused", h.testStepDown)
+	t.Run("step-down on the control socket hands over, over TCP it is refused even from 127.0.0.6", h.testStepDown)
 	t.Run("SIGTERM on the leader releases the Lease to a standby", h.testGracefulExit)
 	t.Run("kill -9 on the leader: a standby takes over within the lease duration plus 1s", h.testCrash)
 	t.Run("a leader paused past its lease is not ready when it resumes", h.testPause)
@@ -37,6 +40,11 @@ func TestElectionAgainstARealAPIServer(t *testing.T) {
 	t.Run("an elector without RBAC stays up and unready, and says why once", h.testForbidden)
 	t.Run("a second signal exits at once, even while the release hangs", h.testSecondSignal)
 	t.Run("the API server restarts under the electors", h.testAPIServerRestart)
+	t.Run("a second live process with the leader's pod name and another UID does not lead beside it", h.testSameNameAnotherUID)
+	t.Run("a Lease deleted under a live leader: unready at once, recreated after the lease with a higher token", h.testLeaseDeleted)
+	t.Run("a standby whose watch goes silent still takes over when the leader dies", h.testSilentWatch)
+	t.Run("SIGTERM during an acquisition that landed unanswered releases the Lease", h.testUnansweredAcquisition)
+	t.Run("in member readiness a replica labelled leader that does not lead is unready", h.testLabelledMember)
 }
 
 // newHarness starts the control plane and an identity for the electors bound to exactly what election needs,
@@ -160,13 +168,21 @@ func (h *harness) testStepDown(t *testing.T) {
 	g.startN(t, 3, "ELECTOR_BIND_ADDRESS=0.0.0.0")
 	old := g.waitLeader(t, 10*time.Second)
 
-	// A request from outside the pod is refused by the same handler; that is tested with a crafted remote address
-	// in pkg/elector (TestStepDownFromOutsideThePodIsRefusedAndChangesNothing), because this workplace's rules
-	// keep test traffic on loopback and this machine's other addresses are off limits.
+	// Over TCP, step-down is refused from every address, including 127.0.0.6, where Istio delivers outside
+	// traffic: a real connection from that address, as the mesh's would arrive.
+	for _, from := range []string{"127.0.0.6", "127.0.0.1"} {
+		code, body := postFrom(t, net.ParseIP(from), old.base+"/stepdown")
+		if code != http.StatusForbidden || !strings.Contains(body, old.socket) || !strings.Contains(body, "curl --abstract-unix-socket") {
+			t.Errorf("step-down over TCP from %s: %d %q, want 403 naming the control socket", from, code, body)
+		}
+	}
+	if st, err := old.status(); err != nil || !st.IsLeader {
+		t.Fatalf("a refused step-down changed the election: %+v, %v", st, err)
+	}
 	for _, r := range g.replicas {
 		if r != old {
-			if code, body := postFrom(t, nil, r.base+"/stepdown"); code != http.StatusConflict {
-				t.Errorf("step-down on standby %s: %d %q, want 409", r.name, code, body)
+			if code, body, err := r.stepDown(); err != nil || code != http.StatusConflict {
+				t.Errorf("step-down on standby %s: %d %q %v, want 409", r.name, code, body, err)
 			}
 		}
 	}
@@ -180,8 +196,8 @@ func (h *harness) testStepDown(t *testing.T) {
 	tokenBefore := *h.lease(t, "stepdown").Spec.LeaseTransitions
 	mark := g.history.mark()
 	start := time.Now()
-	if code, body := postFrom(t, nil, old.base+"/stepdown"); code != http.StatusOK {
-		t.Fatalf("step-down from loopback: %d %q", code, body)
+	if code, body, err := old.stepDown(); err != nil || code != http.StatusOK {
+		t.Fatalf("step-down on the control socket: %d %q %v", code, body, err)
 	}
 	next := g.history.waitFor(t, mark, 5*time.Second, "another holder", func(e leaseEntry) bool { return e.holder != "" && e.holder != old.name })
 	t.Logf("step-down handover: %s held the Lease %s after the request", next.holder, next.at.Sub(start).Round(time.Millisecond))
@@ -421,7 +437,8 @@ func (h *harness) testSecondSignal(t *testing.T) {
 	g := h.newGroup(t, "twosignals")
 	// The default timings: releasing through a dead connection may take up to a retry period (2s).
 	r := g.start(t, writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()), "LEASE_DURATION=15s", "RENEW_DEADLINE=10s", "RETRY_PERIOD=2s")
-	g.waitLeader(t, 10*time.Second)
+	// The first replica of a Lease nobody has seen waits a lease duration and a retry period before creating it.
+	g.waitLeader(t, 30*time.Second)
 	proxy.sever()
 	start := time.Now()
 	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
@@ -461,5 +478,191 @@ func (h *harness) testAPIServerRestart(t *testing.T) {
 		if !r.alive() {
 			t.Errorf("%s exited during the API server's restart:\n%s", r.name, r.proc.Output())
 		}
+	}
+}
+
+func (h *harness) proxied(t *testing.T) (*tcpProxy, string) {
+	t.Helper()
+	apiServer, err := url.Parse(h.electorConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startProxy(t, apiServer.Host)
+	return proxy, writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr())
+}
+
+// The force-deleted StatefulSet pod: its containers still run and reach the API server while its replacement,
+// with the same name and a new UID, starts.
+func (h *harness) testSameNameAnotherUID(t *testing.T) {
+	proxy, throughProxy := h.proxied(t)
+	g := h.newGroup(t, "twin")
+	old := g.start(t, throughProxy)
+	if g.waitLeader(t, 10*time.Second) != old {
+		t.Fatal("the first replica did not lead")
+	}
+	g.start(t, h.kubeconfig)
+	tokenBefore := *h.lease(t, "twin").Spec.LeaseTransitions
+	twin := g.startPod(t, old.name, "uid-replacement", h.kubeconfig)
+	time.Sleep(leaseDuration + time.Second)
+	l := h.lease(t, "twin")
+	if *l.Spec.HolderIdentity != old.name || l.Annotations[elector.HolderUIDAnnotation] != old.uid || *l.Spec.LeaseTransitions != tokenBefore {
+		t.Fatalf("while the old pod renews, the Lease changed: holder %q uid %q token %d", *l.Spec.HolderIdentity, l.Annotations[elector.HolderUIDAnnotation], *l.Spec.LeaseTransitions)
+	}
+	if st, err := twin.status(); err != nil || st.IsLeader || st.Name != "" {
+		t.Fatalf("the replacement says %+v (%v); want not leading, and no name (its own name is not its own lease)", st, err)
+	}
+
+	// The old pod loses contact; another process takes over after the lease, with a new token.
+	mark := g.history.mark()
+	proxy.sever()
+	next := g.history.waitFor(t, mark, 4*leaseDuration, "a new tenure", func(e leaseEntry) bool { return e.holderUID != "" && e.holderUID != old.uid })
+	if next.transitions <= tokenBefore {
+		t.Errorf("the new tenure of %s (%s) has token %d, not above %d", next.holder, next.holderUID, next.transitions, tokenBefore)
+	}
+	// Back in contact, the old process re-reads a Lease that names its pod name with another UID: it must not lead.
+	proxy.heal()
+	waitUntil(t, 10*time.Second, "the old process to follow as a standby", func() bool {
+		st, err := old.status()
+		return err == nil && !st.IsLeader
+	})
+	time.Sleep(leaseDuration)
+	if st, err := old.status(); err != nil || st.IsLeader {
+		t.Errorf("the old process leads again: %+v %v", st, err)
+	}
+	if l := h.lease(t, "twin"); l.Annotations[elector.HolderUIDAnnotation] == old.uid {
+		t.Errorf("the old process took the Lease back from a pod of its name: %+v", l.Spec)
+	}
+}
+
+func (h *harness) testLeaseDeleted(t *testing.T) {
+	g := h.newGroup(t, "deleted")
+	g.startN(t, 3)
+	old := g.waitLeader(t, 10*time.Second)
+	tokenBefore := *h.lease(t, "deleted").Spec.LeaseTransitions
+	mark := g.history.mark()
+	deleted := time.Now()
+	if err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Delete(context.Background(), "deleted", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Second, old.name+" to turn unready", func() bool { return old.readyz(time.Second) != http.StatusOK })
+	t.Logf("%s unready %s after the deletion", old.name, time.Since(deleted).Round(time.Millisecond))
+	next := g.history.waitFor(t, mark, 3*leaseDuration, "the Lease created again", func(e leaseEntry) bool { return e.holder != "" })
+	t.Logf("%s created the Lease again %s after the deletion, token %d (was %d)", next.holder, next.at.Sub(deleted).Round(time.Millisecond), next.transitions, tokenBefore)
+	if next.transitions <= tokenBefore {
+		t.Errorf("the recreated Lease has token %d, not above %d", next.transitions, tokenBefore)
+	}
+	// Its last renewal was at most a retry period before the deletion; nobody may create before that renewal's
+	// lease ran out.
+	if waited := next.at.Sub(deleted); waited < leaseDuration-retryPeriod-100*time.Millisecond {
+		t.Errorf("recreated %s after the deletion, before the old leader's lease could have run out", waited)
+	}
+	g.waitLeader(t, 5*time.Second)
+}
+
+// A proxy keeps the standby's watch open but forwards nothing; then the leader dies.
+func (h *harness) testSilentWatch(t *testing.T) {
+	proxy, throughProxy := h.proxied(t)
+	g := h.newGroup(t, "silent")
+	leader := g.start(t, h.kubeconfig)
+	if g.waitLeader(t, 10*time.Second) != leader {
+		t.Fatal("the first replica did not lead")
+	}
+	standby := g.start(t, throughProxy)
+	// Its watch delivers: a standby's validUntil moves with every renewal it sees.
+	seen := map[string]bool{}
+	waitUntil(t, 5*time.Second, "the standby to see renewals through its watch", func() bool {
+		st, err := standby.status()
+		if err == nil && st.Name == leader.name {
+			seen[st.ValidUntil] = true
+		}
+		return len(seen) >= 3
+	})
+	proxy.freeze()
+	time.Sleep(2 * retryPeriod) // renewals the standby never sees
+	start := time.Now()
+	if err := leader.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	g.waitLeader(t, 4*leaseDuration, leader)
+	t.Logf("the standby behind a silent watch took over %s after the leader died", time.Since(start).Round(time.Millisecond))
+}
+
+// The acquisition lands on the server, its answer never arrives, and SIGTERM comes while it is outstanding.
+func (h *harness) testUnansweredAcquisition(t *testing.T) {
+	proxy, throughProxy := h.proxied(t)
+	g := h.newGroup(t, "unanswered")
+	ghost := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "unanswered", Namespace: h.namespace},
+		// 3s: the replica's takeover comes before its silent-watch restart (after its own 4s lease duration).
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("ghost"), LeaseDurationSeconds: ptr.To[int32](3),
+			LeaseTransitions: ptr.To[int32](2), RenewTime: ptr.To(metav1.NowMicro())},
+	}
+	if _, err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Create(context.Background(), ghost, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := g.start(t, throughProxy)
+	waitUntil(t, 5*time.Second, r.name+" to see the ghost holder", func() bool {
+		st, err := r.status()
+		return err == nil && st.Name == "ghost"
+	})
+	mark := g.history.mark()
+	proxy.holdReplies()
+	landed := g.history.waitFor(t, mark, 3*leaseDuration, r.name+"'s acquisition to land", func(e leaseEntry) bool { return e.holder == r.name })
+	if st, err := r.status(); err != nil || st.IsLeader {
+		t.Fatalf("%s knows it leads (%+v, %v): the answer to its acquisition was not held", r.name, st, err)
+	}
+	proxy.stopHoldingReplies()
+	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	released := g.history.waitFor(t, landed.index+1, 3*time.Second, "the Lease released", func(e leaseEntry) bool { return e.holder == "" })
+	t.Logf("released %s after SIGTERM (the lease would have run %s)", released.at.Sub(signalled).Round(time.Millisecond), leaseDuration)
+	if code, err := r.proc.Wait(3 * time.Second); err != nil || code != 0 {
+		t.Errorf("exit %d (%v), want 0", code, err)
+	}
+}
+
+// Contract 3: the label controller may still label a replica leader after it stopped leading; in member
+// readiness that replica must be unready, so that a Service selecting the label never lists two pods.
+func (h *harness) testLabelledMember(t *testing.T) {
+	g := h.newGroup(t, "labelled")
+	ghost := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "labelled", Namespace: h.namespace},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("ghost"), LeaseDurationSeconds: ptr.To[int32](300),
+			LeaseTransitions: ptr.To[int32](1), RenewTime: ptr.To(metav1.NowMicro())},
+	}
+	if _, err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Create(context.Background(), ghost, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := filepath.Join(t.TempDir(), "labels")
+	write := func(content string) {
+		if err := os.WriteFile(labels, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("app=\"web\"\nleader-election/role=\"leader\"\n")
+	r := g.start(t, h.kubeconfig, "ELECTOR_READINESS=member", "ELECTOR_POD_LABELS_FILE="+labels)
+	waitUntil(t, 5*time.Second, r.name+" to follow the ghost holder", func() bool {
+		st, err := r.status()
+		return err == nil && st.Name == "ghost"
+	})
+	if code := r.readyz(time.Second); code != http.StatusServiceUnavailable {
+		t.Errorf("a standby labelled leader: /readyz %d, want 503", code)
+	}
+	write("app=\"web\"\n")
+	if code := r.readyz(time.Second); code != http.StatusOK {
+		t.Errorf("a standby following the Lease, not labelled leader: /readyz %d, want 200", code)
+	}
+	if err := os.Remove(labels); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if code := r.readyz(time.Second); code != http.StatusOK {
+			t.Errorf("without a labels file: /readyz %d, want 200 (a missing file is not a leader label)", code)
+		}
+	}
+	if n := outputLines(r.proc.Output(), "cannot read the pod's labels"); n != 1 {
+		t.Errorf("the missing labels file was logged %d times, want once:\n%s", n, r.proc.Output())
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -27,10 +30,11 @@ import (
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
-// The timings every scenario runs with: short, so that failovers take seconds.
+// The timings every scenario runs with: the fastest the bounds allow in spirit (4s / 2s / 500ms), so that
+// failovers take seconds.
 const (
-	leaseDuration = 2 * time.Second
-	renewDeadline = 1500 * time.Millisecond
+	leaseDuration = 4 * time.Second
+	renewDeadline = 2 * time.Second
 	retryPeriod   = 500 * time.Millisecond
 )
 
@@ -77,10 +81,12 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config, server string) string {
 
 // replica is one elector process.
 type replica struct {
-	name string
-	base string // http://127.0.0.1:<port>
-	port int
-	proc *controlplane.Process
+	name   string
+	uid    string
+	socket string // the control socket, for step-down
+	base   string // http://127.0.0.1:<port>
+	port   int
+	proc   *controlplane.Process
 }
 
 // status is the replica's GET / answer.
@@ -107,6 +113,22 @@ func (r *replica) readyz(timeout time.Duration) int {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode
+}
+
+// stepDown asks for a step-down on the replica's control socket, as a process inside the pod would.
+func (r *replica) stepDown() (int, string, error) {
+	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", r.socket)
+		},
+	}}
+	resp, err := client.Post("http://localhost/stepdown", "", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), nil
 }
 
 // alive reports whether the process has not exited.
@@ -162,18 +184,31 @@ func (h *harness) newGroup(t *testing.T, lease string) *group {
 	return g
 }
 
-// start runs one more replica with the given kubeconfig and extra environment.
+// start runs one more replica, a pod of its own (a new name and UID), with the given kubeconfig and extra
+// environment.
 func (g *group) start(t *testing.T, kubeconfig string, extraEnv ...string) *replica {
 	t.Helper()
 	name := fmt.Sprintf("%s-%d", g.lease, len(g.replicas))
+	return g.startPod(t, name, "uid-"+name, kubeconfig, extraEnv...)
+}
+
+// startPod runs one more elector process as the pod with the given name and UID: a second process of a pod
+// that already runs one (same name and UID, a restarted container), or of a pod that replaced it (same name,
+// another UID).
+func (g *group) startPod(t *testing.T, name, uid, kubeconfig string, extraEnv ...string) *replica {
+	t.Helper()
 	port := controlplane.FreePort(t)
 	env := cleanEnv(
-		"POD_NAME="+name, "POD_NAMESPACE="+g.h.namespace, "LEASE_NAME="+g.lease, "KUBECONFIG="+kubeconfig,
+		"POD_NAME="+name, "POD_UID="+uid, "POD_NAMESPACE="+g.h.namespace, "LEASE_NAME="+g.lease, "KUBECONFIG="+kubeconfig,
 		"LEASE_DURATION="+leaseDuration.String(), "RENEW_DEADLINE="+renewDeadline.String(), "RETRY_PERIOD="+retryPeriod.String(),
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port))
+	// Every process of the tests shares this machine's network namespace, so each gets a control socket of its
+	// own (in a pod, the default @leader-election is the pod's alone).
+	socket := fmt.Sprintf("@leader-election-test-%d-%d", os.Getpid(), port)
+	env = append(env, "ELECTOR_CONTROL_SOCKET="+socket)
 	env = append(env, extraEnv...)
-	r := &replica{name: name, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	r.proc = controlplane.StartProcess(t, name, electorBin, env)
+	r := &replica{name: name, uid: uid, port: port, socket: socket, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	r.proc = controlplane.StartProcess(t, name+"@"+uid, electorBin, env)
 	waitUntil(t, 10*time.Second, name+" to serve HTTP", func() bool { return httpStatus(r.base+"/healthz") == http.StatusOK })
 	g.replicas = append(g.replicas, r)
 	g.exclusive.add(r)
@@ -231,6 +266,7 @@ type leaseEntry struct {
 	index       int
 	at          time.Time
 	holder      string
+	holderUID   string
 	transitions int32
 }
 
@@ -286,7 +322,7 @@ func (h *leaseHistory) follow(ctx context.Context, cs kubernetes.Interface, name
 }
 
 func (h *leaseHistory) add(l *coordinationv1.Lease) {
-	e := leaseEntry{at: time.Now()}
+	e := leaseEntry{at: time.Now(), holderUID: l.Annotations[elector.HolderUIDAnnotation]}
 	if l.Spec.HolderIdentity != nil {
 		e.holder = *l.Spec.HolderIdentity
 	}
@@ -295,7 +331,7 @@ func (h *leaseHistory) add(l *coordinationv1.Lease) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].transitions == e.transitions {
+	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].holderUID == e.holderUID && h.entries[n-1].transitions == e.transitions {
 		return // a renewal: nothing the tests look at changed
 	}
 	e.index = len(h.entries)
@@ -330,19 +366,30 @@ func (h *leaseHistory) waitFor(t *testing.T, from int, timeout time.Duration, wh
 // checkFencingToken fails the test if leaseTransitions ever shrank, or a new holder did not raise it above
 // every earlier holder's.
 func (h *leaseHistory) checkFencingToken(t *testing.T) {
+	problems, tenures, highest := h.fencingProblems()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if len(problems) == 0 {
+		t.Logf("fencing token: %d Lease states, %d tenures, strictly increasing (last %d)", h.mark(), tenures, highest)
+	}
+}
+
+// fencingProblems lists every state where the token shrank or a tenure did not start above every earlier one.
+func (h *leaseHistory) fencingProblems() (problems []string, tenures int, highest int32) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	highest := int32(-1)
-	tenures := 0
+	highest = -1
 	for i, e := range h.entries {
 		if i > 0 && e.transitions < h.entries[i-1].transitions {
-			t.Errorf("fencing token went down: %+v after %+v", e, h.entries[i-1])
+			problems = append(problems, fmt.Sprintf("fencing token went down: %+v after %+v", e, h.entries[i-1]))
 		}
-		// A tenure starts whenever a holder appears that the previous state did not name, including a
-		// holder taking the Lease back after releasing it: each must carry a token above all earlier ones.
-		if e.holder != "" && (i == 0 || h.entries[i-1].holder != e.holder) {
+		// A tenure starts whenever a holder appears that the previous state did not name (by name or pod UID),
+		// including a holder taking the Lease back after releasing it: each must carry a token above all earlier
+		// ones.
+		if e.holder != "" && (i == 0 || h.entries[i-1].holder != e.holder || h.entries[i-1].holderUID != e.holderUID) {
 			if i > 0 && e.transitions <= highest {
-				t.Errorf("tenure of %s started with fencing token %d, not above the earlier %d", e.holder, e.transitions, highest)
+				problems = append(problems, fmt.Sprintf("tenure of %s (%s) started with fencing token %d, not above the earlier %d", e.holder, e.holderUID, e.transitions, highest))
 			}
 			tenures++
 		}
@@ -350,7 +397,7 @@ func (h *leaseHistory) checkFencingToken(t *testing.T) {
 			highest = max(highest, e.transitions)
 		}
 	}
-	t.Logf("fencing token: %d Lease states, %d tenures, strictly increasing (last %d)", len(h.entries), tenures, highest)
+	return problems, tenures, highest
 }
 
 // exclusivityWatch samples every replica's /readyz every 10 ms and records every round in which more than one
@@ -360,6 +407,10 @@ type exclusivityWatch struct {
 	replicas   []*replica
 	rounds     int
 	violations []string
+	// lastLeader is the start of the last round in which a replica was ready; longestGap the longest time
+	// between two such rounds.
+	lastLeader time.Time
+	longestGap time.Duration
 }
 
 // watchExclusivity starts sampling; when the test ends it logs the number of rounds and fails the test on a
@@ -391,6 +442,20 @@ func (w *exclusivityWatch) add(r *replica) {
 	w.replicas = append(w.replicas, r)
 }
 
+// remove stops sampling a replica whose process has exited.
+func (w *exclusivityWatch) remove(r *replica) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.replicas = slices.DeleteFunc(w.replicas, func(x *replica) bool { return x == r })
+}
+
+// leaderSince reports whether a replica answered ready in a round that started after t.
+func (w *exclusivityWatch) leaderSince(t time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastLeader.After(t)
+}
+
 func (w *exclusivityWatch) run(stop <-chan struct{}) {
 	ticker := time.NewTicker(10 * time.Millisecond)
 	defer ticker.Stop()
@@ -403,6 +468,7 @@ func (w *exclusivityWatch) run(stop <-chan struct{}) {
 		w.mu.Lock()
 		replicas := slices.Clone(w.replicas)
 		w.mu.Unlock()
+		started := time.Now()
 		codes := make([]int, len(replicas))
 		var wg sync.WaitGroup
 		for i, r := range replicas {
@@ -416,8 +482,14 @@ func (w *exclusivityWatch) run(stop <-chan struct{}) {
 			}
 		}
 		w.mu.Lock()
+		if len(ready) > 0 {
+			if !w.lastLeader.IsZero() {
+				w.longestGap = max(w.longestGap, started.Sub(w.lastLeader))
+			}
+			w.lastLeader = started
+		}
 		w.rounds++
-		if len(ready) > 1 {
+		if len(ready) > 1 && len(w.violations) < 20 {
 			w.violations = append(w.violations, fmt.Sprintf("round %d at %s: %s", w.rounds, time.Now().Format(time.StampMilli), strings.Join(ready, ", ")))
 		}
 		w.mu.Unlock()

@@ -39,6 +39,12 @@ func serve(s settings, stderr io.Writer) int {
 			addr, s.sources["port"], s.sources["bind-address"], err)
 		return exitUsage
 	}
+	control, err := net.Listen("unix", s.config.ControlSocket)
+	if err != nil {
+		_ = listener.Close()
+		fmt.Fprintf(stderr, "elector: cannot serve the control socket %s (from %s): %v\n", s.config.ControlSocket, s.sources["control-socket"], err)
+		return exitUsage
+	}
 	leases, events, err := elector.NewAPIs(cfg, s.config.Namespace, s.config.LeaseName)
 	if err != nil {
 		fmt.Fprintf(stderr, "elector: %v\n", err)
@@ -54,14 +60,18 @@ func serve(s settings, stderr io.Writer) int {
 	defer stop()
 	server := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	var code atomic.Int32 // exitOK unless the HTTP server fails
-	go func() {
-		if err := server.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server failed; stopping", "error", err)
-			code.Store(exitFailure)
-			stop()
-		}
-	}()
+	controlServer := &http.Server{Handler: e.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	for srv, l := range map[*http.Server]net.Listener{server: listener, controlServer: control} {
+		go func() {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server failed; stopping", "listener", l.Addr().String(), "error", err)
+				code.Store(exitFailure)
+				stop()
+			}
+		}()
+	}
 	log.Info("taking part in the election", "version", version.Version, "http", listener.Addr().String(),
+		"controlSocket", s.config.ControlSocket, "podUID", s.config.UID,
 		"leaseDuration", s.config.LeaseDuration, "renewDeadline", s.config.RenewDeadline,
 		"retryPeriod", s.config.RetryPeriod, "readiness", s.config.Readiness)
 
@@ -71,8 +81,10 @@ func serve(s settings, stderr io.Writer) int {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		_ = server.Close()
+	for _, srv := range []*http.Server{server, controlServer} {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			_ = srv.Close()
+		}
 	}
 	log.Info("stopped")
 	return int(code.Load())

@@ -23,14 +23,17 @@ type option struct {
 func options() []option {
 	return []option{
 		{"pod-name", "POD_NAME", "", "this replica's identity (downward API metadata.name); required"},
+		{"pod-uid", "POD_UID", "", "this pod's UID (downward API metadata.uid), written to the Lease as leader-election/holder-uid to tell this pod from another of the same name; required"},
 		{"namespace", "POD_NAMESPACE", "", "the Lease's namespace (downward API metadata.namespace); required"},
 		{"lease-name", "LEASE_NAME", "", "the Lease the replicas compete for; required"},
 		{"lease-duration", "LEASE_DURATION", elector.DefaultLeaseDuration.String(), "how long a Lease is valid after its last renewal (Go duration, > renew-deadline)"},
 		{"renew-deadline", "RENEW_DEADLINE", elector.DefaultRenewDeadline.String(), "how long after its last renewal the leader stays ready and keeps trying to renew before it steps down (> retry-period, < lease-duration)"},
 		{"retry-period", "RETRY_PERIOD", elector.DefaultRetryPeriod.String(), "how often the leader renews, and the pause between failed attempts (> 0, < renew-deadline)"},
 		{"port", "ELECTOR_PORT", "8642", "the HTTP port (1-65535)"},
+		{"control-socket", "ELECTOR_CONTROL_SOCKET", "@leader-election", "the Unix socket for POST /stepdown, reachable from inside the pod only (a leading @: Linux's abstract namespace, scoped to the pod's network namespace)"},
 		{"bind-address", "ELECTOR_BIND_ADDRESS", "", "the address the HTTP server listens on (default: all addresses)"},
 		{"readiness", "ELECTOR_READINESS", string(elector.ReadinessLeader), "leader: /readyz is 200 on the leader only; member: 200 on every replica following the Lease, 503 on a leader whose last renewal is older than the renew deadline"},
+		{"pod-labels-file", "ELECTOR_POD_LABELS_FILE", "", "the pod's labels as a downward API file; in member readiness a replica labelled leader-election/role=leader that is not a fresh leader is unready (default: none)"},
 		{"kubeconfig", "KUBECONFIG", "", "kubeconfig file, for running outside a pod (default: in-cluster configuration)"},
 	}
 }
@@ -103,6 +106,7 @@ func checkSettings(v map[string]value) (settings, error) {
 	}
 
 	s.config.Identity = required("pod-name", "POD_NAME", "pod name")
+	s.config.UID = required("pod-uid", "POD_UID", "pod UID")
 	if ns := required("namespace", "POD_NAMESPACE", "namespace"); ns != "" {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 			bad("namespace", "not a namespace name: "+strings.Join(msgs, "; "))
@@ -133,7 +137,8 @@ func checkSettings(v map[string]value) (settings, error) {
 	}
 	if durationsOK {
 		if err := elector.CheckDurations(s.config.LeaseDuration, s.config.RenewDeadline, s.config.RetryPeriod); err != nil {
-			errs = append(errs, fmt.Errorf("durations out of order, 0 < retry-period < renew-deadline < lease-duration is required: %w (lease-duration from %s, renew-deadline from %s, retry-period from %s)",
+			errs = append(errs, fmt.Errorf("durations out of bounds: %w (lease-duration from %s, renew-deadline from %s, retry-period from %s; "+
+				"required: 250ms <= retry-period < renew-deadline, renew-deadline >= 1s, lease-duration whole seconds from 3s to 300s and at least renew-deadline + 2s)",
 				err, v["lease-duration"].source, v["renew-deadline"].source, v["retry-period"].source))
 		}
 	}
@@ -144,6 +149,11 @@ func checkSettings(v map[string]value) (settings, error) {
 	}
 	s.port = port
 	s.bindAddress = v["bind-address"].raw
+	if sock := v["control-socket"].raw; sock == "" || sock == "@" {
+		bad("control-socket", "want a Unix socket path, or @name for the abstract namespace")
+	} else {
+		s.config.ControlSocket = sock
+	}
 
 	switch r := elector.Readiness(v["readiness"].raw); r {
 	case elector.ReadinessLeader, elector.ReadinessMember:
@@ -152,6 +162,7 @@ func checkSettings(v map[string]value) (settings, error) {
 		bad("readiness", fmt.Sprintf("use %q or %q", elector.ReadinessLeader, elector.ReadinessMember))
 	}
 
+	s.config.LabelsFile = v["pod-labels-file"].raw
 	s.kubeconfig, s.kubeconfigSource = v["kubeconfig"].raw, v["kubeconfig"].source
 	return s, errors.Join(errs...)
 }
@@ -181,7 +192,12 @@ HTTP, on the one port:
   GET  /metrics    Prometheus metrics
   GET  /           {"name":"<leader>","isLeader":...,"leaseTransitions":<fencing token>,"validUntil":"..."}
   GET  /events     Server-Sent Events: the same object on connect and on every change
-  POST /stepdown   from loopback only: release the Lease so another replica takes over
+  POST /stepdown   refused over TCP (403): a service mesh forwards outside traffic from loopback
+
+On the control socket (--control-socket), from inside the pod only:
+  POST /stepdown   release the Lease so another replica takes over, e.g.
+                   curl --abstract-unix-socket leader-election -X POST http://localhost/stepdown
+  GET  /           the same answer as on the HTTP port
 
 Exit codes: 0 after a graceful stop (SIGTERM or SIGINT; a second signal exits at once with 1),
 2 for invalid settings or a port that cannot be bound.

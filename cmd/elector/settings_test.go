@@ -21,7 +21,7 @@ func TestAFlagWinsOverItsVariableWhichWinsOverTheDefault(t *testing.T) {
 	s, err := parseSettings(
 		[]string{"--lease-duration=30s", "--readiness=member", "--pod-name=from-flag"},
 		envOf(map[string]string{
-			"POD_NAME": "from-env", "POD_NAMESPACE": "ns", "LEASE_NAME": "demo",
+			"POD_NAME": "from-env", "POD_UID": "uid-1", "POD_NAMESPACE": "ns", "LEASE_NAME": "demo",
 			"LEASE_DURATION": "20s", "RENEW_DEADLINE": "12s", "ELECTOR_READINESS": "not-even-valid",
 			"ELECTOR_PORT": "9000", "ELECTOR_BIND_ADDRESS": "127.0.0.1", "KUBECONFIG": "/a:/b",
 		}))
@@ -29,9 +29,9 @@ func TestAFlagWinsOverItsVariableWhichWinsOverTheDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := elector.Config{
-		Identity: "from-flag", Namespace: "ns", LeaseName: "demo",
+		Identity: "from-flag", UID: "uid-1", Namespace: "ns", LeaseName: "demo",
 		LeaseDuration: 30 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 2 * time.Second,
-		Readiness: elector.ReadinessMember,
+		Readiness: elector.ReadinessMember, ControlSocket: "@leader-election",
 	}
 	if s.config != want {
 		t.Errorf("config %+v, want %+v", s.config, want)
@@ -45,7 +45,7 @@ func TestAFlagWinsOverItsVariableWhichWinsOverTheDefault(t *testing.T) {
 }
 
 func TestDefaultsMatchTheContract(t *testing.T) {
-	s, err := parseSettings(nil, envOf(map[string]string{"POD_NAME": "p", "POD_NAMESPACE": "ns", "LEASE_NAME": "demo"}))
+	s, err := parseSettings(nil, envOf(map[string]string{"POD_NAME": "p", "POD_UID": "u", "POD_NAMESPACE": "ns", "LEASE_NAME": "demo"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package elector
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -20,6 +19,17 @@ const (
 	ReadinessMember Readiness = "member"
 )
 
+// HolderUIDAnnotation is the Lease annotation that carries the UID of the pod named in spec.holderIdentity.
+// holderIdentity stays the pod name (the leader-label controller and kubectl read it); the UID tells two pods of
+// one name apart, such as a force-deleted StatefulSet pod that still runs and its replacement.
+const HolderUIDAnnotation = "leader-election/holder-uid"
+
+// RoleLabel is the pod label the leader-label controller keeps on the Lease holder, with the value RoleLeader.
+const (
+	RoleLabel  = "leader-election/role"
+	RoleLeader = "leader"
+)
+
 // Defaults are client-go's, which most Kubernetes components use.
 const (
 	DefaultLeaseDuration = 15 * time.Second
@@ -31,6 +41,10 @@ const (
 type Config struct {
 	// Identity is this replica's holder identity, the pod name.
 	Identity string
+	// UID is this pod's UID (downward API metadata.uid). A Lease is this replica's own only when it names
+	// Identity and carries UID in HolderUIDAnnotation: a force-deleted pod's successor has the same name but
+	// another UID, and must treat the old holder as a stranger.
+	UID string
 	// Namespace is the Lease's namespace, the pod's own.
 	Namespace string
 	// LeaseName is the Lease the replicas compete for.
@@ -44,6 +58,12 @@ type Config struct {
 	RetryPeriod time.Duration
 	// Readiness is what /readyz reports.
 	Readiness Readiness
+	// ControlSocket is the Unix socket (a leading @ for Linux's abstract namespace) on which POST /stepdown is
+	// served; the TCP port refuses it and names this socket.
+	ControlSocket string
+	// LabelsFile is the pod's labels as the downward API writes them ("" = unknown). In member readiness, a
+	// replica whose labels say RoleLabel=RoleLeader but that is not a fresh leader is unready.
+	LabelsFile string
 }
 
 // Validate reports every problem with the configuration at once, each naming the setting at fault.
@@ -51,6 +71,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Identity == "" {
 		errs = append(errs, errors.New("identity (the pod name) must not be empty"))
+	}
+	if c.UID == "" {
+		errs = append(errs, errors.New("pod UID must not be empty: it tells this pod's Lease from one written by an earlier pod of the same name"))
 	}
 	if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("namespace %q is not a valid namespace name: %s", c.Namespace, strings.Join(msgs, "; ")))
@@ -67,19 +90,44 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CheckDurations enforces 0 < retry-period < renew-deadline < lease-duration and names the pair out of order.
-// The order is what makes readiness safe: a leader stops reporting ready renew-deadline after its last renewal,
-// which is before any standby may take over (lease-duration after it saw that renewal).
+// The bounds on the durations. A Lease stores whole seconds; a lease longer than MaxLeaseDuration would let one
+// stalled holder freeze the election for longer than anyone would wait, and a Lease that claims more is read as
+// MaxLeaseDuration. ProbeDetectionTime is what the injected readiness probe needs to see a leader turn unready
+// (period 1s + timeout 1s): the margin lease-duration - renew-deadline must be at least that long, or a Service
+// could list the old leader and its successor together.
+const (
+	MinLeaseDuration   = 3 * time.Second
+	MaxLeaseDuration   = 300 * time.Second
+	MinRenewDeadline   = time.Second
+	MinRetryPeriod     = 250 * time.Millisecond
+	ProbeDetectionTime = 2 * time.Second
+)
+
+// CheckDurations is the one timing rule, used by the elector's flags and the webhook's annotations alike:
+// 0 < retry-period < renew-deadline < lease-duration, every duration within its bounds (see MinLeaseDuration),
+// lease-duration a whole number of seconds, and lease-duration - renew-deadline >= ProbeDetectionTime. The order is
+// what makes readiness safe: a leader stops reporting ready renew-deadline after its last renewal, which is
+// before any standby may take over (lease-duration after it saw that renewal); the margin is what lets the
+// readiness probe notice in time. The error names the values at fault.
 func CheckDurations(leaseDuration, renewDeadline, retryPeriod time.Duration) error {
 	switch {
 	case retryPeriod <= 0:
 		return fmt.Errorf("retry-period (%s) must be greater than zero", retryPeriod)
+	case retryPeriod < MinRetryPeriod:
+		return fmt.Errorf("retry-period (%s) must be at least %s", retryPeriod, MinRetryPeriod)
 	case renewDeadline <= retryPeriod:
 		return fmt.Errorf("renew-deadline (%s) must be longer than retry-period (%s)", renewDeadline, retryPeriod)
+	case renewDeadline < MinRenewDeadline:
+		return fmt.Errorf("renew-deadline (%s) must be at least %s", renewDeadline, MinRenewDeadline)
 	case leaseDuration <= renewDeadline:
 		return fmt.Errorf("lease-duration (%s) must be longer than renew-deadline (%s)", leaseDuration, renewDeadline)
-	case leaseDuration > math.MaxInt32*time.Second:
-		return fmt.Errorf("lease-duration (%s) does not fit a Lease's leaseDurationSeconds", leaseDuration)
+	case leaseDuration < MinLeaseDuration || leaseDuration > MaxLeaseDuration:
+		return fmt.Errorf("lease-duration (%s) must be between %s and %s", leaseDuration, MinLeaseDuration, MaxLeaseDuration)
+	case leaseDuration%time.Second != 0:
+		return fmt.Errorf("lease-duration (%s) must be a whole number of seconds (a Lease stores seconds)", leaseDuration)
+	case leaseDuration-renewDeadline < ProbeDetectionTime:
+		return fmt.Errorf("lease-duration (%s) must exceed renew-deadline (%s) by at least %s, the readiness probe's detection time (period 1s + timeout 1s); the margin is %s",
+			leaseDuration, renewDeadline, ProbeDetectionTime, leaseDuration-renewDeadline)
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ type Elector struct {
 	recorder  *recorder
 	machine   *machine
 	retry     backoff
+	labels    *labelsFile
 	stepDowns chan chan error
 	done      chan struct{}
 }
@@ -79,6 +80,7 @@ func New(cfg Config, leases LeaseAPI, events EventAPI, opts Options) (*Elector, 
 		board:     b,
 		recorder:  newRecorder(countedEvents{next: events, metrics: metrics}, opts.Clock, cfg.Identity, problems),
 		retry:     backoffFor(cfg),
+		labels:    &labelsFile{path: cfg.LabelsFile, log: opts.Logger},
 		stepDowns: make(chan chan error),
 		done:      make(chan struct{}),
 	}
@@ -172,7 +174,8 @@ func (e *Elector) Status() Status {
 
 // Ready reports whether /readyz answers 200, and why not.
 func (e *Elector) Ready() (bool, string) {
-	return ready(e.board.current(), e.board.synced.Load(), e.clock.Now(), e.cfg)
+	labelled := e.cfg.Readiness == ReadinessMember && e.labels.labelledLeader()
+	return ready(e.board.current(), e.board.watch(), labelled, e.clock.Now(), e.cfg)
 }
 
 // Healthy reports whether /healthz answers 200, and why not.

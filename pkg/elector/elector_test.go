@@ -2,11 +2,14 @@ package elector
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 )
 
 // These tests run the whole election loop (watch goroutine, timers, HTTP) against the in-memory API server
@@ -22,6 +25,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", progressTimeout, what)
 		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitLeading moves the fake clock on until the elector leads (a replica that never saw the Lease waits a
+// lease duration and a retry period before it creates it).
+func waitLeading(t *testing.T, e *Elector, clk *testclock.FakeClock) {
+	t.Helper()
+	for i := 0; !e.Status().IsLeader; i++ {
+		if i > 1000 {
+			t.Fatal("the elector never led")
+		}
+		clk.Step(50 * time.Millisecond)
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -74,7 +90,7 @@ func TestRunStandbyMakesNoRequestsUntilTheLeaseExpires(t *testing.T) {
 	api.store(heldBy("other", 3, 2))
 	clk := testclock.NewFakeClock(epoch)
 	e, _, _ := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the watch to be established", func() bool { return e.board.synced.Load() && e.Status().Name == "other" })
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
 
 	// The loop wakes once per retry period for its heartbeat; none of those wake-ups may reach the API.
 	for range 3 {
@@ -94,7 +110,7 @@ func TestRunReleasesTheLeaseOnShutdown(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	e, events, stop := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the elector to create and hold the Lease", func() bool { return e.Status().IsLeader })
+	waitLeading(t, e, clk)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -132,8 +148,7 @@ func TestRunStaysUpAndRetriesWhenTheAPIServerRefuses(t *testing.T) {
 		t.Errorf("%d reads in 20 one-second steps, want a few (a backoff from 125ms doubling up to 2s)", n)
 	}
 	api.setFail(nil)
-	clk.Step(2 * time.Second)
-	waitFor(t, "the elector to create the Lease once the API server answers", func() bool { return e.Status().IsLeader })
+	waitLeading(t, e, clk)
 }
 
 func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
@@ -141,7 +156,7 @@ func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
 	api.store(heldBy("other", 1, 2))
 	clk := testclock.NewFakeClock(epoch)
 	e, _, _ := startElector(t, testConfig("me"), api, clk)
-	waitFor(t, "the watch to be established", func() bool { return e.board.synced.Load() && e.Status().Name == "other" })
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
 
 	// The server ends the watch after a while, and by then it no longer has our resource version.
 	api.setFail(func(verb string) error {
@@ -153,8 +168,101 @@ func TestRunResumesAClosedWatchAndStartsOverWhenItFellBehind(t *testing.T) {
 	clk.Step(time.Second)
 	api.closeWatches()
 	waitFor(t, "a fresh read and watch", func() bool { return api.count("get") == 2 && api.count("watch") == 3 })
-	waitFor(t, "the watch to be established again", func() bool { return e.board.synced.Load() })
+	waitFor(t, "the watch to be established again", func() bool { return e.board.watch().synced })
 
 	api.store(heldBy("", 1, 2))
 	waitFor(t, "the elector to see the release through the new watch and acquire", func() bool { return e.Status().IsLeader })
+}
+
+// Defect 4 of issue 9: the first watch started from resourceVersion "", so a deletion between the read and the
+// watch was never seen, and a lone replica never created the Lease again.
+func TestRunWatchesFromTheReadsResourceVersionAndSeesADeletionInBetween(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 4))
+	api.beforeWatch = func() { deleteLease(api) }
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the elector to learn of the deletion", func() bool {
+		s := e.board.current()
+		return api.count("watch") == 1 && s.Known && s.Holder == "" && e.board.watch().synced
+	})
+	clk.Step(4 * time.Second) // the deleted Lease's last holder has run out of lease
+	waitFor(t, "the elector to create the Lease", func() bool { return e.Status().IsLeader })
+	if n := api.count("update"); n != 0 {
+		t.Errorf("%d updates of a Lease that no longer existed: the elector did not see the deletion", n)
+	}
+	if got := api.current(); transitionsOf(got) != 4 {
+		t.Errorf("recreated with token %d, want 4", transitionsOf(got))
+	}
+}
+
+// Defect 3 of issue 9: a standby whose watch stays open but delivers nothing, and whose takeover write then
+// conflicts, waited for a watch event for ever.
+func TestRunRestartsAWatchThatDeliversNothingAndRereadsAfterAConflict(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 4))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
+
+	api.muteWatches()
+	clk.Step(time.Second)
+	renewed := api.current()
+	renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+	api.store(renewed) // the holder renews once more, unseen; then it dies
+	clk.Step(3 * time.Second)
+	// By its own clock the lease ran out: the standby tries, conflicts, and must not wait for the silent watch.
+	waitFor(t, "a takeover attempt", func() bool { return api.count("update") >= 1 })
+	waitFor(t, "a fresh read after the conflict or the silent watch", func() bool {
+		clk.Step(100 * time.Millisecond)
+		return api.count("get") >= 2
+	})
+	for i := 0; !e.Status().IsLeader; i++ {
+		if i > 200 {
+			t.Fatalf("no takeover after the holder died behind a silent watch (get %d, watch %d, update %d)", api.count("get"), api.count("watch"), api.count("update"))
+		}
+		clk.Step(100 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 4 {
+		t.Fatalf("holder %q, token %d", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestRunRestartsAWatchSilentForALeaseDurationFromAFreshRead(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 300))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
+	api.muteWatches()
+	clk.Step(4 * time.Second)
+	waitFor(t, "a fresh read and a new watch after a lease duration of silence", func() bool {
+		return api.count("get") == 2 && api.count("watch") == 2
+	})
+}
+
+// The silent-watch timer must not cost the standby API-load target: while a leader renews, its renewals keep
+// the watch alive and a standby makes no request at all.
+func TestRunStandbyMakesNoRequestsWhileALeaderRenews(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("other", 3, 4))
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, testConfig("me"), api, clk)
+	waitFor(t, "the watch to be established", func() bool { return e.board.watch().synced && e.Status().Name == "other" })
+	for range 80 { // 40 s of the leader renewing every 500 ms
+		clk.Step(500 * time.Millisecond)
+		renewed := api.current()
+		renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+		api.store(renewed)
+		waitFor(t, "the standby to see the renewal", func() bool { return e.board.current().ObservedExpiry.Equal(clk.Now().Add(4 * time.Second)) })
+	}
+	for verb, want := range map[string]int{"get": 1, "watch": 1, "update": 0, "create": 0} {
+		if got := api.count(verb); got != want {
+			t.Errorf("%d %s requests from a standby in 40s of a renewing leader, want %d", got, verb, want)
+		}
+	}
+	if ok, why := e.Ready(); ok || !strings.Contains(why, "other holds") {
+		t.Errorf("standby readiness: %v %q", ok, why)
+	}
 }

@@ -29,7 +29,19 @@ type fakeLeases struct {
 	rv       int
 	calls    map[string]int // by verb
 	fail     func(verb string) error
-	watchers []*watch.RaceFreeFakeWatcher
+	watchers []*fakeWatch
+	// history is every change, so that a watch from a resource version replays what followed it.
+	history []watch.Event
+	// answersLost makes writes apply but return an error.
+	answersLost bool
+	// beforeWatch, when set, runs (once) just before a watch is opened: a change between read and watch.
+	beforeWatch func()
+}
+
+// fakeWatch is one open watch; a muted one stays open but delivers nothing, as a stalled connection does.
+type fakeWatch struct {
+	*watch.RaceFreeFakeWatcher
+	muted bool
 }
 
 var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
@@ -52,6 +64,24 @@ func heldBy(holder string, transitions int32, durationSeconds int32) *coordinati
 	}
 }
 
+// withUID marks a Lease as written by the pod with the given UID, as every elector's write does.
+func withUID(l *coordinationv1.Lease, uid string) *coordinationv1.Lease {
+	l = l.DeepCopy()
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[HolderUIDAnnotation] = uid
+	return l
+}
+
+// holderUIDOfTest is the Lease's holder-uid annotation.
+func holderUIDOfTest(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.Annotations[HolderUIDAnnotation]
+}
+
 // store replaces the Lease as if another client wrote it, and notifies watchers.
 func (f *fakeLeases) store(l *coordinationv1.Lease) *coordinationv1.Lease {
 	f.mu.Lock()
@@ -63,16 +93,52 @@ func (f *fakeLeases) storeLocked(l *coordinationv1.Lease) *coordinationv1.Lease 
 	f.rv++
 	l = l.DeepCopy()
 	l.ResourceVersion = strconv.Itoa(f.rv)
-	created := f.lease == nil
+	ev := watch.Event{Type: watch.Modified, Object: l.DeepCopy()}
+	if f.lease == nil {
+		ev.Type = watch.Added
+	}
 	f.lease = l
+	f.notifyLocked(ev)
+	return l.DeepCopy()
+}
+
+func (f *fakeLeases) notifyLocked(ev watch.Event) {
+	f.history = append(f.history, ev)
 	for _, w := range f.watchers {
-		if created {
-			w.Add(l.DeepCopy())
-		} else {
-			w.Modify(l.DeepCopy())
+		if !w.muted {
+			w.Action(ev.Type, ev.Object.DeepCopyObject())
 		}
 	}
-	return l.DeepCopy()
+}
+
+// muteWatches keeps every open watch open but silent from now on; watches opened later work.
+func (f *fakeLeases) muteWatches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range f.watchers {
+		w.muted = true
+	}
+}
+
+// deleteLease deletes the Lease as a person or a cleanup tool would, and notifies watchers.
+func deleteLease(f *fakeLeases) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rv++
+	if f.lease == nil {
+		return
+	}
+	gone := f.lease.DeepCopy()
+	gone.ResourceVersion = strconv.Itoa(f.rv)
+	f.lease = nil
+	f.notifyLocked(watch.Event{Type: watch.Deleted, Object: gone})
+}
+
+// rvString is the newest resource version.
+func (f *fakeLeases) rvString() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strconv.Itoa(f.rv)
 }
 
 // closeWatches ends every open watch, as an API server does after a while.
@@ -103,6 +169,14 @@ func (f *fakeLeases) setFail(fn func(verb string) error) {
 	f.fail = fn
 }
 
+// loseAnswers makes writes land on the server but fail for the client, as a timeout or a cancelled request
+// whose answer never arrived.
+func (f *fakeLeases) loseAnswers(lose bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answersLost = lose
+}
+
 func (f *fakeLeases) enter(verb string) error {
 	f.calls[verb]++
 	if f.fail != nil {
@@ -125,13 +199,28 @@ func (f *fakeLeases) Get(context.Context) (*coordinationv1.Lease, error) {
 
 func (f *fakeLeases) Watch(_ context.Context, rv string) (watch.Interface, error) {
 	f.mu.Lock()
+	hook := f.beforeWatch
+	f.beforeWatch = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter("watch"); err != nil {
 		return nil, err
 	}
-	w := watch.NewRaceFreeFake()
-	if rv == "" && f.lease != nil {
+	w := &fakeWatch{RaceFreeFakeWatcher: watch.NewRaceFreeFake()}
+	switch from, err := strconv.Atoi(rv); {
+	case rv == "" && f.lease != nil:
 		w.Add(f.lease.DeepCopy())
+	case err == nil:
+		// As the API server does: every change after the given resource version, in order.
+		for _, ev := range f.history {
+			if evRV, _ := strconv.Atoi(ev.Object.(*coordinationv1.Lease).ResourceVersion); evRV > from {
+				w.Action(ev.Type, ev.Object.DeepCopyObject())
+			}
+		}
 	}
 	f.watchers = append(f.watchers, w)
 	return w, nil
@@ -146,7 +235,11 @@ func (f *fakeLeases) Create(_ context.Context, l *coordinationv1.Lease) (*coordi
 	if f.lease != nil {
 		return nil, apierrors.NewAlreadyExists(leaseResource, l.Name)
 	}
-	return f.storeLocked(l), nil
+	out := f.storeLocked(l)
+	if f.answersLost {
+		return nil, context.DeadlineExceeded
+	}
+	return out, nil
 }
 
 func (f *fakeLeases) Update(_ context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
@@ -161,7 +254,11 @@ func (f *fakeLeases) Update(_ context.Context, l *coordinationv1.Lease) (*coordi
 	if l.ResourceVersion != f.lease.ResourceVersion {
 		return nil, apierrors.NewConflict(leaseResource, l.Name, nil)
 	}
-	return f.storeLocked(l), nil
+	out := f.storeLocked(l)
+	if f.answersLost {
+		return nil, context.DeadlineExceeded
+	}
+	return out, nil
 }
 
 // fakeEvents records Events.
@@ -180,14 +277,15 @@ func (f *fakeEvents) Create(_ context.Context, e *eventsv1.Event) error {
 // errRefused is what a client sees when nothing listens at the API server's address.
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 
-// testConfig is a valid configuration with the durations the integration tests use.
+// testConfig is a valid configuration with the fast durations the integration tests use (4s / 2s / 500ms).
 func testConfig(identity string) Config {
 	return Config{
 		Identity:      identity,
+		UID:           identity + "-uid",
 		Namespace:     "ns",
 		LeaseName:     "demo",
-		LeaseDuration: 2 * time.Second,
-		RenewDeadline: 1500 * time.Millisecond,
+		LeaseDuration: 4 * time.Second,
+		RenewDeadline: 2 * time.Second,
 		RetryPeriod:   500 * time.Millisecond,
 		Readiness:     ReadinessLeader,
 	}

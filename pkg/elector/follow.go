@@ -32,7 +32,7 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 	}
 	failures := 0
 	fail := func(op string, err error) {
-		e.board.synced.Store(false)
+		e.board.setWatch(false, e.clock.Now())
 		if ctx.Err() != nil {
 			return
 		}
@@ -43,8 +43,9 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 		case <-ctx.Done():
 		}
 	}
-	// resourceVersion is where the next watch starts; "" means read the Lease first and watch from its
-	// current state, which is never too old to watch from.
+	// resourceVersion is where the next watch starts; "" means read the Lease first and watch from the read's
+	// resource version, so that nothing that happens in between (a deletion) goes unseen. When the Lease does
+	// not exist, the watch starts from "": the server then sends the Lease as soon as anyone creates it.
 	resourceVersion := ""
 	for ctx.Err() == nil {
 		if resourceVersion == "" {
@@ -57,6 +58,9 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 				continue
 			}
 			e.problems.succeeded("read the Lease")
+			if l != nil {
+				resourceVersion = l.ResourceVersion
+			}
 			if !send(observation{lease: l}) {
 				return
 			}
@@ -70,13 +74,20 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 			fail("watch the Lease", err)
 			continue
 		}
-		e.board.synced.Store(true)
-		e.problems.succeeded("watch the Lease")
 		started := e.clock.Now()
+		e.board.setWatch(true, started)
+		e.problems.succeeded("watch the Lease")
 		var ok bool
-		resourceVersion, ok, err = consume(ctx, w, resourceVersion, send)
+		resourceVersion, ok, err = e.consume(ctx, w, resourceVersion, send)
 		if !ok {
 			return
+		}
+		if errors.Is(err, errWatchSilent) {
+			// Perhaps stalled behind a proxy, perhaps only a quiet Lease: either way, start over from a read.
+			e.board.setWatch(false, e.clock.Now())
+			e.log.Info("restarting the Lease watch from a fresh read", "reason", err)
+			resourceVersion = ""
+			continue
 		}
 		lasted := e.clock.Since(started) >= e.cfg.RetryPeriod
 		if lasted {
@@ -100,6 +111,12 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 
 // errWatchClosedEarly reports a watch that ended right after it started.
 var errWatchClosedEarly = errors.New("the watch ended right after it started (connection lost?)")
+
+// errWatchSilent reports a watch that delivered neither an event nor a bookmark for a lease duration. A live
+// leader renews every retry period and the server sends bookmarks, so such a watch is probably stalled (a
+// proxy that keeps the connection open but forwards nothing); at worst the Lease is only quiet, and the cost is
+// one read and one watch per lease duration while nobody leads.
+var errWatchSilent = errors.New("the watch delivered nothing for a lease duration")
 
 // getLease reads the Lease within the renew deadline.
 func (e *Elector) getLease(ctx context.Context) (*coordinationv1.Lease, error) {
@@ -134,17 +151,30 @@ func (s stopBoth) Stop() {
 }
 
 // consume forwards a watch's events until it ends. It returns the resource version to resume from, false if
-// ctx ended, and the error the watch ended with (nil when the server closed it normally).
-func consume(ctx context.Context, w watch.Interface, resourceVersion string, send func(observation) bool) (string, bool, error) {
+// ctx ended, and the error the watch ended with (nil when the server closed it normally, errWatchSilent when it
+// delivered nothing for a lease duration).
+func (e *Elector) consume(ctx context.Context, w watch.Interface, resourceVersion string, send func(observation) bool) (string, bool, error) {
 	defer w.Stop()
+	silence := e.clock.NewTimer(e.cfg.LeaseDuration)
+	defer silence.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return resourceVersion, false, nil
+		case <-silence.C():
+			return resourceVersion, true, errWatchSilent
 		case ev, open := <-w.ResultChan():
 			if !open {
 				return resourceVersion, true, nil
 			}
+			if !silence.Stop() {
+				select {
+				case <-silence.C():
+				default:
+				}
+			}
+			silence.Reset(e.cfg.LeaseDuration)
+			e.board.watchActive(e.clock.Now())
 			switch ev.Type {
 			case watch.Added, watch.Modified:
 				l, isLease := ev.Object.(*coordinationv1.Lease)

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,6 +30,17 @@ func (e *Elector) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /events", e.serveEvents)
 	mux.HandleFunc("POST /stepdown", e.serveStepDown)
+	return mux
+}
+
+// ControlHandler serves the state-changing calls on the pod-local control socket (see Config.ControlSocket):
+// POST /stepdown, and GET / so that a caller can see the outcome on the same socket.
+func (e *Elector) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /stepdown", e.stepDownNow)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, e.Status())
+	})
 	return mux
 }
 
@@ -90,30 +101,24 @@ func (e *Elector) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveStepDown releases the Lease on request from inside the pod. Only loopback callers may ask: anything
-// that can reach the pod's port over the network must not be able to move leadership.
+// serveStepDown refuses a step-down over TCP, from every address: a service mesh delivers outside traffic from
+// loopback addresses (Istio: 127.0.0.6), so no TCP source proves that the caller is inside the pod. The answer
+// says where to ask instead.
 func (e *Elector) serveStepDown(w http.ResponseWriter, r *http.Request) {
-	if !fromLoopback(r.RemoteAddr) {
-		http.Error(w, fmt.Sprintf("step-down is accepted from loopback only (from inside the pod); this request came from %s", r.RemoteAddr), http.StatusForbidden)
-		return
-	}
+	http.Error(w, fmt.Sprintf("step-down is not accepted over TCP (this request came from %s; a service mesh can forward outside traffic from loopback). "+
+		"Ask on the pod-local Unix socket %s instead, from inside the pod: curl --abstract-unix-socket %s -X POST http://localhost/stepdown",
+		r.RemoteAddr, e.cfg.ControlSocket, strings.TrimPrefix(e.cfg.ControlSocket, "@")), http.StatusForbidden)
+}
+
+// stepDownNow releases the Lease on request from inside the pod (the control socket).
+func (e *Elector) stepDownNow(w http.ResponseWriter, r *http.Request) {
 	err := e.StepDown(r.Context())
 	switch {
 	case errors.Is(err, ErrNotLeader):
-		http.Error(w, fmt.Sprintf("not the leader, nothing to step down from (the Lease names %q)", e.Status().Name), http.StatusConflict)
+		http.Error(w, fmt.Sprintf("not the leader, nothing to step down from (the Lease names %q)", e.board.current().Holder), http.StatusConflict)
 	case err != nil:
 		http.Error(w, fmt.Sprintf("stopped leading, but the Lease could not be released (another replica takes over when it expires): %v", err), http.StatusServiceUnavailable)
 	default:
 		writeJSON(w, http.StatusOK, e.Status())
 	}
-}
-
-// fromLoopback reports whether a request's remote address (host:port) is a loopback address.
-func fromLoopback(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

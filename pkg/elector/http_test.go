@@ -4,34 +4,17 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	testclock "k8s.io/utils/clock/testing"
 )
-
-func TestFromLoopback(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"127.0.0.1:40000":          true,
-		"127.1.2.3:40000":          true,
-		"[::1]:40000":              true,
-		"[::ffff:127.0.0.1]:40000": true,
-		"10.1.2.3:40000":           false,
-		"192.0.2.7:40000":          false,
-		"[fe80::1]:40000":          false,
-		"[2001:db8::1]:40000":      false,
-		"localhost:40000":          false, // a name is not an address: never trust it
-		"garbage":                  false,
-		"":                         false,
-	} {
-		if got := fromLoopback(addr); got != want {
-			t.Errorf("fromLoopback(%q) = %v, want %v", addr, got, want)
-		}
-	}
-}
 
 // serve sends one request to the elector's handler as if it came from remoteAddr.
 func serve(e *Elector, method, path, remoteAddr string) *httptest.ResponseRecorder {
@@ -42,27 +25,48 @@ func serve(e *Elector, method, path, remoteAddr string) *httptest.ResponseRecord
 	return rec
 }
 
-func TestStepDownFromOutsideThePodIsRefusedAndChangesNothing(t *testing.T) {
+// Defect 5 of issue 9: POST /stepdown accepted any 127.0.0.0/8 source, and service meshes deliver outside
+// traffic from 127.0.0.6. Over TCP it is refused from every address now, with a real connection from 127.0.0.6
+// as a mesh's would arrive; only the pod-local control socket accepts it.
+func TestStepDownOverTCPIsRefusedFromEveryAddressAndServedOnTheControlSocketOnly(t *testing.T) {
 	api := newFakeLeases()
-	e, _, _ := startElector(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
-	waitFor(t, "leadership", func() bool { return e.Status().IsLeader })
+	cfg := testConfig("me")
+	cfg.ControlSocket = "@leader-election-test-" + strconv.Itoa(os.Getpid())
+	clk := testclock.NewFakeClock(epoch)
+	e, _, _ := startElector(t, cfg, api, clk)
+	waitLeading(t, e, clk)
 
-	rec := serve(e, http.MethodPost, "/stepdown", "10.1.2.3:5555")
-	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "loopback only") {
-		t.Fatalf("step-down from 10.1.2.3: %d %q, want 403 naming the loopback rule", rec.Code, rec.Body)
+	server := httptest.NewServer(e.Handler())
+	t.Cleanup(server.Close)
+	for _, from := range []string{"127.0.0.6", "127.0.0.1"} {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		client := http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+		resp, err := client.Post(server.URL+"/stepdown", "", nil)
+		if err != nil {
+			t.Fatalf("POST /stepdown from %s: %v", from, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), cfg.ControlSocket) ||
+			!strings.Contains(string(body), "curl --abstract-unix-socket") {
+			t.Fatalf("step-down over TCP from %s: %d %q, want 403 naming the control socket with a curl example", from, resp.StatusCode, body)
+		}
 	}
 	if holderOf(api.current()) != "me" || !e.Status().IsLeader {
 		t.Fatal("a refused step-down changed the election")
 	}
 
-	rec = serve(e, http.MethodPost, "/stepdown", "[::1]:5555")
+	rec := httptest.NewRecorder()
+	e.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
 	if rec.Code != http.StatusOK {
-		t.Fatalf("step-down from ::1: %d %q, want 200", rec.Code, rec.Body)
+		t.Fatalf("step-down on the control socket: %d %q, want 200", rec.Code, rec.Body)
 	}
 	if holderOf(api.current()) != "" || e.Status().IsLeader {
-		t.Fatal("the Lease was not released by a step-down from loopback")
+		t.Fatal("the Lease was not released by a step-down on the control socket")
 	}
-	if rec := serve(e, http.MethodGet, "/stepdown", "127.0.0.1:5555"); rec.Code != http.StatusMethodNotAllowed {
+	rec = httptest.NewRecorder()
+	e.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stepdown", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /stepdown: %d, want 405 (it changes state, so POST only)", rec.Code)
 	}
 }
@@ -72,7 +76,8 @@ func TestStepDownOnAStandbyIsAConflict(t *testing.T) {
 	api.store(heldBy("other", 1, 2))
 	e, _, _ := startElector(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
 	waitFor(t, "the holder", func() bool { return e.Status().Name == "other" })
-	rec := serve(e, http.MethodPost, "/stepdown", "127.0.0.1:5555")
+	rec := httptest.NewRecorder()
+	e.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
 	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), `"other"`) {
 		t.Fatalf("step-down on a standby: %d %q, want 409 naming the leader", rec.Code, rec.Body)
 	}

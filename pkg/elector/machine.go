@@ -37,9 +37,12 @@ type machine struct {
 
 // observe folds a Lease seen through the watch into the state; nil means the Lease does not exist.
 func (m *machine) observe(l *coordinationv1.Lease, deletedAt string) {
-	if lost := observe(&m.s, l, deletedAt, m.clock.Now(), m.cfg.Identity); lost {
+	if lost := observe(&m.s, l, deletedAt, m.clock.Now(), m.cfg); lost {
 		reason := "the Lease was deleted"
-		if l != nil {
+		switch {
+		case l != nil && holderOf(l) == m.cfg.Identity:
+			reason = fmt.Sprintf("the Lease now names another pod of this name (UID %q, this pod's is %q)", holderUIDOf(l), m.cfg.UID)
+		case l != nil:
 			reason = fmt.Sprintf("the Lease now names %s", holderOrNobody(l))
 		}
 		m.stopLeading("Lost", corev1.EventTypeWarning, reason)
@@ -65,6 +68,8 @@ func (m *machine) advance(ctx context.Context) time.Time {
 			m.acquire(ctx)
 		case renew:
 			m.renew(ctx)
+		case reread:
+			m.reread(ctx)
 		case giveUp:
 			m.stopLeading("Lost", corev1.EventTypeWarning, fmt.Sprintf(
 				"no successful renewal within the renew deadline (%s)", m.cfg.RenewDeadline))
@@ -77,13 +82,14 @@ func (m *machine) advance(ctx context.Context) time.Time {
 func (m *machine) create(ctx context.Context) {
 	now := m.clock.Now()
 	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: m.cfg.LeaseName, Namespace: m.cfg.Namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: m.cfg.LeaseName, Namespace: m.cfg.Namespace,
+			Annotations: map[string]string{HolderUIDAnnotation: m.cfg.UID}},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity:       ptr.To(m.cfg.Identity),
 			LeaseDurationSeconds: ptr.To(m.cfg.leaseDurationSeconds()),
 			AcquireTime:          ptr.To(metav1.NewMicroTime(now)),
 			RenewTime:            ptr.To(metav1.NewMicroTime(now)),
-			LeaseTransitions:     ptr.To[int32](0),
+			LeaseTransitions:     ptr.To(nextToken(&m.s, nil)),
 		},
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
@@ -97,11 +103,12 @@ func (m *machine) acquire(ctx context.Context) {
 	now := m.clock.Now()
 	l := m.s.lease.DeepCopy()
 	previous := holderOf(l)
-	if previous != m.cfg.Identity {
-		l.Spec.LeaseTransitions = ptr.To(transitionsOf(l) + 1)
+	if !ownedBy(l, m.cfg) {
+		// A new tenure, even under this pod's name when another pod (UID) wrote it: a new fencing token.
+		l.Spec.LeaseTransitions = ptr.To(nextToken(&m.s, l))
 		l.Spec.AcquireTime = ptr.To(metav1.NewMicroTime(now))
 	}
-	l.Spec.HolderIdentity = ptr.To(m.cfg.Identity)
+	setHolder(l, m.cfg)
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
 	l.Spec.LeaseDurationSeconds = ptr.To(m.cfg.leaseDurationSeconds())
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
@@ -119,10 +126,11 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 		m.writeFailed(op, err)
 		return
 	}
-	m.failures, m.s.retryAt = 0, time.Time{}
+	m.failures, m.s.retryAt, m.s.maybeHolder = 0, time.Time{}, false
 	m.problems.succeeded(op)
 	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
 	m.s.leading, m.s.lastRenewSent = true, sent
+	noteToken(&m.s, out)
 	m.metrics.leading(true)
 	m.metrics.renewed(sent)
 	note := fmt.Sprintf("%s acquired the Lease (leaseTransitions %d)", m.cfg.Identity, transitionsOf(out))
@@ -133,8 +141,13 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 // writeFailed handles a failed create or acquire. A conflict means the Lease changed since it was observed:
 // the watch brings the change, and nothing is retried until it has.
 func (m *machine) writeFailed(op string, err error) {
+	if !answeredByServer(err) {
+		m.s.maybeHolder = true
+	}
 	if isStale(err) {
-		m.s.awaitingNewer = true
+		// The server answered: whatever made earlier requests fail is over, so the backoff starts again.
+		m.failures = 0
+		m.awaitNewer()
 		m.log.Debug("lost a race for the Lease", "operation", op, "error", err)
 		return
 	}
@@ -143,10 +156,36 @@ func (m *machine) writeFailed(op string, err error) {
 	m.problems.failed(op, err)
 }
 
+// awaitNewer holds back writes until the Lease's newer state is known: from the watch, or from a read one retry
+// period later.
+func (m *machine) awaitNewer() {
+	m.s.awaitingNewer = true
+	m.s.awaitingUntil = m.clock.Now().Add(m.cfg.RetryPeriod)
+}
+
+// reread reads the Lease when a write conflicted and the watch has not brought the newer state in time.
+func (m *machine) reread(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	l, err := m.leases.Get(ctx)
+	switch {
+	case apierrors.IsNotFound(err):
+		l = nil
+	case err != nil:
+		m.problems.failed("read the Lease", err)
+		m.s.awaitingUntil = m.clock.Now().Add(m.cfg.RetryPeriod)
+		return
+	}
+	m.problems.succeeded("read the Lease")
+	m.observe(l, "")
+	m.s.awaitingNewer = false
+}
+
 // renew extends this replica's hold on the Lease: one write per retry period.
 func (m *machine) renew(ctx context.Context) {
 	now := m.clock.Now()
 	l := m.s.lease.DeepCopy()
+	setHolder(l, m.cfg)
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(now))
 	l.Spec.LeaseDurationSeconds = ptr.To(m.cfg.leaseDurationSeconds())
 	// A renewal answered after the deadline is of no use: the leader has given up by then.
@@ -160,7 +199,7 @@ func (m *machine) renew(ctx context.Context) {
 		m.s.lease, m.s.observedAt, m.s.lastRenewSent, m.s.retryAt = out, now, now, time.Time{}
 		m.metrics.renewed(now)
 	case isStale(err):
-		m.s.awaitingNewer = true
+		m.awaitNewer()
 		m.log.Info("renewal conflicted; waiting for the Lease's newer state", "error", err)
 	default:
 		m.s.retryAt = m.clock.Now().Add(m.cfg.RetryPeriod)
@@ -190,12 +229,28 @@ func (m *machine) stepDown(ctx context.Context) error {
 	return m.release(ctx, "stepped down on request")
 }
 
-// shutdown releases the Lease if this replica holds it, so that a standby takes over at once.
+// shutdown releases the Lease if this replica holds it, or may hold it because its last acquisition's outcome
+// is unknown, so that a standby takes over at once.
 func (m *machine) shutdown(ctx context.Context) error {
-	if !m.s.leading {
+	if m.s.leading {
+		return m.release(ctx, "shutting down")
+	}
+	if !m.s.maybeHolder {
 		return nil
 	}
-	return m.release(ctx, "shutting down")
+	readCtx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+	defer cancel()
+	cur, err := m.leases.Get(readCtx)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading the Lease to release an acquisition whose outcome is unknown: %w", err)
+	case !ownedBy(cur, m.cfg):
+		return nil
+	}
+	m.s.lease = cur
+	return m.release(ctx, "shutting down (the last acquisition landed unanswered)")
 }
 
 // release stops leading first (readiness falls before anyone else can acquire), then clears the holder,
@@ -210,6 +265,7 @@ func (m *machine) release(ctx context.Context, why string) error {
 	reread := false
 	for attempt := 0; ; attempt++ {
 		l.Spec.HolderIdentity = ptr.To("")
+		delete(l.Annotations, HolderUIDAnnotation)
 		l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(m.clock.Now()))
 		out, err := m.leases.Update(ctx, l)
 		if err == nil {
@@ -236,12 +292,21 @@ func (m *machine) release(ctx context.Context, why string) error {
 		if getErr != nil {
 			return fmt.Errorf("releasing the Lease: %w; reading it: %w", err, getErr)
 		}
-		if holderOf(cur) != m.cfg.Identity {
+		if !ownedBy(cur, m.cfg) {
 			m.s.lease, m.s.observedAt = cur, m.clock.Now()
 			return nil
 		}
 		l = cur.DeepCopy()
 	}
+}
+
+// setHolder writes this pod into the Lease as its holder: the pod name, and its UID in the annotation.
+func setHolder(l *coordinationv1.Lease, cfg Config) {
+	l.Spec.HolderIdentity = ptr.To(cfg.Identity)
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[HolderUIDAnnotation] = cfg.UID
 }
 
 // releaseRetryPause is the pause before the next release attempt after a transport error: 25ms, doubling, at most
@@ -261,6 +326,17 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// answeredByServer reports whether a failed write was refused by the API server (so it did not land), as
+// opposed to a timeout, a cancelled request or a lost connection, after which it may have landed.
+func answeredByServer(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := status.Status().Code
+	return code != 0 && code < 500 && !apierrors.IsTimeout(err)
 }
 
 // isStale reports whether a write failed because the Lease is not what was observed.

@@ -3,11 +3,11 @@ package elector
 import (
 	"context"
 	"errors"
-	"strconv"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 )
@@ -81,13 +81,20 @@ func TestAbsentLeaseIsCreated(t *testing.T) {
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
 	m.observe(nil, "")
+	// A replica that never saw the Lease cannot know whether it was just deleted under a holder that has not
+	// noticed, nor which token it carried: it waits a lease duration and a retry period, so that any holder has
+	// run out and any replica that remembers the Lease creates it first, with the remembered token.
+	if wake := m.advance(context.Background()); api.current() != nil || !wake.Equal(epoch.Add(4500*time.Millisecond)) {
+		t.Fatalf("created at once (%v) or wakes at %s; want to wait a lease duration and a retry period", api.current() != nil, wake.Sub(epoch))
+	}
+	clk.SetTime(epoch.Add(4500 * time.Millisecond))
 	m.advance(context.Background())
 	got := api.current()
 	if holderOf(got) != "me" || transitionsOf(got) != 0 || !m.s.leading {
 		t.Fatalf("Lease not created with this replica as holder: %+v", got)
 	}
-	if *got.Spec.LeaseDurationSeconds != 2 {
-		t.Errorf("leaseDurationSeconds = %d, want 2", *got.Spec.LeaseDurationSeconds)
+	if *got.Spec.LeaseDurationSeconds != 4 {
+		t.Errorf("leaseDurationSeconds = %d, want 4", *got.Spec.LeaseDurationSeconds)
 	}
 }
 
@@ -103,7 +110,7 @@ func TestReplicaRestartedUnderTheSameNameTakesItsLeaseBackWithoutATransition(t *
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(api.store(heldBy("me", 3, 2)), "")
+	m.observe(api.store(withUID(heldBy("me", 3, 2), "me-uid")), "")
 	m.advance(context.Background())
 	if got := api.current(); !m.s.leading || transitionsOf(got) != 3 {
 		t.Fatalf("leading %v, leaseTransitions %d: the same holder keeps its token", m.s.leading, transitionsOf(got))
@@ -114,8 +121,7 @@ func TestLeaderRenewsOncePerRetryPeriod(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	writes := func() int { return api.count("create") + api.count("update") }
 	if writes() != 1 {
 		t.Fatalf("%d writes to acquire, want 1", writes())
@@ -140,8 +146,7 @@ func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutRel
 	clk := testclock.NewFakeClock(epoch)
 	cfg := testConfig("me")
 	m := newTestMachine(t, cfg, api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	acquiredAt := clk.Now()
 	api.setFail(func(verb string) error {
 		return apierrors.NewServiceUnavailable("etcd is gone")
@@ -150,16 +155,16 @@ func TestLeaderThatCannotRenewTurnsUnreadyAndGivesUpAtTheRenewDeadlineWithoutRel
 	for clk.Now().Before(acquiredAt.Add(cfg.RenewDeadline - 100*time.Millisecond)) {
 		clk.Step(100 * time.Millisecond)
 		m.advance(context.Background())
-		if ok, why := ready(m.snapshot(), true, clk.Now(), cfg); !ok {
+		if ok, why := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), cfg); !ok {
 			t.Fatalf("unready %s after the last renewal, before the renew deadline: %s", clk.Now().Sub(acquiredAt), why)
 		}
 	}
-	if attempts := api.count("update"); attempts != 2 {
-		t.Errorf("%d renewal attempts within the renew deadline, want 2 (one per retry period)", attempts)
+	if attempts := api.count("update"); attempts != 3 {
+		t.Errorf("%d renewal attempts within the renew deadline, want 3 (one per retry period)", attempts)
 	}
 	clk.SetTime(acquiredAt.Add(cfg.RenewDeadline))
 	// Before the loop even runs: readiness is computed from time, not from a flag the loop must clear.
-	if ok, _ := ready(m.snapshot(), true, clk.Now(), cfg); ok {
+	if ok, _ := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), cfg); ok {
 		t.Fatal("still ready at the renew deadline, measured from when the renewal was sent")
 	}
 	m.advance(context.Background())
@@ -186,7 +191,7 @@ func TestStepDownReleasesKeepsTheTokenAndHoldsOffForOneLeaseDuration(t *testing.
 	if m.s.leading {
 		t.Fatal("still leading after stepping down")
 	}
-	clk.Step(1999 * time.Millisecond)
+	clk.Step(3999 * time.Millisecond)
 	m.advance(context.Background())
 	if holderOf(api.current()) != "" {
 		t.Fatal("took the Lease back within one lease duration of stepping down")
@@ -232,7 +237,7 @@ func TestLosingARaceWaitsForTheWatchInsteadOfRetrying(t *testing.T) {
 		t.Fatal("the loser retried its write before learning the newer Lease")
 	}
 	b.observe(api.current(), "")
-	if wake := b.advance(context.Background()); !wake.Equal(clk.Now().Add(2 * time.Second)) {
+	if wake := b.advance(context.Background()); !wake.Equal(clk.Now().Add(4 * time.Second)) {
 		t.Fatalf("the loser should wait for the winner's lease to expire; wakes in %s", wake.Sub(clk.Now()))
 	}
 }
@@ -241,15 +246,14 @@ func TestLeaderThatSeesAnotherHolderStopsLeading(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	taken := api.current()
 	taken.Spec.HolderIdentity = ptr.To("other")
 	m.observe(api.store(taken), "")
 	if m.s.leading {
 		t.Fatal("still leading after the watch showed another holder")
 	}
-	if ok, _ := ready(m.snapshot(), true, clk.Now(), m.cfg); ok {
+	if ok, _ := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), m.cfg); ok {
 		t.Fatal("ready after losing the Lease")
 	}
 }
@@ -269,24 +273,88 @@ func TestLateWatchEventsDoNotUndoNewerKnowledge(t *testing.T) {
 	}
 }
 
-func TestDeletedLeaseEndsLeadershipAndIsRecreated(t *testing.T) {
+// Defect 2 of issue 9: a deleted Lease was recreated at once with token 0 while the old leader could still be
+// within its renew deadline.
+func TestDeletedLeaseEndsLeadershipAtOnceAndIsRecreatedAfterTheLeaseWithAHigherToken(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
-	api.mu.Lock()
-	api.lease = nil
-	api.rv++
-	deletedAt := api.rv
-	api.mu.Unlock()
-	m.observe(nil, strconv.Itoa(deletedAt))
+	m.observe(api.store(heldBy("", 6, 4)), "")
+	m.advance(context.Background()) // leads with token 7
+	clk.Step(time.Second)
+	deleteLease(api)
+	m.observe(nil, api.rvString())
 	if m.s.leading {
 		t.Fatal("still leading after the Lease was deleted")
 	}
+	if wake := m.advance(context.Background()); api.current() != nil || !wake.Equal(epoch.Add(4*time.Second)) {
+		t.Fatalf("recreated the Lease (%v) or wakes at %s; want to wait out the last tenure (until 4s)", api.current() != nil, wake.Sub(epoch))
+	}
+	clk.SetTime(epoch.Add(4 * time.Second))
 	m.advance(context.Background())
-	if holderOf(api.current()) != "me" {
-		t.Fatal("the deleted Lease was not created again")
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 8 {
+		t.Fatalf("recreated Lease: holder %q, token %d; want this replica with token 8 (highest seen + 1)", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestAStandbyWaitsOutTheDeletedLeasesHolderAndCreatesWithTheHighestTokenPlusOne(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 11, 4)), "")
+	clk.Step(3 * time.Second) // the holder's renewals keep arriving
+	renewed := api.current()
+	renewed.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+	m.observe(api.store(renewed), "")
+	clk.Step(500 * time.Millisecond)
+	deleteLease(api)
+	m.observe(nil, api.rvString())
+	clk.SetTime(epoch.Add(7*time.Second - time.Millisecond))
+	m.advance(context.Background())
+	if api.count("create") != 0 {
+		t.Fatal("created the Lease while its last holder could still be within its lease")
+	}
+	clk.SetTime(epoch.Add(7 * time.Second))
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 12 {
+		t.Fatalf("recreated Lease: holder %q, token %d; want token 12", holderOf(got), transitionsOf(got))
+	}
+}
+
+// Found by the fault soak: a process that started while a deleted Lease was being waited out read "no Lease",
+// had nothing to remember, and created it at once with token 0, below the token the others remembered.
+func TestAReplicaThatNeverSawTheLeaseLetsThoseWhoRememberItCreateItFirst(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	remembers := newTestMachine(t, testConfig("old"), api, clk)
+	remembers.observe(api.store(heldBy("gone", 9, 4)), "")
+	clk.Step(time.Second)
+	deleteLease(api)
+	remembers.observe(nil, api.rvString())
+	newcomer := newTestMachine(t, testConfig("new"), api, clk)
+	newcomer.observe(nil, "")
+	for clk.Now().Before(epoch.Add(6 * time.Second)) {
+		newcomer.advance(context.Background())
+		remembers.advance(context.Background())
+		clk.Step(100 * time.Millisecond)
+	}
+	if got := api.current(); holderOf(got) != "old" || transitionsOf(got) != 10 {
+		t.Fatalf("holder %q, token %d; want the replica that remembers token 9 to create it with 10", holderOf(got), transitionsOf(got))
+	}
+}
+
+func TestAcquisitionNeverLowersTheTokenBelowTheHighestSeen(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 20, 4)), "")
+	deleteLease(api)
+	m.observe(nil, api.rvString())
+	// Someone recreated it at once, from nothing, with token 0.
+	m.observe(api.store(heldBy("", 0, 4)), "")
+	m.advance(context.Background())
+	if got := api.current(); holderOf(got) != "me" || transitionsOf(got) != 21 {
+		t.Fatalf("holder %q, token %d; want 21: above every token this replica has seen", holderOf(got), transitionsOf(got))
 	}
 }
 
@@ -297,12 +365,12 @@ func TestStandbyWriteFailuresBackOffExponentiallyUpToTheLeaseDuration(t *testing
 	m.observe(api.store(heldBy("", 1, 2)), "")
 	api.setFail(func(string) error { return apierrors.NewForbidden(leaseResource, "demo", errors.New("no RBAC")) })
 	var pauses []time.Duration
-	for range 6 {
+	for range 7 {
 		wake := m.advance(context.Background())
 		pauses = append(pauses, wake.Sub(clk.Now()))
 		clk.SetTime(wake)
 	}
-	want := []time.Duration{125 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 2 * time.Second}
+	want := []time.Duration{125 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}
 	for i := range want {
 		if pauses[i] != want[i] {
 			t.Fatalf("pauses between failed acquisitions = %v, want %v", pauses, want)
@@ -335,8 +403,7 @@ func TestReleaseAfterATimedOutRenewalThatLandedStillReleases(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	// A renewal the server applied but whose answer never came back: the Lease moved on under us.
 	landed := api.current()
 	landed.Spec.RenewTime.Time = landed.Spec.RenewTime.Add(time.Second)
@@ -353,8 +420,7 @@ func TestReleaseRetriesADroppedConnection(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
-	m.observe(nil, "")
-	m.advance(context.Background())
+	createFirst(m, clk)
 	failures := 2
 	api.setFail(func(verb string) error {
 		if verb == "update" && failures > 0 {
@@ -368,5 +434,205 @@ func TestReleaseRetriesADroppedConnection(t *testing.T) {
 	}
 	if holderOf(api.current()) != "" || api.count("update") != 3 {
 		t.Fatalf("holder %q after %d updates; want released on the third", holderOf(api.current()), api.count("update"))
+	}
+}
+
+func TestALeaseDurationAboveTheMaximumCountsAsTheMaximum(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("other", 1, 86400)), "")
+	if wake := m.advance(context.Background()); !wake.Equal(epoch.Add(MaxLeaseDuration)) {
+		t.Fatalf("a Lease claiming a day is waited out until %s; want the %s cap", wake.Sub(epoch), MaxLeaseDuration)
+	}
+	clk.SetTime(epoch.Add(MaxLeaseDuration))
+	m.advance(context.Background())
+	if holderOf(api.current()) != "me" {
+		t.Fatal("did not acquire once the capped lease ran out")
+	}
+}
+
+// Defect 1 of issue 9: a force-deleted pod still runs while its replacement, with the same name and a new UID,
+// starts. The replacement must treat the old pod's Lease as a stranger's.
+func TestASecondProcessWithThePodsNameButAnotherUIDWaitsOutTheLeaseAndRaisesTheToken(t *testing.T) {
+	for _, tc := range []struct{ name, uid string }{{"another UID", "old-uid"}, {"no UID at all", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeLeases()
+			clk := testclock.NewFakeClock(epoch)
+			m := newTestMachine(t, testConfig("me"), api, clk)
+			held := heldBy("me", 3, 4)
+			if tc.uid != "" {
+				held = withUID(held, tc.uid)
+			}
+			m.observe(api.store(held), "")
+			if wake := m.advance(context.Background()); !wake.Equal(epoch.Add(4*time.Second)) || api.count("update") != 0 {
+				t.Fatalf("took a Lease naming this pod's name but not its UID at once (%d updates, wakes at %s); want to wait out the lease", api.count("update"), wake.Sub(epoch))
+			}
+			if m.snapshot().Leading {
+				t.Fatal("counts itself as leader from a Lease another pod of its name wrote")
+			}
+			clk.SetTime(epoch.Add(4 * time.Second))
+			m.advance(context.Background())
+			got := api.current()
+			if !m.s.leading || transitionsOf(got) != 4 || holderUIDOfTest(got) != "me-uid" {
+				t.Fatalf("after the lease ran out: leading %v, token %d, holder-uid %q; want leading with token 4 and this pod's UID", m.s.leading, transitionsOf(got), holderUIDOfTest(got))
+			}
+		})
+	}
+}
+
+func TestTheOldProcessStopsLeadingWhenAPodOfItsNameWithAnotherUIDTookTheLease(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	old := testConfig("web-0")
+	old.UID = "old-uid"
+	m := newTestMachine(t, old, api, clk)
+	createFirst(m, clk)
+	if !m.s.leading || holderUIDOfTest(api.current()) != "old-uid" {
+		t.Fatalf("the first pod did not lead with its UID on the Lease: %+v", api.current())
+	}
+	// The replacement took the Lease (after waiting it out by its clock) while this process could not renew.
+	taken := withUID(api.current(), "new-uid")
+	taken.Spec.LeaseTransitions = ptr.To[int32](1)
+	api.store(taken)
+	clk.Step(500 * time.Millisecond)
+	m.advance(context.Background()) // the renewal conflicts
+	m.observe(api.current(), "")    // and the newer state arrives
+	if m.s.leading {
+		t.Fatal("still leading after the Lease passed to another pod of the same name")
+	}
+	if ok, _ := ready(m.snapshot(), watchState{synced: true, lastActivity: clk.Now()}, false, clk.Now(), m.cfg); ok {
+		t.Fatal("ready after another pod of the same name took the Lease")
+	}
+}
+
+func TestEveryWriteCarriesThePodUIDAndTheReleaseRemovesIt(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	createFirst(m, clk)
+	if got := holderUIDOfTest(api.current()); got != "me-uid" {
+		t.Fatalf("create wrote holder-uid %q", got)
+	}
+	clk.Step(500 * time.Millisecond)
+	m.advance(context.Background())
+	if got := holderUIDOfTest(api.current()); got != "me-uid" || api.count("update") != 1 {
+		t.Fatalf("renewal wrote holder-uid %q (%d updates)", got, api.count("update"))
+	}
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := api.current()
+	if _, has := got.Annotations[HolderUIDAnnotation]; has || holderOf(got) != "" {
+		t.Fatalf("released Lease: holder %q, annotations %v; want no holder and no holder-uid", holderOf(got), got.Annotations)
+	}
+	m2 := newTestMachine(t, testConfig("b"), api, clk)
+	m2.observe(api.current(), "")
+	m2.advance(context.Background())
+	if got := api.current(); holderUIDOfTest(got) != "b-uid" || transitionsOf(got) != 1 {
+		t.Fatalf("acquisition of the released Lease: holder-uid %q, token %d", holderUIDOfTest(got), transitionsOf(got))
+	}
+}
+
+// Defect 3 of issue 9: every wait has a timer. A write that conflicted waits for the newer state at most about
+// one retry period, then reads it.
+func TestAConflictedWriteRereadsTheLeaseAfterARetryPeriodWithoutAWatchEvent(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	a := newTestMachine(t, testConfig("a"), api, clk)
+	b := newTestMachine(t, testConfig("b"), api, clk)
+	released := api.store(heldBy("", 1, 4))
+	a.observe(released, "")
+	b.observe(released, "")
+	a.advance(context.Background())
+	if wake := b.advance(context.Background()); wake.IsZero() || wake.After(clk.Now().Add(500*time.Millisecond)) {
+		t.Fatalf("after a conflict the loser wakes at %v; want a timer of at most one retry period", wake)
+	}
+	clk.Step(500 * time.Millisecond)
+	b.advance(context.Background())
+	if api.count("get") != 1 || holderOf(b.s.lease) != "a" {
+		t.Fatalf("the loser did not read the newer Lease (%d reads, it knows holder %q)", api.count("get"), holderOf(b.s.lease))
+	}
+}
+
+// Defect 8 of issue 9: an acquisition cancelled (SIGTERM) or timed out that did land on the server was not
+// released at shutdown, so the standbys waited a whole lease.
+func TestShutdownReleasesAnAcquisitionWhoseAnswerWasLost(t *testing.T) {
+	for _, op := range []string{"acquire", "create"} {
+		t.Run(op, func(t *testing.T) {
+			api := newFakeLeases()
+			clk := testclock.NewFakeClock(epoch)
+			m := newTestMachine(t, testConfig("me"), api, clk)
+			if op == "acquire" {
+				m.observe(api.store(heldBy("", 5, 4)), "")
+			} else {
+				m.observe(nil, "")
+				clk.Step(m.cfg.LeaseDuration + m.cfg.RetryPeriod)
+			}
+			api.loseAnswers(true)
+			m.advance(context.Background())
+			api.loseAnswers(false)
+			if m.s.leading || holderOf(api.current()) != "me" {
+				t.Fatalf("setup: leading %v, holder %q; want the write landed without this replica knowing", m.s.leading, holderOf(api.current()))
+			}
+			if err := m.shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := api.current(); holderOf(got) != "" {
+				t.Fatalf("after shutdown the Lease still names %q: standbys wait a whole lease", holderOf(got))
+			}
+		})
+	}
+}
+
+func TestShutdownAfterALostAnswerLeavesAnotherHoldersLeaseAlone(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 5, 4)), "")
+	api.setFail(func(verb string) error {
+		if verb == "update" {
+			return context.DeadlineExceeded // this time the write did not land
+		}
+		return nil
+	})
+	m.advance(context.Background())
+	api.setFail(nil)
+	api.store(withUID(heldBy("other", 6, 4), "other-uid"))
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.current(); holderOf(got) != "other" || api.count("update") != 1 {
+		t.Fatalf("shutdown touched another holder's Lease: holder %q, %d updates", holderOf(got), api.count("update"))
+	}
+}
+
+// createFirst makes m the creator of a Lease nobody has seen yet: it observes the absence, waits as a replica
+// without memory must, and creates.
+func createFirst(m *machine, clk *testclock.FakeClock) {
+	m.observe(nil, "")
+	clk.Step(m.cfg.LeaseDuration + m.cfg.RetryPeriod)
+	m.advance(context.Background())
+}
+
+// Found by the 30-minute fault soak: a standby's backoff, grown while the API server did not answer, survived
+// answers (conflicts) from a server that was back, so one slow request after a Lease deletion cost a full lease
+// duration more without a leader. Any answer from the server restarts the backoff.
+func TestAnAnswerFromTheServerRestartsTheBackoff(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 1, 4)), "")
+	api.setFail(func(string) error { return context.DeadlineExceeded })
+	for range 6 {
+		clk.SetTime(m.advance(context.Background()))
+	}
+	api.setFail(nil)
+	api.store(heldBy("", 2, 4)) // the Lease moved on: the next write conflicts, an answer from the server
+	m.advance(context.Background())
+	m.observe(api.current(), "")
+	api.setFail(func(string) error { return context.DeadlineExceeded })
+	if wake := m.advance(context.Background()); wake.Sub(clk.Now()) != 125*time.Millisecond {
+		t.Fatalf("after the server answered, the next failure waits %s; want the first backoff step, 125ms", wake.Sub(clk.Now()))
 	}
 }

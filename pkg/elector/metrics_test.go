@@ -17,8 +17,9 @@ import (
 func TestStatusMetricsCarryTheTokenAndTheLeaseDuration(t *testing.T) {
 	b := newBoard()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newStatusCollector(b, testConfig("me")))
-	want := map[string]float64{"leader_election_lease_duration_seconds": 2}
+	cfg := testConfig("me")
+	reg.MustRegister(newStatusCollector(b, cfg))
+	want := map[string]float64{"leader_election_lease_duration_seconds": cfg.LeaseDuration.Seconds()}
 	if got := gauges(t, reg); !maps.Equal(got, want) {
 		t.Errorf("before the Lease is known: %v, want %v", got, want)
 	}

@@ -2,7 +2,6 @@ package elector
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -18,8 +17,44 @@ type board struct {
 	// heartbeat is the last time the loop ran, for /healthz.
 	heartbeat time.Time
 
-	// synced is true while the Lease watch is established, for member readiness.
-	synced atomic.Bool
+	// watching is the state of the Lease watch, for member readiness.
+	watching watchState
+}
+
+// watchState is how well this replica follows the Lease.
+type watchState struct {
+	// synced is true while the Lease watch is established.
+	synced bool
+	// lastActivity is when the watch was established or last delivered an event or a bookmark.
+	lastActivity time.Time
+}
+
+// following reports whether the watch is established and not silent: a live election changes the Lease every
+// retry period, and the server sends bookmarks, so a watch that delivered nothing for a lease duration is
+// probably stalled (it is then restarted).
+func (w watchState) following(now time.Time, cfg Config) bool {
+	return w.synced && now.Sub(w.lastActivity) < cfg.LeaseDuration
+}
+
+// setWatch records that the watch was established (synced) or lost at now.
+func (b *board) setWatch(synced bool, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.watching = watchState{synced: synced, lastActivity: now}
+}
+
+// watchActive records that the watch delivered something at now.
+func (b *board) watchActive(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.watching.lastActivity = now
+}
+
+// watch is the state of the Lease watch.
+func (b *board) watch() watchState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.watching
 }
 
 func newBoard() *board {

@@ -26,8 +26,22 @@ type state struct {
 	retryAt time.Time
 	// holdOffUntil keeps a replica that stepped down from taking the Lease back for one lease duration.
 	holdOffUntil time.Time
-	// awaitingNewer is set when a write conflicted: the Lease changed, and the watch will bring the change.
+	// awaitingNewer is set when a write conflicted: the Lease changed, and the watch should bring the change.
+	// If it has not by awaitingUntil (about one retry period later), the Lease is read instead: a watch can
+	// stay open and deliver nothing.
 	awaitingNewer bool
+	awaitingUntil time.Time
+	// maybeHolder is set when an acquisition or creation failed without an answer from the server (a timeout,
+	// a cancelled request): it may have landed, so shutdown reads the Lease and releases it if it is ours.
+	maybeHolder bool
+	// highestToken is the highest leaseTransitions this replica has seen on the Lease, valid when seenToken:
+	// a Lease deleted and created again must not start over below it.
+	highestToken int32
+	seenToken    bool
+	// createNotBefore is when the last holder of a deleted Lease has run out of lease by this replica's clock:
+	// until then it may still act as the leader, so nobody may create the Lease anew. A replica whose first
+	// observation is "no Lease" waits a lease duration and a retry period (see observe).
+	createNotBefore time.Time
 }
 
 // action is the next step of the election loop.
@@ -44,10 +58,12 @@ const (
 	renew
 	// giveUp leadership: the renew deadline passed without a successful renewal.
 	giveUp
+	// reread the Lease: a write conflicted and the watch did not bring the newer state in time.
+	reread
 )
 
 func (a action) String() string {
-	return [...]string{"wait", "create", "acquire", "renew", "give up"}[a]
+	return [...]string{"wait", "create", "acquire", "renew", "give up", "reread"}[a]
 }
 
 // decide returns the next action and, for wait, when to look again (zero: only an observation can help).
@@ -58,7 +74,10 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 			return giveUp, time.Time{}
 		}
 		if s.awaitingNewer {
-			return wait, giveUpAt
+			if !now.Before(s.awaitingUntil) {
+				return reread, time.Time{}
+			}
+			return wait, earlier(s.awaitingUntil, giveUpAt)
 		}
 		renewAt := later(s.lastRenewSent.Add(cfg.RetryPeriod), s.retryAt)
 		if !now.Before(renewAt) {
@@ -66,8 +85,14 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 		}
 		return wait, earlier(renewAt, giveUpAt)
 	}
-	if !s.known || s.awaitingNewer {
+	if !s.known {
 		return wait, time.Time{}
+	}
+	if s.awaitingNewer {
+		if !now.Before(s.awaitingUntil) {
+			return reread, time.Time{}
+		}
+		return wait, s.awaitingUntil
 	}
 	if now.Before(s.holdOffUntil) {
 		return wait, s.holdOffUntil
@@ -76,12 +101,15 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 		return wait, s.retryAt
 	}
 	if s.lease == nil {
+		if now.Before(s.createNotBefore) {
+			return wait, s.createNotBefore
+		}
 		return create, time.Time{}
 	}
-	switch holder := holderOf(s.lease); holder {
-	case "", cfg.Identity:
-		// Free, or still naming this replica (restarted under the same pod name, or gave up while the Lease
-		// kept its name): the write's resourceVersion makes it safe, it fails if anyone changed the Lease.
+	if holderOf(s.lease) == "" || ownedBy(s.lease, cfg) {
+		// Free, or written by this very pod (its elector container restarted, or it gave up while the Lease
+		// kept its name): the write's resourceVersion makes it safe, it fails if anyone changed the Lease. A
+		// Lease naming this pod's name with another UID is a stranger's, waited out like any other.
 		return acquire, time.Time{}
 	}
 	expiry := expiryOf(s, cfg)
@@ -96,17 +124,19 @@ func expiryOf(s *state, cfg Config) time.Time {
 	return s.observedAt.Add(leaseDurationOf(s.lease, cfg.LeaseDuration))
 }
 
-// leaseDurationOf is the duration the holder promised in the Lease, or ours when it promised none.
+// leaseDurationOf is the duration the holder promised in the Lease, or ours when it promised none, and never
+// more than MaxLeaseDuration: whoever can write the Lease must not be able to freeze the election with an
+// absurd duration.
 func leaseDurationOf(l *coordinationv1.Lease, fallback time.Duration) time.Duration {
 	if l == nil || l.Spec.LeaseDurationSeconds == nil || *l.Spec.LeaseDurationSeconds <= 0 {
 		return fallback
 	}
-	return time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	return min(time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second, MaxLeaseDuration)
 }
 
 // observe folds a Lease seen through the watch into the state (nil: the Lease is gone). It ignores anything
 // older than what is already known, and reports whether this replica thereby lost leadership.
-func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time, identity string) (lost bool) {
+func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time, cfg Config) (lost bool) {
 	incoming := deletedAt
 	if l != nil {
 		incoming = l.ResourceVersion
@@ -117,15 +147,52 @@ func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time,
 	if s.known && s.lease != nil && incoming == s.lease.ResourceVersion {
 		return false // the echo of our own write, or a re-list of what we already have
 	}
+	if l == nil && !s.known && !s.seenToken {
+		// The first thing this replica learns is that there is no Lease. It cannot tell a workload's first
+		// start from a Lease deleted moments ago, under a holder that has not noticed yet and while other
+		// replicas wait it out remembering its token. So it waits a lease duration and a retry period: any such
+		// holder has run out by then, and any replica that remembers the token creates the Lease first.
+		s.createNotBefore = later(s.createNotBefore, now.Add(cfg.LeaseDuration+cfg.RetryPeriod))
+	}
+	if l == nil && s.lease != nil && holderOf(s.lease) != "" {
+		// Deleted while held: the last holder may act until its lease runs out as this replica saw it.
+		s.createNotBefore = later(s.createNotBefore, expiryOf(s, cfg))
+	}
 	if !s.known || recordChanged(s.lease, l) {
 		s.observedAt = now
 	}
 	s.known, s.lease, s.awaitingNewer = true, l, false
-	if s.leading && holderOf(l) != identity {
+	noteToken(s, l)
+	if s.leading && !ownedBy(l, cfg) {
 		s.leading = false
 		return true
 	}
 	return false
+}
+
+// noteToken remembers the highest fencing token seen.
+func noteToken(s *state, l *coordinationv1.Lease) {
+	if l == nil {
+		return
+	}
+	if t := transitionsOf(l); !s.seenToken || t > s.highestToken {
+		s.highestToken, s.seenToken = t, true
+	}
+}
+
+// nextToken is the fencing token of a new tenure over the Lease l (nil: creating it): above the Lease's and
+// above every token this replica has seen, so that a Lease deleted and created again cannot lower it.
+func nextToken(s *state, l *coordinationv1.Lease) int32 {
+	switch {
+	case l != nil && s.seenToken:
+		return max(transitionsOf(l), s.highestToken) + 1
+	case l != nil:
+		return transitionsOf(l) + 1
+	case s.seenToken:
+		return s.highestToken + 1
+	default:
+		return 0 // nothing remembered: the first Lease, or every replica was down while it was deleted
+	}
 }
 
 // recordChanged reports whether the election record differs: a new holder, renewal or transition count.
@@ -133,7 +200,7 @@ func recordChanged(a, b *coordinationv1.Lease) bool {
 	if a == nil || b == nil {
 		return a != b
 	}
-	return holderOf(a) != holderOf(b) || transitionsOf(a) != transitionsOf(b) ||
+	return holderOf(a) != holderOf(b) || holderUIDOf(a) != holderUIDOf(b) || transitionsOf(a) != transitionsOf(b) ||
 		!a.Spec.RenewTime.Equal(b.Spec.RenewTime) || !a.Spec.AcquireTime.Equal(b.Spec.AcquireTime)
 }
 
@@ -144,6 +211,20 @@ func olderResourceVersion(a, b string) bool {
 	x, errA := strconv.ParseUint(a, 10, 64)
 	y, errB := strconv.ParseUint(b, 10, 64)
 	return errA == nil && errB == nil && x < y
+}
+
+// ownedBy reports whether the Lease names this very pod: its name as the holder and its UID in the
+// holder-uid annotation. A Lease without the annotation is nobody's own.
+func ownedBy(l *coordinationv1.Lease, cfg Config) bool {
+	return holderOf(l) == cfg.Identity && holderUIDOf(l) == cfg.UID && cfg.UID != ""
+}
+
+// holderUIDOf is the UID of the pod that wrote itself as the Lease's holder, "" when unknown.
+func holderUIDOf(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.Annotations[HolderUIDAnnotation]
 }
 
 // holderOf is the Lease's holder identity, "" when it has none (or there is no Lease).

@@ -39,7 +39,8 @@ func elapsed(then, now time.Time) time.Duration {
 // Status is the JSON answer of GET / and of each /events message. Name comes first, as in the retired
 // leader-elector sidecar's answer, so that applications written for it keep working.
 type Status struct {
-	// Name is the leader's identity as the Lease names it, "" when nobody holds the Lease.
+	// Name is the leader's identity as the Lease names it, "" when nobody holds the Lease; this replica's own
+	// name only while it is a fresh leader.
 	Name string `json:"name"`
 	// IsLeader is true when this replica holds the Lease and its last renewal is within the renew deadline.
 	IsLeader bool `json:"isLeader"`
@@ -58,9 +59,17 @@ type Status struct {
 
 // statusOf builds the public view of a snapshot at a given moment.
 func statusOf(s Snapshot, now time.Time, cfg Config) Status {
+	fresh := s.Fresh(now, cfg.RenewDeadline)
+	name := s.Holder
+	if name == cfg.Identity && !fresh {
+		// Clients of the retired leader-elector decide leadership by name == hostname: naming this replica
+		// while it does not lead with a fresh renewal (it gave up, is cut off, or another pod of the same name
+		// holds the Lease) would be split brain for them.
+		name = ""
+	}
 	st := Status{
-		Name:             s.Holder,
-		IsLeader:         s.Fresh(now, cfg.RenewDeadline),
+		Name:             name,
+		IsLeader:         fresh,
 		LeaseTransitions: s.Transitions,
 		Identity:         cfg.Identity,
 		LeaseName:        cfg.LeaseName,
@@ -81,16 +90,23 @@ func formatTime(t time.Time) string {
 }
 
 // ready decides /readyz and explains a refusal. A fresh leader is ready in both modes (in member mode even
-// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone).
-func ready(s Snapshot, synced bool, now time.Time, cfg Config) (bool, string) {
+// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone). In
+// member mode, a replica still labelled leader-election/role=leader (labelledLeader) that is not a fresh leader
+// is unready, so that a Service selecting the label never lists it beside the real leader.
+func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Config) (bool, string) {
 	switch {
 	case s.Fresh(now, cfg.RenewDeadline):
 		return true, "leader"
 	case s.Leading:
 		return false, fmt.Sprintf("stale leader: last renewal sent %s ago, renew deadline is %s",
 			elapsed(s.LastRenewSent, now).Round(time.Millisecond), cfg.RenewDeadline)
-	case cfg.Readiness == ReadinessMember && synced:
+	case cfg.Readiness == ReadinessMember && labelledLeader:
+		return false, fmt.Sprintf("labelled %s=%s but not a fresh leader: waiting for the label to move", RoleLabel, RoleLeader)
+	case cfg.Readiness == ReadinessMember && w.following(now, cfg):
 		return true, "member"
+	case cfg.Readiness == ReadinessMember && w.synced:
+		return false, fmt.Sprintf("not following the Lease: its watch has been silent for %s (restarting it)",
+			now.Sub(w.lastActivity).Round(time.Millisecond))
 	case cfg.Readiness == ReadinessMember:
 		return false, "not following the Lease: its watch is not established"
 	case !s.Known:

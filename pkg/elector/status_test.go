@@ -1,7 +1,10 @@
 package elector
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,8 +26,8 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		want   bool
 		reason string
 	}{
-		{"fresh leader", leader, leading, true, 1499 * time.Millisecond, true, "leader"},
-		{"leader at its renew deadline", leader, leading, true, 1500 * time.Millisecond, false, "stale leader"},
+		{"fresh leader", leader, leading, true, 1999 * time.Millisecond, true, "leader"},
+		{"leader at its renew deadline", leader, leading, true, 2 * time.Second, false, "stale leader"},
 		{"leader resumed long after", leader, leading, true, time.Hour, false, "stale leader"},
 		{"leader without a watch is still the leader", leader, leading, false, time.Second, true, "leader"},
 		{"standby", leader, standby, true, 0, false, "other holds the Lease"},
@@ -34,9 +37,9 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		{"member without a watch", member, standby, false, 0, false, "watch is not established"},
 		{"member that leads, fresh", member, leading, true, time.Second, true, "leader"},
 		{"member that leads, fresh, watch down", member, leading, false, time.Second, true, "leader"},
-		{"member that leads, stale", member, leading, true, 1500 * time.Millisecond, false, "stale leader"},
+		{"member that leads, stale", member, leading, true, 2 * time.Second, false, "stale leader"},
 	} {
-		ok, reason := ready(tc.snap, tc.synced, sent.Add(tc.at), tc.cfg)
+		ok, reason := ready(tc.snap, watchState{synced: tc.synced, lastActivity: sent.Add(tc.at)}, false, sent.Add(tc.at), tc.cfg)
 		if ok != tc.want || !strings.Contains(reason, tc.reason) {
 			t.Errorf("%s: ready = %v (%q), want %v (%q)", tc.name, ok, reason, tc.want, tc.reason)
 		}
@@ -60,7 +63,7 @@ func TestStatusJSONStartsWithNameAndCarriesTheFencingToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(raw), `{"name":"me","isLeader":true,"leaseTransitions":9,"validUntil":"2030-01-01T00:00:01.5Z"`) {
+	if !strings.HasPrefix(string(raw), `{"name":"me","isLeader":true,"leaseTransitions":9,"validUntil":"2030-01-01T00:00:02Z"`) {
 		t.Errorf("GET / answer %s: want name first, then isLeader, leaseTransitions and validUntil = last renewal sent + renew deadline", raw)
 	}
 	stale := statusOf(Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, epoch.Add(2*time.Second), cfg)
@@ -73,5 +76,83 @@ func TestStatusJSONStartsWithNameAndCarriesTheFencingToken(t *testing.T) {
 	}
 	if free := statusOf(Snapshot{Known: true}, epoch, cfg); free.ValidUntil != "" {
 		t.Errorf("validUntil %q for a Lease nobody holds", free.ValidUntil)
+	}
+}
+
+// A watch that stays open but delivers nothing is not following the Lease (defect 3 of issue 9).
+func TestMemberIsNotReadyOnAWatchSilentForALeaseDuration(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.Readiness = ReadinessMember
+	standby := Snapshot{Known: true, Holder: "other"}
+	w := watchState{synced: true, lastActivity: epoch}
+	if ok, why := ready(standby, w, false, epoch.Add(cfg.LeaseDuration-time.Millisecond), cfg); !ok {
+		t.Fatalf("unready with a watch that delivered %s ago: %s", cfg.LeaseDuration-time.Millisecond, why)
+	}
+	if ok, why := ready(standby, w, false, epoch.Add(cfg.LeaseDuration), cfg); ok || !strings.Contains(why, "silent") {
+		t.Fatalf("ready (%q) with a watch silent for a lease duration", why)
+	}
+}
+
+// Contract 3: a replica the label controller still labels leader, but that is not a fresh leader, is unready
+// in member mode, so the Service selecting the label drops it.
+func TestMemberLabelledLeaderButNotAFreshLeaderIsUnready(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.Readiness = ReadinessMember
+	w := watchState{synced: true, lastActivity: epoch}
+	if ok, why := ready(Snapshot{Known: true, Holder: "other"}, w, true, epoch, cfg); ok || !strings.Contains(why, "labelled") {
+		t.Fatalf("a standby labelled leader: ready %v (%q)", ok, why)
+	}
+	fresh := Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}
+	if ok, why := ready(fresh, w, true, epoch.Add(time.Second), cfg); !ok {
+		t.Fatalf("a fresh leader labelled leader is unready: %s", why)
+	}
+}
+
+func TestLabelsFileIsReadAsTheDownwardAPIWritesItAndAMissingFileIsNotALeader(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/labels"
+	var logged bytes.Buffer
+	f := &labelsFile{path: path, log: slog.New(slog.NewTextHandler(&logged, nil))}
+	for range 3 {
+		if f.labelledLeader() {
+			t.Fatal("a missing labels file counts as labelled leader")
+		}
+	}
+	if n := strings.Count(logged.String(), "cannot read the pod's labels"); n != 1 {
+		t.Fatalf("the unreadable file was logged %d times, want once:\n%s", n, logged.String())
+	}
+	if err := os.WriteFile(path, []byte("app=\"web\"\nleader-election/member=\"true\"\nleader-election/role=\"leader\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !f.labelledLeader() {
+		t.Fatal("role=leader in the labels file not recognised")
+	}
+	if err := os.WriteFile(path, []byte("app=\"web\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f.labelledLeader() {
+		t.Fatal("labelled leader without the label")
+	}
+}
+
+// Defect 6 of issue 9: GET / kept naming a replica that had given up or was cut off; clients of the retired
+// leader-elector compare name with their hostname, so name may be this replica only while it is a fresh leader.
+func TestNameIsThisReplicaOnlyWhileItIsAFreshLeader(t *testing.T) {
+	cfg := testConfig("me")
+	for _, tc := range []struct {
+		name string
+		snap Snapshot
+		at   time.Duration
+		want string
+	}{
+		{"fresh leader", Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, time.Second, "me"},
+		{"stale leader", Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}, 2 * time.Second, ""},
+		{"gave up, the Lease still names it", Snapshot{Known: true, Holder: "me"}, 0, ""},
+		{"another pod of the same name holds it", Snapshot{Known: true, Holder: "me", Transitions: 3}, 0, ""},
+		{"another replica holds it", Snapshot{Known: true, Holder: "other"}, 0, "other"},
+	} {
+		if got := statusOf(tc.snap, epoch.Add(tc.at), cfg).Name; got != tc.want {
+			t.Errorf("%s: name %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -89,15 +89,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// checkTimings applies the elector's own rule (0 < retry < renew < lease, pkg/elector.CheckDurations), so a pod
-// is refused at admission rather than crash-looping later, plus a whole number of seconds for the lease duration:
-// a Lease stores seconds (spec.leaseDurationSeconds), and a value the Lease cannot hold would be silently rounded.
+// checkTimings applies the elector's own rule (pkg/elector.CheckDurations: order, bounds, whole seconds and the
+// margin the readiness probe needs), so a pod is refused at admission rather than crash-looping later.
 func checkTimings(lease, renew, retry time.Duration) error {
-	if err := elector.CheckDurations(lease, renew, retry); err != nil {
-		return err
-	}
-	if lease%time.Second != 0 {
-		return fmt.Errorf("lease-duration (%s) must be a whole number of seconds (a Lease stores seconds)", lease)
-	}
-	return nil
+	return elector.CheckDurations(lease, renew, retry)
 }

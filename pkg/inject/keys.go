@@ -68,6 +68,7 @@ const ContainerName = "leader-elector"
 // Environment variables of the elector (README "The elector's contract").
 const (
 	EnvPodName       = "POD_NAME"
+	EnvPodUID        = "POD_UID"
 	EnvNamespace     = "POD_NAMESPACE"
 	EnvLeaseName     = "LEASE_NAME"
 	EnvLeaseDuration = "LEASE_DURATION"
@@ -75,4 +76,7 @@ const (
 	EnvRetryPeriod   = "RETRY_PERIOD"
 	EnvPort          = "ELECTOR_PORT"
 	EnvReadiness     = "ELECTOR_READINESS"
+	// EnvPodLabelsFile points the elector at the pod's labels (downward API volume), so that a replica labelled
+	// leader-election/role=leader that is not a fresh leader reports unready.
+	EnvPodLabelsFile = "ELECTOR_POD_LABELS_FILE"
 )

@@ -68,6 +68,7 @@ func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 		token = tokenVolumeName
 		out.Spec.Volumes = append(out.Spec.Volumes, tokenVolume())
 	}
+	out.Spec.Volumes = append(out.Spec.Volumes, podInfoVolume())
 	native := cfg.Sidecar == SidecarNative
 	if native {
 		out.Spec.InitContainers = append(out.Spec.InitContainers, electorContainer(s, true, token))

@@ -91,7 +91,8 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 	}
 	if timingsParsed {
 		if err := checkTimings(s.LeaseDuration, s.RenewDeadline, s.RetryPeriod); err != nil {
-			errs = append(errs, fmt.Errorf("annotations %s, %s, %s: %w (want retry-period < renew-deadline < lease-duration)",
+			errs = append(errs, fmt.Errorf("annotations %s, %s, %s: %w (want 250ms <= retry-period < renew-deadline, renew-deadline >= 1s, "+
+				"lease-duration whole seconds from 3s to 300s and at least renew-deadline + 2s)",
 				AnnotationLeaseDuration, AnnotationRenewDeadline, AnnotationRetryPeriod, err))
 		}
 	}

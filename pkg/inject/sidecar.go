@@ -24,6 +24,13 @@ const (
 	tokenExpirationSeconds = 3607
 )
 
+// The pod's labels, as the downward API keeps them current in a file of the elector's own, read-only.
+const (
+	podInfoVolumeName = "leader-election-podinfo"
+	podInfoMountPath  = "/etc/leader-election/podinfo"
+	podLabelsFile     = podInfoMountPath + "/labels"
+)
+
 // nonRootUID is the distroless "nonroot" user the elector image runs as.
 const nonRootUID = 65532
 
@@ -44,6 +51,7 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Env: []corev1.EnvVar{
 			fieldEnv(EnvPodName, "metadata.name"),
+			fieldEnv(EnvPodUID, "metadata.uid"),
 			fieldEnv(EnvNamespace, "metadata.namespace"),
 			{Name: EnvLeaseName, Value: s.LeaseName},
 			{Name: EnvLeaseDuration, Value: s.LeaseDuration.String()},
@@ -51,6 +59,7 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 			{Name: EnvRetryPeriod, Value: s.RetryPeriod.String()},
 			{Name: EnvPort, Value: strconv.Itoa(int(s.Port))},
 			{Name: EnvReadiness, Value: readiness},
+			{Name: EnvPodLabelsFile, Value: podLabelsFile},
 		},
 		Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: s.Port, Protocol: corev1.ProtocolTCP}},
 		// Readiness is checked every second and fails on the first miss: a leader that stopped renewing must
@@ -87,7 +96,10 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		// with a fresh build field by field.
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		VolumeMounts:             []corev1.VolumeMount{{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true},
+			{Name: podInfoVolumeName, MountPath: podInfoMountPath, ReadOnly: true},
+		},
 	}
 	if native {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
@@ -159,6 +171,17 @@ func tokenVolume() corev1.Volume {
 				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
 			}}}},
 		},
+	}}}
+}
+
+// podInfoVolume holds the pod's labels (metadata.labels) as a file the kubelet keeps current, for the elector.
+func podInfoVolume() corev1.Volume {
+	return corev1.Volume{Name: podInfoVolumeName, VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+		DefaultMode: ptr.To[int32](0o444),
+		Items: []corev1.DownwardAPIVolumeFile{{
+			Path:     "labels",
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.labels"},
+		}},
 	}}}
 }
 

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/uuid"
-
 	"github.com/leader-election/leader-election/pkg/elector"
 )
 
@@ -110,8 +108,7 @@ func (g *group) launch(ctx context.Context, id, kubeconfig string) (*replica, er
 	}
 	port := freePort()
 	r.base = "http://127.0.0.1:" + strconv.Itoa(port)
-	// POD_UID is what the downward API gives an injected elector (metadata.uid): its Lease writes carry it.
-	env := []string{"POD_NAME=" + id, "POD_UID=" + string(uuid.NewUUID()), "POD_NAMESPACE=" + benchNamespace, "LEASE_NAME=" + g.lease, "KUBECONFIG=" + kubeconfig,
+	env := []string{"POD_NAME=" + id, "POD_UID=uid-" + id, "POD_NAMESPACE=" + benchNamespace, "LEASE_NAME=" + g.lease, "KUBECONFIG=" + kubeconfig,
 		"LEASE_DURATION=" + t.lease.String(), "RENEW_DEADLINE=" + t.renew.String(), "RETRY_PERIOD=" + t.retry.String(),
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT=" + strconv.Itoa(port), "ELECTOR_READINESS=leader"}
 	var err error

@@ -119,7 +119,10 @@ func (r *podRunner) environment(ctx context.Context, pod *corev1.Pod) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	return append(env, "ELECTOR_BIND_ADDRESS="+r.loopbackIP, "KUBECONFIG="+kubeconfig), nil
+	// Every stand-in pod shares this machine's network namespace, so each elector gets a control socket of its
+	// own (in a real pod, the default @leader-election belongs to the pod alone).
+	return append(env, "ELECTOR_BIND_ADDRESS="+r.loopbackIP, "ELECTOR_CONTROL_SOCKET=@leader-election-"+r.loopbackIP,
+		"KUBECONFIG="+kubeconfig), nil
 }
 
 func (r *podRunner) fieldValue(pod *corev1.Pod, path string) (string, error) {

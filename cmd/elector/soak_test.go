@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The soak's settings: `make soak DURATION=30m` runs it long; `make test` runs the default.
+var (
+	soakDuration = flag.Duration("soak.duration", 150*time.Second, "how long the fault soak injects faults")
+	soakSeed     = flag.Uint64("soak.seed", 0, "the fault soak's random seed (0: from the clock); the log prints it for a replay")
+)
+
+// recoveryMargin is what a leader may take beyond one lease duration to be back after a fault heals: an
+// elector's backoff, a request's round trip and the sampler's own period on a loaded machine.
+const recoveryMargin = 2 * time.Second
+
+// The kinds of fault the soak injects.
+const (
+	faultPause   = "pause past the lease (SIGSTOP/SIGCONT)"
+	faultKill    = "kill -9 and restart in the same pod"
+	faultTwin    = "second process, same pod name, new UID"
+	faultSever   = "severed from the API server"
+	faultSilent  = "watch kept open but silent"
+	faultRestart = "API server restart"
+	faultDelete  = "Lease deleted"
+)
+
+var faultKinds = []string{faultPause, faultKill, faultTwin, faultSever, faultSilent, faultRestart, faultDelete}
+
+// TestFaultSoak runs three electors against the real API server while a seeded scheduler injects random faults,
+// one at a time, and checks over the whole run: never two replicas ready at once (the 10 ms sampler), the
+// fencing token strictly increasing with every change of holder (a watch that records every state), and a
+// leader again within the lease duration plus a small margin after every fault heals.
+func TestFaultSoak(t *testing.T) {
+	seed := *soakSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("fault soak: seed %d (replay: go test ./cmd/elector -run TestFaultSoak -args -soak.seed=%d), duration %s, timings %s/%s/%s",
+		seed, seed, *soakDuration, leaseDuration, renewDeadline, retryPeriod)
+	s := newSoak(t, rand.New(rand.NewPCG(seed, seed^0x5eed)))
+	s.run(t, *soakDuration)
+}
+
+// soakPod is one pod of the soak: a name, its current UID, its own proxy to the API server, and its live
+// processes (two while a twin runs).
+type soakPod struct {
+	name       string
+	uid        string
+	proxy      *tcpProxy
+	kubeconfig string
+	procs      []*replica
+}
+
+type soak struct {
+	h    *harness
+	g    *group
+	rng  *rand.Rand
+	pods []*soakPod
+	uids int
+
+	injected   map[string]int
+	recoveries map[string]time.Duration // slowest recovery after heal, by kind
+	late       []string
+}
+
+func newSoak(t *testing.T, rng *rand.Rand) *soak {
+	h := newHarness(t)
+	apiServer, err := url.Parse(h.electorConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &soak{h: h, g: h.newGroup(t, "soak"), rng: rng, injected: map[string]int{}, recoveries: map[string]time.Duration{}}
+	for i := range 3 {
+		proxy := startProxy(t, apiServer.Host)
+		p := &soakPod{name: fmt.Sprintf("soak-%d", i), proxy: proxy, kubeconfig: writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr())}
+		p.uid = s.newUID(p)
+		p.procs = []*replica{s.g.startPod(t, p.name, p.uid, p.kubeconfig)}
+		s.pods = append(s.pods, p)
+	}
+	return s
+}
+
+func (s *soak) newUID(p *soakPod) string {
+	s.uids++
+	return fmt.Sprintf("uid-%s-%d", p.name, s.uids)
+}
+
+func (s *soak) run(t *testing.T, duration time.Duration) {
+	start := time.Now()
+	waitUntil(t, 15*time.Second, "a first leader", func() bool { return s.g.exclusive.leaderSince(start) })
+	for time.Since(start) < duration && !t.Failed() {
+		kind := faultKinds[s.rng.IntN(len(faultKinds))]
+		t.Logf("%s fault %d: %s", time.Now().Format(time.StampMilli), total(s.injected)+1, kind)
+		healed := s.inject(t, kind)
+		s.injected[kind]++
+		s.awaitLeader(t, kind, healed)
+		time.Sleep(time.Duration(500+s.rng.IntN(1500)) * time.Millisecond)
+	}
+	s.report(t, time.Since(start))
+}
+
+// awaitLeader waits for a ready leader after a fault healed and records how long it took.
+func (s *soak) awaitLeader(t *testing.T, kind string, healed time.Time) {
+	waitUntil(t, 30*time.Second, "a leader after "+kind, func() bool { return s.g.exclusive.leaderSince(healed) })
+	took := time.Since(healed)
+	s.recoveries[kind] = max(s.recoveries[kind], took)
+	if limit := leaseDuration + recoveryMargin; took > limit {
+		s.late = append(s.late, fmt.Sprintf("%s: no leader for %s after it healed (limit %s)", kind, took.Round(time.Millisecond), limit))
+	}
+}
+
+// inject carries out one fault and returns when it healed.
+func (s *soak) inject(t *testing.T, kind string) time.Time {
+	t.Helper()
+	switch kind {
+	case faultPause:
+		r := s.pick().procs[0]
+		if err := r.proc.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(leaseDuration + s.jitter(2*time.Second))
+		if err := r.proc.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	case faultKill:
+		p := s.pick()
+		for _, r := range p.procs {
+			s.kill(t, r)
+		}
+		time.Sleep(s.jitter(time.Second))
+		p.procs = []*replica{s.g.startPod(t, p.name, p.uid, p.kubeconfig)}
+	case faultTwin:
+		// The force-deleted pod's containers run on; its replacement starts with the same name. After a while the
+		// old node dies for good.
+		p := s.pick()
+		old := p.procs
+		p.uid = s.newUID(p)
+		p.procs = append(p.procs, s.g.startPod(t, p.name, p.uid, p.kubeconfig))
+		time.Sleep(time.Second + s.jitter(leaseDuration))
+		for _, r := range old {
+			s.kill(t, r)
+		}
+		p.procs = slices.DeleteFunc(p.procs, func(r *replica) bool { return slices.Contains(old, r) })
+	case faultSever:
+		p := s.pick()
+		p.proxy.sever()
+		time.Sleep(time.Second + s.jitter(leaseDuration+2*time.Second))
+		p.proxy.heal()
+	case faultSilent:
+		p := s.pick()
+		p.proxy.freeze()
+		time.Sleep(time.Second + s.jitter(2*leaseDuration))
+		p.proxy.heal()
+	case faultRestart:
+		apiServer := s.h.env.ControlPlane.APIServer
+		if err := apiServer.Stop(); err != nil {
+			t.Fatalf("stopping the API server: %v", err)
+		}
+		if err := apiServer.Start(); err != nil {
+			t.Fatalf("starting the API server again: %v", err)
+		}
+	case faultDelete:
+		err := s.h.env.Clientset.CoordinationV1().Leases(s.h.namespace).Delete(context.Background(), "soak", metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatalf("deleting the Lease: %v", err)
+		}
+	}
+	return time.Now()
+}
+
+// pick chooses the pod to hurt: the leader's more often than not, since that is where faults matter most.
+func (s *soak) pick() *soakPod {
+	if s.rng.IntN(3) > 0 {
+		if l, err := s.h.env.Clientset.CoordinationV1().Leases(s.h.namespace).Get(context.Background(), "soak", metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
+			for _, p := range s.pods {
+				if p.name == *l.Spec.HolderIdentity {
+					return p
+				}
+			}
+		}
+	}
+	return s.pods[s.rng.IntN(len(s.pods))]
+}
+
+func (s *soak) jitter(upTo time.Duration) time.Duration {
+	return time.Duration(s.rng.Int64N(int64(upTo)))
+}
+
+func (s *soak) kill(t *testing.T, r *replica) {
+	_ = r.proc.Signal(syscall.SIGCONT) // a stopped process is killed all the same, but let it not linger
+	if err := r.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.proc.Wait(5 * time.Second); err != nil {
+		t.Fatalf("%s did not die: %v", r.name, err)
+	}
+	s.g.exclusive.remove(r)
+}
+
+// report prints the figures of the run and fails on late leaders; overlaps and token regressions fail the test
+// through the group's own checks when it ends, and are counted here for the summary.
+func (s *soak) report(t *testing.T, ran time.Duration) {
+	w := s.g.exclusive
+	w.mu.Lock()
+	overlaps, rounds, gap := len(w.violations), w.rounds, w.longestGap
+	w.mu.Unlock()
+	problems, tenures, highest := s.g.history.fencingProblems()
+	var kinds []string
+	total := 0
+	for _, k := range faultKinds {
+		kinds = append(kinds, fmt.Sprintf("  %-42s %3d   slowest leader after heal %s", k, s.injected[k], s.recoveries[k].Round(time.Millisecond)))
+		total += s.injected[k]
+	}
+	sort.Strings(s.late)
+	t.Logf("fault soak summary: ran %s, %d faults\n%s\noverlaps (two ready at once): %d in %d sampling rounds\ntoken regressions: %d over %d tenures (last token %d)\nlongest time without a ready leader: %s\nleaders late after a heal (limit %s): %d",
+		ran.Round(time.Second), total, strings.Join(kinds, "\n"), overlaps, rounds, len(problems), tenures, highest,
+		gap.Round(time.Millisecond), leaseDuration+recoveryMargin, len(s.late))
+	for _, l := range s.late {
+		t.Error(l)
+	}
+	if overlaps > 0 || len(problems) > 0 || len(s.late) > 0 {
+		for _, r := range s.g.replicas {
+			t.Logf("--- output of %s (%s):\n%s", r.name, r.uid, r.proc.Output())
+		}
+	}
+}
+
+func total(counts map[string]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
