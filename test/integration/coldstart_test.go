@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -27,11 +25,7 @@ import (
 // (a cache started only by the first admission request would leave it ready). Once the permission is granted it
 // becomes ready, and the first annotated pod is injected and bound.
 func TestReadinessWaitsForAdmissionCaches(t *testing.T) {
-	mwc := readObject[*admissionregistrationv1.MutatingWebhookConfiguration](t, "config/webhook/manifests.yaml")
-	env := controlplane.Start(t, controlplane.WithWebhooks(envtest.WebhookInstallOptions{
-		MutatingWebhooks: []*admissionregistrationv1.MutatingWebhookConfiguration{mwc},
-		LocalServingHost: "127.0.0.1",
-	}))
+	env := startWithShippedWebhook(t)
 	cs, ctx := env.Clientset, t.Context()
 	const user = "coldstart-webhook"
 

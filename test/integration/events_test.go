@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,13 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/pkg/webhook"
 	"github.com/leader-election/leader-election/test/cluster"
-	"github.com/leader-election/leader-election/test/controlplane"
 )
 
 // TestEventsTellTheWorkloadsStory runs the webhook with its shipped RBAC against a real API server and reads the
@@ -29,11 +26,7 @@ import (
 // UID): a refused pod, an injected pod and each change of leader are told on the pods' ReplicaSet, and a dry
 // run tells nothing.
 func TestEventsTellTheWorkloadsStory(t *testing.T) {
-	mwc := readObject[*admissionregistrationv1.MutatingWebhookConfiguration](t, "config/webhook/manifests.yaml")
-	env := controlplane.Start(t, controlplane.WithWebhooks(envtest.WebhookInstallOptions{
-		MutatingWebhooks: []*admissionregistrationv1.MutatingWebhookConfiguration{mwc},
-		LocalServingHost: "127.0.0.1",
-	}))
+	env := startWithShippedWebhook(t)
 	cs := env.Clientset
 	ctx := t.Context()
 	if err := cluster.InstallRBAC(ctx, cs, webhookUser); err != nil {

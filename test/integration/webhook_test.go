@@ -41,14 +41,21 @@ type webhookUnderTest struct {
 	metricsAddr string
 }
 
-// TestWebhook starts one control plane and one webhook process, then runs every scenario against them. The
-// webhook-down scenario runs last because it stops the webhook.
-func TestWebhook(t *testing.T) {
+// startWithShippedWebhook starts a control plane whose API server calls the webhook as config/webhook registers
+// it (rules, matchConditions, failure policy), served from this machine's loopback.
+func startWithShippedWebhook(t *testing.T) *controlplane.Env {
+	t.Helper()
 	mwc := readObject[*admissionregistrationv1.MutatingWebhookConfiguration](t, "config/webhook/manifests.yaml")
-	env := controlplane.Start(t, controlplane.WithWebhooks(envtest.WebhookInstallOptions{
+	return controlplane.Start(t, controlplane.WithWebhooks(envtest.WebhookInstallOptions{
 		MutatingWebhooks: []*admissionregistrationv1.MutatingWebhookConfiguration{mwc},
 		LocalServingHost: "127.0.0.1",
 	}))
+}
+
+// TestWebhook starts one control plane and one webhook process, then runs every scenario against them. The
+// webhook-down scenario runs last because it stops the webhook.
+func TestWebhook(t *testing.T) {
+	env := startWithShippedWebhook(t)
 	cs := env.Clientset
 	ctx := t.Context()
 
