@@ -110,7 +110,10 @@ func (g *group) launch(ctx context.Context, id, kubeconfig string) (*replica, er
 	r.base = "http://127.0.0.1:" + strconv.Itoa(port)
 	env := []string{"POD_NAME=" + id, "POD_UID=uid-" + id, "POD_NAMESPACE=" + benchNamespace, "LEASE_NAME=" + g.lease, "KUBECONFIG=" + kubeconfig,
 		"LEASE_DURATION=" + t.lease.String(), "RENEW_DEADLINE=" + t.renew.String(), "RETRY_PERIOD=" + t.retry.String(),
-		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT=" + strconv.Itoa(port), "ELECTOR_READINESS=leader"}
+		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT=" + strconv.Itoa(port), "ELECTOR_READINESS=leader",
+		// Every bench elector shares this machine's network namespace, where a pod's elector has its own: each
+		// needs its own abstract step-down socket (the default, @leader-election, is one per pod).
+		"ELECTOR_CONTROL_SOCKET=@leader-election-bench-" + strconv.Itoa(port)}
 	var err error
 	if r.proc, err = g.ws.procs.start(id, g.impl.bin, nil, env, logPath, nil); err != nil {
 		return nil, err
