@@ -28,6 +28,7 @@ type fakeLeases struct {
 	lease    *coordinationv1.Lease // nil: absent
 	rv       int
 	calls    map[string]int // by verb
+	order    []string       // every verb, in the order the calls came
 	fail     func(verb string) error
 	watchers []*fakeWatch
 	// history is every change, so that a watch from a resource version replays what followed it.
@@ -163,6 +164,18 @@ func (f *fakeLeases) count(verb string) int {
 	return f.calls[verb]
 }
 
+// firstWrite is the verb of the first create or update, "" before any.
+func (f *fakeLeases) firstWrite() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, verb := range f.order {
+		if verb == "create" || verb == "update" {
+			return verb
+		}
+	}
+	return ""
+}
+
 func (f *fakeLeases) setFail(fn func(verb string) error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -179,6 +192,7 @@ func (f *fakeLeases) loseAnswers(lose bool) {
 
 func (f *fakeLeases) enter(verb string) error {
 	f.calls[verb]++
+	f.order = append(f.order, verb)
 	if f.fail != nil {
 		return f.fail(verb)
 	}
