@@ -31,15 +31,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
 // leaseIndex indexes member pods by "<namespace>/<lease name>".
 const leaseIndex = "leader-election.lease"
-
-// AnnotationHolderUID is written on a Lease by the elector that holds it: the holder pod's UID, so that a pod
-// that merely has the holder's name (a StatefulSet pod recreated under the same name) is not labelled.
-const AnnotationHolderUID = inject.Prefix + "holder-uid"
 
 // maxPasses bounds the read-decide-write passes of one reconcile; a Lease that keeps changing is requeued.
 const maxPasses = 3
@@ -186,7 +183,7 @@ func isHolder(pod *corev1.Pod, lease *coordinationv1.Lease) bool {
 	if holder == "" || pod.Name != holder || pod.DeletionTimestamp != nil {
 		return false
 	}
-	uid, set := lease.Annotations[AnnotationHolderUID]
+	uid, set := lease.Annotations[elector.HolderUIDAnnotation]
 	return !set || types.UID(uid) == pod.UID
 }
 

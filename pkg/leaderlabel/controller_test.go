@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -40,7 +41,7 @@ func lease(holder string) *coordinationv1.Lease {
 // leaseWithUID is a Lease whose holder wrote its pod UID (contract of the elector).
 func leaseWithUID(holder, uid string) *coordinationv1.Lease {
 	l := lease(holder)
-	l.Annotations = map[string]string{AnnotationHolderUID: uid}
+	l.Annotations = map[string]string{elector.HolderUIDAnnotation: uid}
 	return l
 }
 

@@ -32,8 +32,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
-	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -429,7 +429,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 
 	own := func(name string, pod *corev1.Pod) *coordinationv1.Lease {
 		return &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{leaderlabel.AnnotationHolderUID: string(pod.UID)}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{elector.HolderUIDAnnotation: string(pod.UID)}},
 			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](0)},
 		}
 	}
@@ -471,10 +471,10 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			{"B's name as holder", func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = ptr.To(b.Name) }, `not holder "replica-b"`},
 			{"B as holder with B's UID", func(l *coordinationv1.Lease) {
 				l.Spec.HolderIdentity = ptr.To(b.Name)
-				l.Annotations[leaderlabel.AnnotationHolderUID] = string(b.UID)
+				l.Annotations[elector.HolderUIDAnnotation] = string(b.UID)
 			}, `not holder "replica-b"`},
 			{"a foreign holder", func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = ptr.To("ghost") }, `not holder "ghost"`},
-			{"itself without its UID", func(l *coordinationv1.Lease) { delete(l.Annotations, leaderlabel.AnnotationHolderUID) }, `holder-uid ""`},
+			{"itself without its UID", func(l *coordinationv1.Lease) { delete(l.Annotations, elector.HolderUIDAnnotation) }, `holder-uid ""`},
 			{"a huge duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](2147483647) }, "from 3 to 300"},
 			{"a duration of 1s", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To[int32](1) }, "from 3 to 300"},
 			{"no duration", func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = nil }, "from 3 to 300"},
@@ -501,13 +501,13 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		}
 		if err := update(func(l *coordinationv1.Lease) {
 			l.Spec.HolderIdentity = ptr.To("")
-			delete(l.Annotations, leaderlabel.AnnotationHolderUID)
+			delete(l.Annotations, elector.HolderUIDAnnotation)
 		}); err != nil {
 			t.Errorf("release: %v", err)
 		}
 		if err := update(func(l *coordinationv1.Lease) {
 			l.Spec.HolderIdentity = ptr.To(a.Name)
-			l.Annotations = map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
+			l.Annotations = map[string]string{elector.HolderUIDAnnotation: string(a.UID)}
 			l.Spec.LeaseTransitions = ptr.To[int32](3)
 		}); err != nil {
 			t.Errorf("acquiring a free Lease: %v", err)
@@ -526,7 +526,7 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l.Spec.HolderIdentity, l.Annotations = ptr.To(a.Name), map[string]string{leaderlabel.AnnotationHolderUID: string(a.UID)}
+			l.Spec.HolderIdentity, l.Annotations = ptr.To(a.Name), map[string]string{elector.HolderUIDAnnotation: string(a.UID)}
 			_, err = asA.Update(ctx, l, metav1.UpdateOptions{})
 			refusedBy(t, "taking Lease "+name, err, policyElectorLeases, "may write only the Leases of workloads that run as it")
 		}
@@ -537,14 +537,14 @@ func testElectorLeases(t *testing.T, env *controlplane.Env) {
 		// B holds it now (written with B's own token).
 		asB := podToken(t, env, b).CoordinationV1().Leases(ns)
 		l := lease.DeepCopy()
-		l.Spec.HolderIdentity, l.Annotations = ptr.To(b.Name), map[string]string{leaderlabel.AnnotationHolderUID: string(b.UID)}
+		l.Spec.HolderIdentity, l.Annotations = ptr.To(b.Name), map[string]string{elector.HolderUIDAnnotation: string(b.UID)}
 		var err error
 		if lease, err = asB.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 			t.Fatalf("B acquiring with its own token: %v", err)
 		}
 		err = update(func(l *coordinationv1.Lease) {
 			l.Spec.HolderIdentity = ptr.To("")
-			delete(l.Annotations, leaderlabel.AnnotationHolderUID)
+			delete(l.Annotations, elector.HolderUIDAnnotation)
 		})
 		refusedBy(t, "A clearing B's hold", err, policyElectorLeases, "or clear a holder that was itself")
 	})
