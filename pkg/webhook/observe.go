@@ -241,12 +241,9 @@ func ownerOf(raw []byte, namespace string) (*corev1.ObjectReference, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	ref := refs[0]
-	for _, r := range refs {
-		if r.Controller != nil && *r.Controller {
-			ref = r
-			break
-		}
+	ref := metav1.GetControllerOfNoCopy(&metav1.ObjectMeta{OwnerReferences: refs})
+	if ref == nil {
+		ref = &refs[0]
 	}
 	if ref.UID == "" || ref.Name == "" {
 		return nil, errors.New("owner reference without a name or UID")
