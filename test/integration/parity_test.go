@@ -1,0 +1,410 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	"github.com/leader-election/leader-election/pkg/admissionpolicy"
+	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/test/controlplane"
+)
+
+// policyDifferences lists the golden cases whose pod (or refusal message) differs between admission modes, and
+// why; docs/policy-mode.md has the same table. A case listed here must differ, and a case that differs must be
+// listed: a new golden case fails TestPolicyParity until both modes agree or the difference is explained here.
+var policyDifferences = map[string]string{}
+
+// parityConfig is the configuration both modes inject with: pkg/inject's golden tests' own.
+func parityConfig(container bool) inject.Config {
+	cfg := inject.DefaultConfig("v0.1.0", "leader-election/elector:v0.1.0")
+	if container {
+		cfg.Sidecar = inject.SidecarContainer
+	}
+	return cfg
+}
+
+// Namespaces of the parity test, by the label parity-mode: the policies' bindings are narrowed to them.
+const (
+	parityLabel     = "parity-mode"
+	parityWebhook   = "webhook"   // no policy: the API server's own admission and defaulting only
+	parityContainer = "container" // the policies with the regular-container configuration
+)
+
+// TestPolicyParity runs every golden case of pkg/inject through the admission policies of config/policy-mode on the
+// real API server (a server-side dry run: admission policies mutate and validate all the same) and through
+// inject.Mutate as the webhook runs it, on the pod the API server hands to admission; both pods are then compared
+// as the API server stores them. Refusals must be refusals in both modes.
+func TestPolicyParity(t *testing.T) {
+	env := controlplane.Start(t)
+	cs := env.Clientset
+	ctx := t.Context()
+
+	installPolicyMode(t, cs)
+	nsPolicy := newNamespace(t, cs, nil)
+	nsEnforced := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+	nsContainer := newNamespace(t, cs, map[string]string{parityLabel: parityContainer})
+	nsWebhook := newNamespace(t, cs, map[string]string{parityLabel: parityWebhook})
+	nsWebhookEnforced := newNamespace(t, cs, map[string]string{parityLabel: parityWebhook, inject.LabelEnforce: "true"})
+	waitInjecting(t, cs, nsPolicy)
+	waitInjecting(t, cs, nsContainer)
+	waitInjecting(t, cs, nsEnforced)
+
+	inputs, err := filepath.Glob(filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", "*.in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inputs) < 30 {
+		t.Fatalf("found %d golden cases, want at least 30", len(inputs))
+	}
+	var identical, listed, refusedBoth, sameMessage []string
+	seen := map[string]bool{}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			enforced := strings.HasPrefix(name, "enforced-")
+			container := strings.HasPrefix(name, "container-")
+			policyNS, webhookNS := nsPolicy, nsWebhook
+			switch {
+			case enforced:
+				policyNS, webhookNS = nsEnforced, nsWebhookEnforced
+			case container:
+				policyNS = nsContainer
+			}
+			pod := readGoldenPod(t, in)
+
+			viaPolicy, policyErr := dryRunCreate(ctx, t, cs, policyNS, pod)
+			viaWebhook, webhookErr := webhookMode(ctx, t, cs, webhookNS, pod, parityConfig(container), enforced)
+			reason, isListed := policyDifferences[name]
+
+			var differences []string
+			switch {
+			case policyErr != nil && webhookErr != nil:
+				refusedBoth = append(refusedBoth, name)
+				if policyErr.Error() == webhookErr.Error() {
+					sameMessage = append(sameMessage, name)
+				} else {
+					differences = append(differences, fmt.Sprintf("refusal messages differ:\n  webhook: %s\n  policy:  %s", webhookErr, policyErr))
+				}
+			case policyErr != nil:
+				t.Fatalf("refused in policy mode only: %v", policyErr)
+			case webhookErr != nil:
+				t.Fatalf("refused in webhook mode only: %v", webhookErr)
+			default:
+				differences = comparePods("", toMap(t, normalizePod(viaWebhook)), toMap(t, normalizePod(viaPolicy)))
+				// Injection is idempotent: the policies' own pod, sent again (as a reinvocation sees it after a
+				// later webhook's change), is recognised and left as it is.
+				again, err := dryRunCreate(ctx, t, cs, policyNS, viaPolicy)
+				if err != nil {
+					t.Fatalf("the policies refuse their own pod sent again: %v", err)
+				}
+				if d := comparePods("", toMap(t, normalizePod(viaPolicy)), toMap(t, normalizePod(again))); len(d) > 0 {
+					t.Errorf("the policies change their own pod sent again:\n%s", strings.Join(d, "\n"))
+				}
+			}
+			switch {
+			case len(differences) == 0 && isListed:
+				t.Errorf("listed in policyDifferences (%s) but both modes agree: remove it from the table and docs/policy-mode.md", reason)
+			case len(differences) == 0:
+				if policyErr == nil {
+					identical = append(identical, name)
+				}
+			case !isListed:
+				t.Errorf("the modes differ; make them agree or list the case in policyDifferences and docs/policy-mode.md with the reason:\n%s",
+					strings.Join(differences, "\n"))
+			default:
+				listed = append(listed, name)
+				t.Logf("listed difference (%s):\n%s", reason, strings.Join(differences, "\n"))
+			}
+		})
+	}
+	for name := range policyDifferences {
+		if !seen[name] {
+			t.Errorf("policyDifferences lists %q, which is not a golden case", name)
+		}
+	}
+	t.Logf("parity over %d golden cases: %d identical, %d listed differences, %d refused in both (%d with the same message)",
+		len(inputs), len(identical), len(listed), len(refusedBoth), len(sameMessage))
+}
+
+// installPolicyMode installs config/policy-mode's policies, bindings and parameters, with the bindings narrowed
+// away from the namespaces labelled parity-mode, and a second set of bindings for the regular-container
+// configuration in the namespaces labelled parity-mode=container.
+func installPolicyMode(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: admissionpolicy.DefaultNamespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var objs []runtime.Object
+	for _, file := range []string{"params.yaml", "injection_policies.yaml", "bindings.yaml"} {
+		data, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), admissionpolicy.ConfigDir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range strings.Split(string(data), "\n---\n") {
+			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			objs = append(objs, obj)
+		}
+	}
+	notParity := metav1.LabelSelectorRequirement{Key: parityLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{parityWebhook, parityContainer}}
+	isContainer := metav1.LabelSelectorRequirement{Key: parityLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{parityContainer}}
+	const containerParams = admissionpolicy.ParamsName + "-container"
+	for _, obj := range objs {
+		var err error
+		switch o := obj.(type) {
+		case *corev1.ConfigMap:
+			_, err = cs.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			if err == nil {
+				c := o.DeepCopy()
+				c.Name = containerParams
+				c.Data = admissionpolicy.Params(parityConfig(true))
+				_, err = cs.CoreV1().ConfigMaps(o.Namespace).Create(ctx, c, metav1.CreateOptions{})
+			}
+		case *admissionregistrationv1.MutatingAdmissionPolicy:
+			_, err = cs.AdmissionregistrationV1().MutatingAdmissionPolicies().Create(ctx, o, metav1.CreateOptions{})
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, o, metav1.CreateOptions{})
+		case *admissionregistrationv1.MutatingAdmissionPolicyBinding:
+			c := o.DeepCopy()
+			c.Name += "-container"
+			c.Spec.ParamRef.Name = containerParams
+			c.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(c.Spec.MatchResources.NamespaceSelector.MatchExpressions, isContainer)
+			o.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(o.Spec.MatchResources.NamespaceSelector.MatchExpressions, notParity)
+			for _, b := range []*admissionregistrationv1.MutatingAdmissionPolicyBinding{o, c} {
+				if _, err = cs.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
+					break
+				}
+			}
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			c := o.DeepCopy()
+			c.Name += "-container"
+			c.Spec.ParamRef.Name = containerParams
+			c.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(c.Spec.MatchResources.NamespaceSelector.MatchExpressions, isContainer)
+			o.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(o.Spec.MatchResources.NamespaceSelector.MatchExpressions, notParity)
+			for _, b := range []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{o, c} {
+				if _, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
+					break
+				}
+			}
+		default:
+			t.Fatalf("config/policy-mode holds an unexpected %T", obj)
+		}
+		if err != nil {
+			t.Fatalf("installing %T: %v", obj, err)
+		}
+	}
+}
+
+// waitInjecting waits until the policies inject in ns: they take effect once the API server's informers saw them.
+func waitInjecting(t *testing.T, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	pod := annotated("probe")
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		out, err := dryRunCreate(ctx, t, cs, ns, pod)
+		if err != nil {
+			return false, nil
+		}
+		return out.Annotations[inject.AnnotationInjected] != "" && out.Labels[inject.LabelMember] == "true", nil
+	})
+	if err != nil {
+		out, perr := dryRunCreate(t.Context(), t, cs, ns, pod)
+		t.Fatalf("the policies do not inject in namespace %s within 30s: %v %v", ns, perr, describePod(out))
+	}
+}
+
+func describePod(p *corev1.Pod) string {
+	if p == nil {
+		return "<nil>"
+	}
+	b, _ := yaml.Marshal(p)
+	return string(b)
+}
+
+func readGoldenPod(t *testing.T, path string) *corev1.Pod {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{}
+	if err := yaml.UnmarshalStrict(data, pod); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return pod
+}
+
+// deniedBy strips the API server's framing from a refusal: what remains is the webhook's or the policy's message.
+var deniedBy = regexp.MustCompile(`^(?s).*?(?:denied the request|denied request): `)
+
+// dryRunCreate creates a copy of pod in ns as a server-side dry run (its ServiceAccount is created for real, as
+// the ServiceAccount admission plugin requires it) and returns what the API server would store, or its refusal.
+func dryRunCreate(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string, pod *corev1.Pod) (*corev1.Pod, error) {
+	t.Helper()
+	p := pod.DeepCopy()
+	p.Namespace = ns
+	p.ResourceVersion = ""
+	p.Status = corev1.PodStatus{}
+	sa := p.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	out, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		return nil, fmt.Errorf("%s", deniedBy.ReplaceAllString(err.Error(), ""))
+	}
+	return out, nil
+}
+
+// webhookMode is what the webhook makes of pod: the API server's defaulting and its own admission plugins first (a
+// dry run in a namespace the policies do not see), then the webhooks as config/webhook registers them (the opt-in
+// one for an annotated pod, then the enforcing one in an enforcing namespace for a replica), then what the API
+// server stores of their result.
+func webhookMode(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns string, pod *corev1.Pod, cfg inject.Config, enforced bool) (*corev1.Pod, error) {
+	t.Helper()
+	admitted, err := dryRunCreate(ctx, t, cs, ns, pod)
+	if err != nil {
+		return nil, err
+	}
+	admitted.Name = pod.Name // the pod the webhook sees has no name yet when it has a generateName
+	out := admitted
+	if _, annotated := out.Annotations[inject.AnnotationEnabled]; annotated {
+		if out, _, err = inject.Mutate(out, cfg, false); err != nil {
+			return nil, err
+		}
+	}
+	if enforced && workloadReplica(out) {
+		if out, _, err = inject.Mutate(out, cfg, true); err != nil {
+			return nil, err
+		}
+	}
+	return dryRunCreate(ctx, t, cs, ns, out)
+}
+
+// workloadReplica is the enforcing webhook's match condition.
+func workloadReplica(pod *corev1.Pod) bool {
+	for _, r := range pod.OwnerReferences {
+		if r.Controller != nil && *r.Controller && (r.Kind == "ReplicaSet" || r.Kind == "StatefulSet") {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceAccountVolume is the name the ServiceAccount admission plugin gives its token volume, random per pod.
+var serviceAccountVolume = regexp.MustCompile(`^kube-api-access-[a-z0-9]{5}$`)
+
+// normalizePod drops what differs between any two creations of one pod (generated name, UID, timestamps, the
+// random name of the ServiceAccount token volume) and the settings hash of leader-election/injected, which CEL
+// cannot compute (docs/policy-mode.md).
+func normalizePod(p *corev1.Pod) *corev1.Pod {
+	p = p.DeepCopy()
+	p.Name, p.Namespace, p.UID, p.ResourceVersion = "", "", "", ""
+	p.CreationTimestamp = metav1.Time{}
+	p.ManagedFields = nil
+	rename := func(name string) string {
+		if serviceAccountVolume.MatchString(name) {
+			return "kube-api-access-xxxxx"
+		}
+		return name
+	}
+	for i := range p.Spec.Volumes {
+		p.Spec.Volumes[i].Name = rename(p.Spec.Volumes[i].Name)
+	}
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range list {
+			for j := range list[i].VolumeMounts {
+				list[i].VolumeMounts[j].Name = rename(list[i].VolumeMounts[j].Name)
+			}
+		}
+	}
+	if v, ok := p.Annotations[inject.AnnotationInjected]; ok {
+		version, _, _ := strings.Cut(v, "/")
+		p.Annotations[inject.AnnotationInjected] = version + "/<settings>"
+	}
+	return p
+}
+
+func toMap(t *testing.T, p *corev1.Pod) map[string]any {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// comparePods lists the leaves where the webhook's pod (a) and the policy's (b) differ, with their paths.
+func comparePods(path string, a, b any) []string {
+	switch a := a.(type) {
+	case map[string]any:
+		bm, ok := b.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: webhook %v, policy %v", path, a, b)}
+		}
+		keys := map[string]bool{}
+		for k := range a {
+			keys[k] = true
+		}
+		for k := range bm {
+			keys[k] = true
+		}
+		var names []string
+		for k := range keys {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var out []string
+		for _, k := range names {
+			out = append(out, comparePods(path+"."+k, a[k], bm[k])...)
+		}
+		return out
+	case []any:
+		bl, ok := b.([]any)
+		if !ok || len(bl) != len(a) {
+			return []string{fmt.Sprintf("%s: webhook %s, policy %s", path, compact(a), compact(b))}
+		}
+		var out []string
+		for i := range a {
+			out = append(out, comparePods(fmt.Sprintf("%s[%d]", path, i), a[i], bl[i])...)
+		}
+		return out
+	default:
+		if !reflect.DeepEqual(a, b) {
+			return []string{fmt.Sprintf("%s: webhook %v, policy %v", path, compact(a), compact(b))}
+		}
+		return nil
+	}
+}
+
+func compact(v any) string {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSpace(string(b))
+}
