@@ -3,6 +3,7 @@ package admissionpolicy
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,8 +87,20 @@ func annotationError(key, value, want string) string {
 	return template(text, map[string]string{"\x00key": celString(key), `"\x00value"`: quoted(value), "\x00want": want})
 }
 
-// quoted is a CEL expression quoting a string expression the way Go's %q does for plain text.
-func quoted(e string) string { return `'"' + ` + e + ` + '"'` }
+// quoted is a CEL expression quoting a string expression the way Go's %q does, for printable text and the
+// characters that unicode.IsSpace reports (the ones an image annotation is refused for).
+func quoted(e string) string {
+	var b strings.Builder
+	b.WriteString(e)
+	replace := func(from, to string) { fmt.Fprintf(&b, ".replace(%s, %s)", celString(from), celString(to)) }
+	replace(`\`, `\\`)
+	replace(`"`, `\"`)
+	for _, r := range "\t\n\v\f\r\u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000" {
+		q := strconv.QuoteRune(r)
+		replace(string(r), q[1:len(q)-1])
+	}
+	return `'"' + ` + b.String() + ` + '"'`
+}
 
 // wantOf is the accepted-values part of the AnnotationError Mutate refuses pod with.
 func wantOf(pod *corev1.Pod) string {
@@ -130,6 +143,6 @@ func durationMessages() []string {
 		msg(renew, lease, retry, nil),
 		msg(333*time.Second, renew, retry, map[string]string{"(" + (333 * time.Second).String() + ")": "'(' + variables.leaseDurationText + ')'"}),
 		msg(lease+500*time.Millisecond, renew, retry, map[string]string{"(" + (lease + 500*time.Millisecond).String() + ")": "'(' + variables.leaseDurationText + ')'"}),
-		msg(78*time.Second, renew, retry, map[string]string{"(78s)": "'(' + variables.leaseDurationText + ')'", "margin is 1s": "'margin is ' + variables.timingMarginText"}),
+		msg(78*time.Second, renew, retry, map[string]string{"(" + (78 * time.Second).String() + ")": "'(' + variables.leaseDurationText + ')'", "margin is 1s": "'margin is ' + variables.timingMarginText"}),
 	}
 }

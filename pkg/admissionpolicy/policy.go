@@ -53,6 +53,10 @@ const (
 	ParamMemoryLimit   = "memoryLimit"
 )
 
+// ErrorSeparator separates several refusals in one message. pkg/inject separates them with line breaks, which
+// the API server does not allow in a ValidatingAdmissionPolicy's message.
+const ErrorSeparator = "; "
+
 // InjectedSuffix follows the version in leader-election/injected where a policy injected the pod: CEL has no
 // hash function to write the webhook's settings hash with.
 const InjectedSuffix = "policy"
@@ -120,7 +124,7 @@ func Policies() ([]*admissionregistrationv1.MutatingAdmissionPolicy, []*admissio
 				FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
 				Validations: []admissionregistrationv1.Validation{{
 					Expression:        "size(variables.errors) == 0",
-					MessageExpression: "variables.errors.join('\\n')",
+					MessageExpression: "variables.errors.join(" + celString(ErrorSeparator) + ")",
 					Reason:            ptr.To(metav1.StatusReasonInvalid),
 				}},
 			},
@@ -159,7 +163,9 @@ const maxVolumeSuffix = 64
 func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	f := inject.Facts()
 	var vars []admissionregistrationv1.Variable
-	add := func(name, expr string) { vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: helmSafe(expr)}) }
+	add := func(name, expr string) {
+		vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: helmSafe(expr)})
+	}
 	q := celString
 	ann := func(key string) string { return "variables.ann[" + q(key) + "]" }
 	has := func(key string) string { return q(key) + " in variables.ann" }
@@ -277,7 +283,7 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	var quantityErrors []string
 	for _, r := range []struct {
 		name, key, param string
-		bytes           bool
+		bytes            bool
 	}{
 		{"cpuRequest", inject.AnnotationCPURequest, ParamCPURequest, false},
 		{"cpuLimit", inject.AnnotationCPULimit, ParamCPULimit, false},
@@ -287,7 +293,10 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 		add(r.name+"Positive", fmt.Sprintf("!(%[1]s) || (isQuantity(%[2]s) && quantity(%[2]s).compareTo(quantity('0')) > 0)", has(r.key), ann(r.key)))
 		whole := "true"
 		if r.bytes {
-			whole = fmt.Sprintf("!(%s) || !variables.%sPositive || quantity(%s).isInteger()", has(r.key), r.name, ann(r.key))
+			// isInteger is false for some whole numbers of bytes (1.5Gi); the float is exact for any size an
+			// elector is given.
+			whole = fmt.Sprintf("!(%[1]s) || !variables.%[2]sPositive || quantity(%[3]s).isInteger() || "+
+				"double(int(quantity(%[3]s).asApproximateFloat())) == quantity(%[3]s).asApproximateFloat()", has(r.key), r.name, ann(r.key))
 		}
 		add(r.name+"Whole", whole)
 		add(r.name+"Set", fmt.Sprintf("%s ? %s : (variables.podLevel ? '' : %s)", has(r.key), ann(r.key), param(r.param)))
@@ -400,10 +409,10 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 		"!variables.takesPart ? [] : "+
 		"size(variables.unsupported) > 0 ? variables.unsupported : "+
 		"variables.hasElector ? (%s in variables.ann && %s != '' ? variables.recognitionErrors : [%s]) : "+
-		"size(variables.settingsErrors) > 0 ? [variables.settingsErrors.join('\\n')] : variables.collisions",
+		"size(variables.settingsErrors) > 0 ? [variables.settingsErrors.join(%s)] : variables.collisions",
 		annotationError(inject.AnnotationEnabled, ann(inject.AnnotationEnabled), q(wantOf(samplePod(map[string]string{inject.AnnotationEnabled: "x"})))),
 		q(refusal(optedOut(), true)),
-		q(inject.AnnotationInjected), ann(inject.AnnotationInjected), q(refusal(reserved, false))))
+		q(inject.AnnotationInjected), ann(inject.AnnotationInjected), q(refusal(reserved, false)), q(ErrorSeparator)))
 	return vars, nil
 }
 
@@ -411,7 +420,9 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 // (recognise): recognitionErrors is empty or Mutate's refusal of a look-alike.
 func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, error) {
 	var vars []admissionregistrationv1.Variable
-	add := func(name, expr string) { vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: expr}) }
+	add := func(name, expr string) {
+		vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: expr})
+	}
 	b := electorBuilder()
 	want := toJSON(f.Elector).(map[string]any)
 	alt := toJSON(f.ElectorReadiness).(map[string]any)
@@ -521,7 +532,7 @@ func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, erro
 		"size(variables.differing) > 0 ? [%s] : variables.othersDiffer ? [%s] : "+
 		"variables.volumeDiffers != '' ? [%s] : "+
 		"!(%s in variables.labels && variables.labels[%s] == 'true') ? [%s] : []",
-		refuse("variables.settingsErrors.join('\\n')"), refuse("variables.collisions[0]"),
+		refuse("variables.settingsErrors.join("+celString(ErrorSeparator)+")"), refuse("variables.collisions[0]"),
 		celString(ParamSidecar), native, refuse("'the container is in the wrong list for sidecar mode ' + params.data['"+ParamSidecar+"']"),
 		refuse("'its ' + variables.differing.join(', ') + ' differ'"), refuse("'its other fields differ'"),
 		refuse(`'volume "' + variables.volumeDiffers + '" differs'`),
@@ -533,15 +544,15 @@ func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, erro
 func electorBuilder() *builder {
 	p := inject.Placeholders
 	return newBuilder(map[any]string{
-		p.LeaseName:                      "variables.leaseName",
-		p.Image:                          "variables.image",
-		inject.PlaceholderTokenVolume:    "variables.tokenVolume",
-		p.LeaseDuration.String():         "variables.leaseDurationText",
-		p.RenewDeadline.String():         "variables.renewDeadlineText",
-		p.RetryPeriod.String():           "variables.retryPeriodText",
-		strconv.Itoa(int(p.Port)):        "string(variables.port)",
-		float64(p.Port):                  "variables.port",
-		float64(p.ProxyUser):             "variables.user",
+		p.LeaseName:                       "variables.leaseName",
+		p.Image:                           "variables.image",
+		inject.PlaceholderTokenVolume:     "variables.tokenVolume",
+		p.LeaseDuration.String():          "variables.leaseDurationText",
+		p.RenewDeadline.String():          "variables.renewDeadlineText",
+		p.RetryPeriod.String():            "variables.retryPeriodText",
+		strconv.Itoa(int(p.Port)):         "string(variables.port)",
+		float64(p.Port):                   "variables.port",
+		float64(p.ProxyUser):              "variables.user",
 		inject.Facts().PodInfoVolume.Name: "variables.podInfoVolume",
 	}, map[string]string{
 		"resources": "Object.spec.initContainers.resources{requests: variables.requests, limits: variables.limits}",

@@ -80,7 +80,7 @@ func Files(version string) (map[string][]byte, error) {
 		return nil, err
 	}
 	return map[string][]byte{
-		ChartFile:                    []byte(chart),
+		ChartFile:                      []byte(chart),
 		ConfigDir + "/" + configPolicy: []byte(config),
 		ConfigDir + "/" + configBind: []byte("# " + generatedNote + "\n" +
 			bindings(func(n string) string { return n }, DefaultNamespace, fmt.Sprintf("[\"kube-system\", %q]", DefaultNamespace), "")),

@@ -55,7 +55,6 @@ const (
 func TestPolicyParity(t *testing.T) {
 	env := controlplane.Start(t)
 	cs := env.Clientset
-	ctx := t.Context()
 
 	installPolicyMode(t, cs)
 	nsPolicy := newNamespace(t, cs, nil)
@@ -74,7 +73,7 @@ func TestPolicyParity(t *testing.T) {
 	if len(inputs) < 30 {
 		t.Fatalf("found %d golden cases, want at least 30", len(inputs))
 	}
-	var identical, listed, refusedBoth, sameMessage []string
+	var tally parityTally
 	seen := map[string]bool{}
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
@@ -89,51 +88,19 @@ func TestPolicyParity(t *testing.T) {
 			case container:
 				policyNS = nsContainer
 			}
-			pod := readGoldenPod(t, in)
-
-			viaPolicy, policyErr := dryRunCreate(ctx, t, cs, policyNS, pod)
-			viaWebhook, webhookErr := webhookMode(ctx, t, cs, webhookNS, pod, parityConfig(container), enforced)
 			reason, isListed := policyDifferences[name]
-
-			var differences []string
-			switch {
-			case policyErr != nil && webhookErr != nil:
-				refusedBoth = append(refusedBoth, name)
-				if policyErr.Error() == webhookErr.Error() {
-					sameMessage = append(sameMessage, name)
-				} else {
-					differences = append(differences, fmt.Sprintf("refusal messages differ:\n  webhook: %s\n  policy:  %s", webhookErr, policyErr))
-				}
-			case policyErr != nil:
-				t.Fatalf("refused in policy mode only: %v", policyErr)
-			case webhookErr != nil:
-				t.Fatalf("refused in webhook mode only: %v", webhookErr)
-			default:
-				differences = comparePods("", toMap(t, normalizePod(viaWebhook)), toMap(t, normalizePod(viaPolicy)))
-				// Injection is idempotent: the policies' own pod, sent again (as a reinvocation sees it after a
-				// later webhook's change), is recognised and left as it is.
-				again, err := dryRunCreate(ctx, t, cs, policyNS, viaPolicy)
-				if err != nil {
-					t.Fatalf("the policies refuse their own pod sent again: %v", err)
-				}
-				if d := comparePods("", toMap(t, normalizePod(viaPolicy)), toMap(t, normalizePod(again))); len(d) > 0 {
-					t.Errorf("the policies change their own pod sent again:\n%s", strings.Join(d, "\n"))
-				}
-			}
+			outcome, differences := compareModes(t, cs, readGoldenPod(t, in), policyNS, webhookNS, parityConfig(container), enforced)
 			switch {
 			case len(differences) == 0 && isListed:
 				t.Errorf("listed in policyDifferences (%s) but both modes agree: remove it from the table and docs/policy-mode.md", reason)
-			case len(differences) == 0:
-				if policyErr == nil {
-					identical = append(identical, name)
-				}
-			case !isListed:
+			case len(differences) > 0 && !isListed:
 				t.Errorf("the modes differ; make them agree or list the case in policyDifferences and docs/policy-mode.md with the reason:\n%s",
 					strings.Join(differences, "\n"))
-			default:
-				listed = append(listed, name)
+			case len(differences) > 0:
+				outcome = listedDifference
 				t.Logf("listed difference (%s):\n%s", reason, strings.Join(differences, "\n"))
 			}
+			tally[outcome]++
 		})
 	}
 	for name := range policyDifferences {
@@ -141,8 +108,146 @@ func TestPolicyParity(t *testing.T) {
 			t.Errorf("policyDifferences lists %q, which is not a golden case", name)
 		}
 	}
-	t.Logf("parity over %d golden cases: %d identical, %d listed differences, %d refused in both (%d with the same message)",
-		len(inputs), len(identical), len(listed), len(refusedBoth), len(sameMessage))
+	t.Logf("parity over %d golden cases: %d identical, %d listed differences, %d refused in both with the same message",
+		len(inputs), tally[identicalPods], tally[listedDifference], tally[refusedAlike])
+
+	// Every annotation's accepted and refused values beyond the golden cases: the same pod or the same refusal.
+	base := readGoldenPod(t, filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", "plain.in.yaml"))
+	for _, tc := range annotationCases() {
+		t.Run("annotations/"+tc.name, func(t *testing.T) {
+			pod := base.DeepCopy()
+			for k, v := range tc.annotations {
+				pod.Annotations[k] = v
+			}
+			outcome, differences := compareModes(t, cs, pod, nsPolicy, nsWebhook, parityConfig(false), false)
+			switch {
+			case len(differences) > 0 && tc.difference == "":
+				t.Errorf("the modes differ:\n%s", strings.Join(differences, "\n"))
+			case len(differences) == 0 && tc.difference != "":
+				t.Errorf("listed as a difference (%s) but both modes agree", tc.difference)
+			case len(differences) > 0:
+				t.Logf("listed difference (%s):\n%s", tc.difference, strings.Join(differences, "\n"))
+			}
+			if refused := outcome == refusedAlike; refused != tc.refused {
+				t.Errorf("refused %v in both modes, want %v", refused, tc.refused)
+			}
+		})
+	}
+}
+
+// Outcomes of a case run in both modes.
+const (
+	identicalPods = iota
+	listedDifference
+	refusedAlike
+	differentOutcome
+)
+
+// parityTally counts the cases by outcome.
+type parityTally [4]int
+
+// compareModes creates pod in both modes and lists how the results differ: the stored pods field by field, or the
+// refusals' messages. The policies' own pod, sent again, must be left as it is (idempotence under reinvocation).
+func compareModes(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, policyNS, webhookNS string, cfg inject.Config, enforced bool) (int, []string) {
+	t.Helper()
+	ctx := t.Context()
+	viaPolicy, policyErr := dryRunCreate(ctx, t, cs, policyNS, pod)
+	viaWebhook, webhookErr := webhookMode(ctx, t, cs, webhookNS, pod, cfg, enforced)
+	switch {
+	case policyErr != nil && webhookErr != nil:
+		if policyErr.Error() == webhookErr.Error() {
+			return refusedAlike, nil
+		}
+		return refusedAlike, []string{fmt.Sprintf("refusal messages differ:\n  webhook: %s\n  policy:  %s", webhookErr, policyErr)}
+	case policyErr != nil:
+		return differentOutcome, []string{fmt.Sprintf("refused in policy mode only: %v", policyErr)}
+	case webhookErr != nil:
+		return differentOutcome, []string{fmt.Sprintf("refused in webhook mode only: %v", webhookErr)}
+	}
+	// A later webhook's change makes the API server run the policies again on their own pod: they must
+	// recognise it and leave it as it is.
+	again, err := dryRunCreate(ctx, t, cs, policyNS, viaPolicy)
+	if err != nil {
+		t.Errorf("the policies refuse their own pod sent again: %v", err)
+	} else if d := comparePods("", toMap(t, normalizePod(viaPolicy)), toMap(t, normalizePod(again))); len(d) > 0 {
+		t.Errorf("the policies change their own pod sent again:\n%s", strings.Join(d, "\n"))
+	}
+	return identicalPods, comparePods("", toMap(t, normalizePod(viaWebhook)), toMap(t, normalizePod(viaPolicy)))
+}
+
+// annotationCase is one set of annotations on the golden case "plain", whether pkg/inject refuses it, and why the
+// modes differ where they do (docs/policy-mode.md).
+type annotationCase struct {
+	name        string
+	annotations map[string]string
+	refused     bool
+	difference  string
+}
+
+// annotationCases are every annotation's edge values: Go's duration and quantity formats the policies must print
+// as the webhook does, and every kind of bad value, alone and together.
+func annotationCases() []annotationCase {
+	a := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	const (
+		lease, renew, retry = inject.AnnotationLeaseDuration, inject.AnnotationRenewDeadline, inject.AnnotationRetryPeriod
+	)
+	return []annotationCase{
+		{"minutes", a(lease, "90s", renew, "1m", retry, "1500ms"), false, ""},
+		{"bounds", a(lease, "5m", renew, "4m58s", retry, "2s"), false, ""},
+		{"shortest", a(lease, "3s", renew, "1s", retry, "250ms"), false, ""},
+		{"fractions", a(lease, "4s", renew, "2s", retry, "1.005s"), false, ""},
+		{"fraction-tens", a(lease, "4s", renew, "1.05s", retry, "0.5s"), false, ""},
+		{"micro-units", a(lease, "4000ms", renew, "2000000us", retry, "500000µs"), false, ""},
+		{"hour-units", a(lease, "0.05h", renew, "0.02h", retry, "1s"), false, ""},
+		{"quantities", a(inject.AnnotationCPURequest, "0.005", inject.AnnotationCPULimit, "1", inject.AnnotationMemoryRequest, "16777216", inject.AnnotationMemoryLimit, "1.5Gi"), false, ""},
+		{"port-signed", a(inject.AnnotationPort, "+9000"), false, ""},
+		{"port-leading-zero", a(inject.AnnotationPort, "08080"), false, ""},
+		{"mesh-istio-without-proxy", a(inject.AnnotationMesh, inject.MeshIstio), false, ""},
+		{"readiness", a(inject.AnnotationTraffic, inject.TrafficReadiness), false, ""},
+		{"image-digest", a(inject.AnnotationImage, "example/elector@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), false, ""},
+		{"lease-name-dots", a(inject.AnnotationLeaseName, "a.b-c"), false, ""},
+		{"enabled-yes", a(inject.AnnotationEnabled, "yes"), true, ""},
+		{"lease-name-upper", a(inject.AnnotationLeaseName, "Web"), true, ""},
+		{"lease-name-dash", a(inject.AnnotationLeaseName, "-"), true, ""},
+		{"lease-name-long", a(inject.AnnotationLeaseName, strings.Repeat("a", 254)), true, ""},
+		{"lease-name-long-upper", a(inject.AnnotationLeaseName, strings.Repeat("A", 254)), true, ""},
+		{"duration-no-unit", a(lease, "15"), true, ""},
+		{"duration-negative", a(lease, "-1s"), true, ""},
+		{"duration-zero", a(retry, "0s"), true, ""},
+		{"duration-word", a(renew, "soon"), true, ""},
+		{"lease-fraction", a(lease, "15.5s"), true, ""},
+		{"lease-too-long", a(lease, "301s", renew, "10s"), true, ""},
+		{"lease-too-short", a(lease, "2s", renew, "1s", retry, "500ms"), true, ""},
+		{"renew-not-below-lease", a(renew, "15s"), true, ""},
+		{"renew-too-short", a(lease, "3s", renew, "500ms", retry, "250ms"), true, ""},
+		{"retry-too-short", a(retry, "100ms"), true, ""},
+		{"retry-not-below-renew", a(retry, "10s"), true, ""},
+		{"margin", a(lease, "4s", renew, "3s", retry, "1s"), true, ""},
+		{"port-zero", a(inject.AnnotationPort, "0"), true, ""},
+		{"port-too-high", a(inject.AnnotationPort, "65536"), true, ""},
+		{"port-name", a(inject.AnnotationPort, "http"), true, ""},
+		{"port-exponent", a(inject.AnnotationPort, "1e3"), true, ""},
+		{"traffic-case", a(inject.AnnotationTraffic, "Label"), true, ""},
+		{"image-empty", a(inject.AnnotationImage, ""), true, ""},
+		{"image-space", a(inject.AnnotationImage, "a b"), true, ""},
+		{"image-no-break-space", a(inject.AnnotationImage, "example/elector:v1\u00a0"), true, ""},
+		{"cpu-word", a(inject.AnnotationCPURequest, "abc"), true, ""},
+		{"cpu-negative", a(inject.AnnotationCPURequest, "-1"), true, ""},
+		{"cpu-zero", a(inject.AnnotationCPULimit, "0"), true, ""},
+		{"memory-milli", a(inject.AnnotationMemoryRequest, "100m"), true, ""},
+		{"memory-fraction", a(inject.AnnotationMemoryLimit, "1.5"), true, ""},
+		{"cpu-limit-below-request", a(inject.AnnotationCPULimit, "5m"), true, ""},
+		{"memory-limit-below-request", a(inject.AnnotationMemoryRequest, "128Mi"), true, ""},
+		{"mesh-other", a(inject.AnnotationMesh, "linkerd"), true, ""},
+		{"several", a(inject.AnnotationPort, "0", inject.AnnotationTraffic, "x", lease, "x"), true,
+			"several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message"},
+	}
 }
 
 // installPolicyMode installs config/policy-mode's policies, bindings and parameters, with the bindings narrowed
