@@ -1,5 +1,5 @@
 // Command policygen writes the admission policies of admission mode "policy" (pkg/admissionpolicy) into the chart
-// and config/policy-mode. Run it from the repository's root after changing pkg/inject; the test of
+// and config/injection-policies. Run it from the repository's root after changing pkg/inject; the test of
 // pkg/admissionpolicy fails while the committed files differ from what it would write.
 package main
 
@@ -15,7 +15,7 @@ import (
 
 func main() {
 	root := flag.String("root", ".", "the repository's root")
-	version := flag.String("version", admissionpolicy.ConfigVersion, "the version config/policy-mode's defaults name (its elector image tag)")
+	version := flag.String("version", admissionpolicy.ConfigVersion, "the version config/injection-policies's defaults name (its elector image tag)")
 	flag.Parse()
 	files, err := admissionpolicy.Files(*version)
 	if err != nil {

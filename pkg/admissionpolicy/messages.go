@@ -17,7 +17,7 @@ import (
 
 // The refusals' messages are not written twice: each is taken from pkg/inject (or pkg/elector) refusing a pod made
 // to trip exactly that rule, with placeholder values that are then replaced by the CEL expressions computing them
-// for the pod at hand. A changed message in Go changes the policy's message with the next `make generate-policies`.
+// for the pod at hand. A changed message in Go changes the policy's message with the next `make generate`.
 
 // template turns text into a CEL string expression, replacing each placeholder (a key of repl) by its expression.
 func template(text string, repl map[string]string) string {

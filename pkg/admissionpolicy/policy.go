@@ -24,7 +24,7 @@ import (
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
-// Names of the objects as config/policy-mode installs them; the chart replaces the NamePrefix by its full name.
+// Names of the objects as config/injection-policies installs them; the chart replaces the NamePrefix by its full name.
 const (
 	NamePrefix = "leader-election"
 	// InjectPolicy injects opted-in pods; InjectEnforcedPolicy the replicas of an enforcing namespace.

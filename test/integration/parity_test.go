@@ -48,7 +48,7 @@ const (
 	parityContainer = "container" // the policies with the regular-container configuration
 )
 
-// TestPolicyParity runs every golden case of pkg/inject through the admission policies of config/policy-mode on the
+// TestPolicyParity runs every golden case of pkg/inject through the admission policies of config/injection-policies on the
 // real API server (a server-side dry run: admission policies mutate and validate all the same) and through
 // inject.Mutate as the webhook runs it, on the pod the API server hands to admission; both pods are then compared
 // as the API server stores them. Refusals must be refusals in both modes.
@@ -250,7 +250,7 @@ func annotationCases() []annotationCase {
 	}
 }
 
-// installPolicyMode installs config/policy-mode's policies, bindings and parameters, with the bindings narrowed
+// installPolicyMode installs config/injection-policies's policies, bindings and parameters, with the bindings narrowed
 // away from the namespaces labelled parity-mode, and a second set of bindings for the regular-container
 // configuration in the namespaces labelled parity-mode=container.
 func installPolicyMode(t *testing.T, cs kubernetes.Interface) {
@@ -314,7 +314,7 @@ func installPolicyMode(t *testing.T, cs kubernetes.Interface) {
 				}
 			}
 		default:
-			t.Fatalf("config/policy-mode holds an unexpected %T", obj)
+			t.Fatalf("config/injection-policies holds an unexpected %T", obj)
 		}
 		if err != nil {
 			t.Fatalf("installing %T: %v", obj, err)
