@@ -138,9 +138,9 @@ func durationMessages() []string {
 	return []string{
 		msg(lease, renew, -retry, map[string]string{"(" + (-retry).String() + ")": "'(' + variables.retryPeriodText + ')'"}),
 		msg(lease, renew, 33*time.Millisecond, map[string]string{"(33ms)": "'(' + variables.retryPeriodText + ')'"}),
-		msg(lease, retry, renew, nil),
+		msg(lease, retry, renew, map[string]string{"(" + retry.String() + ")": "'(' + variables.renewDeadlineText + ')'", "(" + renew.String() + ")": "'(' + variables.retryPeriodText + ')'"}),
 		msg(lease, 770*time.Millisecond, 330*time.Millisecond, map[string]string{"(770ms)": "'(' + variables.renewDeadlineText + ')'", "(330ms)": "'(' + variables.retryPeriodText + ')'"}),
-		msg(renew, lease, retry, nil),
+		msg(renew, lease, retry, map[string]string{"(" + renew.String() + ")": "'(' + variables.leaseDurationText + ')'", "(" + lease.String() + ")": "'(' + variables.renewDeadlineText + ')'"}),
 		msg(333*time.Second, renew, retry, map[string]string{"(" + (333 * time.Second).String() + ")": "'(' + variables.leaseDurationText + ')'"}),
 		msg(lease+500*time.Millisecond, renew, retry, map[string]string{"(" + (lease + 500*time.Millisecond).String() + ")": "'(' + variables.leaseDurationText + ')'"}),
 		msg(78*time.Second, renew, retry, map[string]string{"(" + (78 * time.Second).String() + ")": "'(' + variables.leaseDurationText + ')'", "margin is 1s": "'margin is ' + variables.timingMarginText"}),

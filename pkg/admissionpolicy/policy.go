@@ -231,21 +231,24 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 		{"retryPeriod", inject.AnnotationRetryPeriod, ParamRetryPeriod},
 	} {
 		add(d.name+"Valid", fmt.Sprintf("!(%[1]s) || (%[2]s.matches(%[3]s) && duration(%[2]s) > duration('0s'))", has(d.key), ann(d.key), q(goDuration)))
-		add(d.name+"Ms", fmt.Sprintf("(%s && variables.%sValid ? duration(%s) : duration(%s)).getMilliseconds()", has(d.key), d.name, ann(d.key), param(d.param)))
-		add(d.name+"Text", goDurationText("variables."+d.name+"Ms"))
+		source := fmt.Sprintf("(%s && variables.%sValid ? %s : %s)", has(d.key), d.name, ann(d.key), param(d.param))
+		add(d.name, "duration("+source+")")
+		add(d.name+"Ms", "variables."+d.name+".getMilliseconds()")
+		// Printed as Go prints it, or as written where it is finer than a millisecond (CEL gives no nanoseconds).
+		add(d.name+"Text", fmt.Sprintf("variables.%[1]s == duration(string(variables.%[1]sMs) + 'ms') ? (%[2]s) : %[3]s", d.name, goDurationText("variables."+d.name+"Ms"), source))
 		durationErrors = append(durationErrors, fmt.Sprintf("(variables.%sValid ? [] : [%s])", d.name, annotationError(d.key, ann(d.key), q(durationWant))))
 	}
 	add("timingMarginText", goDurationText("(variables.leaseDurationMs - variables.renewDeadlineMs)"))
-	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	lit := func(d time.Duration) string { return "duration('" + d.String() + "')" }
 	rules := []string{
-		"variables.retryPeriodMs <= 0",
-		"variables.retryPeriodMs < " + ms(elector.MinRetryPeriod),
-		"variables.renewDeadlineMs <= variables.retryPeriodMs",
-		"variables.renewDeadlineMs < " + ms(elector.MinRenewDeadline),
-		"variables.leaseDurationMs <= variables.renewDeadlineMs",
-		fmt.Sprintf("variables.leaseDurationMs < %s || variables.leaseDurationMs > %s", ms(elector.MinLeaseDuration), ms(elector.MaxLeaseDuration)),
-		"variables.leaseDurationMs % 1000 != 0",
-		"variables.leaseDurationMs - variables.renewDeadlineMs < " + ms(elector.ProbeDetectionTime),
+		"variables.retryPeriod <= duration('0s')",
+		"variables.retryPeriod < " + lit(elector.MinRetryPeriod),
+		"variables.renewDeadline <= variables.retryPeriod",
+		"variables.renewDeadline < " + lit(elector.MinRenewDeadline),
+		"variables.leaseDuration <= variables.renewDeadline",
+		fmt.Sprintf("variables.leaseDuration < %s || variables.leaseDuration > %s", lit(elector.MinLeaseDuration), lit(elector.MaxLeaseDuration)),
+		"variables.leaseDuration != duration(string(variables.leaseDuration.getSeconds()) + 's')",
+		"variables.leaseDuration - variables.renewDeadline < " + lit(elector.ProbeDetectionTime),
 	}
 	timingPrefix, timingSuffix := timingFrame()
 	messages := durationMessages()
