@@ -112,10 +112,13 @@ func TestPolicyParity(t *testing.T) {
 		len(inputs), tally[identicalPods], tally[listedDifference], tally[refusedAlike])
 
 	// Every annotation's accepted and refused values beyond the golden cases: the same pod or the same refusal.
-	base := readGoldenPod(t, filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", "plain.in.yaml"))
 	for _, tc := range annotationCases() {
 		t.Run("annotations/"+tc.name, func(t *testing.T) {
-			pod := base.DeepCopy()
+			base := tc.base
+			if base == "" {
+				base = "plain"
+			}
+			pod := readGoldenPod(t, filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", base+".in.yaml"))
 			for k, v := range tc.annotations {
 				pod.Annotations[k] = v
 			}
@@ -175,13 +178,14 @@ func compareModes(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, policy
 	return identicalPods, comparePods("", toMap(t, normalizePod(viaWebhook)), toMap(t, normalizePod(viaPolicy)))
 }
 
-// annotationCase is one set of annotations on the golden case "plain", whether pkg/inject refuses it, and why the
-// modes differ where they do (docs/policy-mode.md).
+// annotationCase is one set of annotations on a golden case's pod (base, "plain" when empty), whether pkg/inject
+// refuses it, and why the modes differ where they do (docs/policy-mode.md).
 type annotationCase struct {
 	name        string
 	annotations map[string]string
 	refused     bool
 	difference  string
+	base        string
 }
 
 // annotationCases are every annotation's edge values: Go's duration and quantity formats the policies must print
@@ -198,62 +202,68 @@ func annotationCases() []annotationCase {
 		lease, renew, retry = inject.AnnotationLeaseDuration, inject.AnnotationRenewDeadline, inject.AnnotationRetryPeriod
 	)
 	return []annotationCase{
-		{"minutes", a(lease, "90s", renew, "1m", retry, "1500ms"), false, ""},
-		{"bounds", a(lease, "5m", renew, "4m58s", retry, "2s"), false, ""},
-		{"shortest", a(lease, "3s", renew, "1s", retry, "250ms"), false, ""},
-		{"fractions", a(lease, "4s", renew, "2s", retry, "1.005s"), false, ""},
-		{"fraction-tens", a(lease, "4s", renew, "1.05s", retry, "0.5s"), false, ""},
-		{"micro-units", a(lease, "4000ms", renew, "2000000us", retry, "500000µs"), false, ""},
-		{"hour-units", a(lease, "0.05h", renew, "0.02h", retry, "1s"), false, ""},
+		{"minutes", a(lease, "90s", renew, "1m", retry, "1500ms"), false, "", ""},
+		{"bounds", a(lease, "5m", renew, "4m58s", retry, "2s"), false, "", ""},
+		{"shortest", a(lease, "3s", renew, "1s", retry, "250ms"), false, "", ""},
+		{"fractions", a(lease, "4s", renew, "2s", retry, "1.005s"), false, "", ""},
+		{"fraction-tens", a(lease, "4s", renew, "1.05s", retry, "0.5s"), false, "", ""},
+		{"micro-units", a(lease, "4000ms", renew, "2000000us", retry, "500000µs"), false, "", ""},
+		{"hour-units", a(lease, "0.05h", renew, "0.02h", retry, "1s"), false, "", ""},
 		{"sub-millisecond", a(lease, "4s", renew, "2s", retry, "250500us"), false,
-			"a duration finer than a millisecond is written into the elector's env as annotated (250500us), where the webhook prints it as Go does (250.5ms): CEL gives durations to the millisecond only; the elector parses both to the same duration"},
+			"a duration finer than a millisecond is written into the elector's env as annotated (250500us), where the webhook prints it as Go does (250.5ms): CEL gives durations to the millisecond only; the elector parses both to the same duration", ""},
 		{"sub-millisecond-order", a(lease, "4s", renew, "1000500us", retry, "1s"), false,
-			"as sub-millisecond"},
-		{"lease-nanosecond", a(lease, "4000000001ns"), true, "as sub-millisecond"},
-		{"quantities", a(inject.AnnotationCPURequest, "0.005", inject.AnnotationCPULimit, "1", inject.AnnotationMemoryRequest, "16777216", inject.AnnotationMemoryLimit, "1.5Gi"), false, ""},
-		{"port-signed", a(inject.AnnotationPort, "+9000"), false, ""},
-		{"port-leading-zero", a(inject.AnnotationPort, "08080"), false, ""},
-		{"mesh-istio-without-proxy", a(inject.AnnotationMesh, inject.MeshIstio), false, ""},
-		{"readiness", a(inject.AnnotationTraffic, inject.TrafficReadiness), false, ""},
-		{"image-digest", a(inject.AnnotationImage, "example/elector@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), false, ""},
-		{"lease-name-dots", a(inject.AnnotationLeaseName, "a.b-c"), false, ""},
-		{"enabled-yes", a(inject.AnnotationEnabled, "yes"), true, ""},
-		{"lease-name-upper", a(inject.AnnotationLeaseName, "Web"), true, ""},
-		{"lease-name-dash", a(inject.AnnotationLeaseName, "-"), true, ""},
-		{"lease-name-long", a(inject.AnnotationLeaseName, strings.Repeat("a", 254)), true, ""},
-		{"lease-name-long-upper", a(inject.AnnotationLeaseName, strings.Repeat("A", 254)), true, ""},
-		{"duration-no-unit", a(lease, "15"), true, ""},
-		{"duration-negative", a(lease, "-1s"), true, ""},
-		{"duration-zero", a(retry, "0s"), true, ""},
-		{"duration-word", a(renew, "soon"), true, ""},
-		{"lease-fraction", a(lease, "15.5s"), true, ""},
-		{"lease-too-long", a(lease, "301s", renew, "10s"), true, ""},
-		{"lease-too-short", a(lease, "2s", renew, "1s", retry, "500ms"), true, ""},
-		{"renew-not-below-lease", a(renew, "15s"), true, ""},
-		{"renew-too-short", a(lease, "3s", renew, "500ms", retry, "250ms"), true, ""},
-		{"retry-too-short", a(retry, "100ms"), true, ""},
-		{"retry-not-below-renew", a(retry, "10s"), true, ""},
-		{"margin", a(lease, "4s", renew, "3s", retry, "1s"), true, ""},
-		{"port-zero", a(inject.AnnotationPort, "0"), true, ""},
-		{"port-too-high", a(inject.AnnotationPort, "65536"), true, ""},
-		{"port-name", a(inject.AnnotationPort, "http"), true, ""},
-		{"port-exponent", a(inject.AnnotationPort, "1e3"), true, ""},
-		{"traffic-case", a(inject.AnnotationTraffic, "Label"), true, ""},
-		{"image-empty", a(inject.AnnotationImage, ""), true, ""},
-		{"image-space", a(inject.AnnotationImage, "a b"), true, ""},
-		{"image-no-break-space", a(inject.AnnotationImage, "example/elector:v1\u00a0"), true, ""},
-		{"cpu-word", a(inject.AnnotationCPURequest, "abc"), true, ""},
-		{"cpu-negative", a(inject.AnnotationCPURequest, "-1"), true, ""},
-		{"cpu-zero", a(inject.AnnotationCPULimit, "0"), true, ""},
-		{"memory-milli", a(inject.AnnotationMemoryRequest, "100m"), true, ""},
-		{"memory-fraction", a(inject.AnnotationMemoryLimit, "1.5"), true, ""},
-		{"cpu-limit-below-request", a(inject.AnnotationCPULimit, "5m"), true, ""},
+			"as sub-millisecond", ""},
+		{"lease-nanosecond", a(lease, "4000000001ns"), true, "as sub-millisecond", ""},
+		{"quantities", a(inject.AnnotationCPURequest, "0.005", inject.AnnotationCPULimit, "1", inject.AnnotationMemoryRequest, "16777216", inject.AnnotationMemoryLimit, "1.5Gi"), false, "", ""},
+		{"port-signed", a(inject.AnnotationPort, "+9000"), false, "", ""},
+		{"port-leading-zero", a(inject.AnnotationPort, "08080"), false, "", ""},
+		{"mesh-istio-without-proxy", a(inject.AnnotationMesh, inject.MeshIstio), false, "", ""},
+		{"readiness", a(inject.AnnotationTraffic, inject.TrafficReadiness), false, "", ""},
+		{"image-digest", a(inject.AnnotationImage, "example/elector@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), false, "", ""},
+		{"lease-name-dots", a(inject.AnnotationLeaseName, "a.b-c"), false, "", ""},
+		{"enabled-yes", a(inject.AnnotationEnabled, "yes"), true, "", ""},
+		{"lease-name-upper", a(inject.AnnotationLeaseName, "Web"), true, "", ""},
+		{"lease-name-dash", a(inject.AnnotationLeaseName, "-"), true, "", ""},
+		{"lease-name-long", a(inject.AnnotationLeaseName, strings.Repeat("a", 254)), true, "", ""},
+		{"lease-name-long-upper", a(inject.AnnotationLeaseName, strings.Repeat("A", 254)), true, "", ""},
+		{"duration-no-unit", a(lease, "15"), true, "", ""},
+		{"duration-negative", a(lease, "-1s"), true, "", ""},
+		{"duration-zero", a(retry, "0s"), true, "", ""},
+		{"duration-word", a(renew, "soon"), true, "", ""},
+		{"lease-fraction", a(lease, "15.5s"), true, "", ""},
+		{"lease-too-long", a(lease, "301s", renew, "10s"), true, "", ""},
+		{"lease-too-short", a(lease, "2s", renew, "1s", retry, "500ms"), true, "", ""},
+		{"renew-not-below-lease", a(renew, "15s"), true, "", ""},
+		{"renew-too-short", a(lease, "3s", renew, "500ms", retry, "250ms"), true, "", ""},
+		{"retry-too-short", a(retry, "100ms"), true, "", ""},
+		{"retry-not-below-renew", a(retry, "10s"), true, "", ""},
+		{"margin", a(lease, "4s", renew, "3s", retry, "1s"), true, "", ""},
+		{"port-zero", a(inject.AnnotationPort, "0"), true, "", ""},
+		{"port-too-high", a(inject.AnnotationPort, "65536"), true, "", ""},
+		{"port-name", a(inject.AnnotationPort, "http"), true, "", ""},
+		{"port-exponent", a(inject.AnnotationPort, "1e3"), true, "", ""},
+		{"traffic-case", a(inject.AnnotationTraffic, "Label"), true, "", ""},
+		{"image-empty", a(inject.AnnotationImage, ""), true, "", ""},
+		{"image-space", a(inject.AnnotationImage, "a b"), true, "", ""},
+		{"image-no-break-space", a(inject.AnnotationImage, "example/elector:v1\u00a0"), true, "", ""},
+		{"cpu-word", a(inject.AnnotationCPURequest, "abc"), true, "", ""},
+		{"cpu-negative", a(inject.AnnotationCPURequest, "-1"), true, "", ""},
+		{"cpu-zero", a(inject.AnnotationCPULimit, "0"), true, "", ""},
+		{"memory-milli", a(inject.AnnotationMemoryRequest, "100m"), true, "", ""},
+		{"memory-fraction", a(inject.AnnotationMemoryLimit, "1.5"), true, "", ""},
+		{"cpu-limit-below-request", a(inject.AnnotationCPULimit, "5m"), true, "", ""},
 		{"cpu-limit-below-request-decimal", a(inject.AnnotationCPULimit, "0.005"), true,
-			"a quantity in a refusal is printed as annotated (0.005), where the webhook prints Kubernetes' canonical form (5m): CEL has no canonical form of a quantity"},
-		{"memory-limit-below-request", a(inject.AnnotationMemoryRequest, "128Mi"), true, ""},
-		{"mesh-other", a(inject.AnnotationMesh, "linkerd"), true, ""},
+			"a quantity in a refusal is printed as annotated (0.005), where the webhook prints Kubernetes' canonical form (5m): CEL has no canonical form of a quantity", ""},
+		{"memory-limit-below-request", a(inject.AnnotationMemoryRequest, "128Mi"), true, "", ""},
+		{"mesh-other", a(inject.AnnotationMesh, "linkerd"), true, "", ""},
+		{"pod-level-fits", a(inject.AnnotationMemoryRequest, "32Mi"), false, "", "pod-level-resources"},
+		{"pod-level-limit-above-pod", a(inject.AnnotationCPULimit, "2"), true, "", "pod-level-resources"},
+		{"pod-level-request-above-budget", a(inject.AnnotationCPURequest, "200m"), true,
+			"the requests beyond a pod-level budget are refused by the API server's own validation of the pod, with its message: CEL cannot add up the containers' quantities", "pod-level-resources"},
+		{"guaranteed-limit", a(inject.AnnotationMemoryLimit, "128Mi"), false, "", "guaranteed"},
+		{"istio-mesh-none", a(inject.AnnotationMesh, inject.MeshNone), false, "", "istio-classic-sidecar"},
 		{"several", a(inject.AnnotationPort, "0", inject.AnnotationTraffic, "x", lease, "x"), true,
-			"several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message"},
+			"several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message", ""},
 	}
 }
 
