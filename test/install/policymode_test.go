@@ -14,9 +14,6 @@ import (
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
-// injectionKinds are the kinds of the objects that inject in admission mode "policy" (pkg/admissionpolicy).
-var injectionKinds = []string{"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap"}
-
 // injectionObjects are the objects of objs that pkg/admissionpolicy generates: every MutatingAdmissionPolicy, the
 // ValidatingAdmissionPolicies (and bindings) named <prefix>-injection*, and the parameter ConfigMap.
 func injectionObjects(objs objects, prefix string) objects {

@@ -112,7 +112,9 @@ func TestPolicyParity(t *testing.T) {
 		len(inputs), tally[identicalPods], tally[listedDifference], tally[refusedAlike])
 
 	// Every annotation's accepted and refused values beyond the golden cases: the same pod or the same refusal.
-	for _, tc := range annotationCases() {
+	var annotationTally parityTally
+	cases := annotationCases()
+	for _, tc := range cases {
 		t.Run("annotations/"+tc.name, func(t *testing.T) {
 			base := tc.base
 			if base == "" {
@@ -129,13 +131,23 @@ func TestPolicyParity(t *testing.T) {
 			case len(differences) == 0 && tc.difference != "":
 				t.Errorf("listed as a difference (%s) but both modes agree", tc.difference)
 			case len(differences) > 0:
+				outcome = listedDifference
 				t.Logf("listed difference (%s):\n%s", tc.difference, strings.Join(differences, "\n"))
 			}
-			if refused := outcome == refusedAlike; refused != tc.refused {
+			annotationTally[outcome]++
+			if refused := outcome == refusedAlike || (outcome == listedDifference && policyRefused(t, cs, pod, nsPolicy)); refused != tc.refused {
 				t.Errorf("refused %v in both modes, want %v", refused, tc.refused)
 			}
 		})
 	}
+	t.Logf("parity over %d annotation cases: %d identical, %d listed differences, %d refused in both with the same message",
+		len(cases), annotationTally[identicalPods], annotationTally[listedDifference], annotationTally[refusedAlike])
+}
+
+// policyRefused reports whether the policies refuse pod in ns.
+func policyRefused(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, ns string) bool {
+	_, err := dryRunCreate(t.Context(), t, cs, ns, pod)
+	return err != nil
 }
 
 // Outcomes of a case run in both modes.
