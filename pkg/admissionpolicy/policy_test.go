@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -64,6 +65,18 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 		}
 		if vaps[i].Spec.MatchConditions[0] != m.Spec.MatchConditions[0] {
 			t.Errorf("%s and %s match different pods", m.Name, vaps[i].Name)
+		}
+	}
+}
+
+// TestEverySettingHasAPlaceholder: a setting pkg/inject gains must get a placeholder (and the generator a CEL
+// variable for it), or the policies would inject its zero value as a constant.
+func TestEverySettingHasAPlaceholder(t *testing.T) {
+	v := reflect.ValueOf(inject.Placeholders)
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("inject.Placeholders.%s is not set: give it a value found nowhere else in the elector and teach pkg/admissionpolicy to compute it",
+				v.Type().Field(i).Name)
 		}
 	}
 }
