@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
@@ -142,6 +143,29 @@ func TestPolicyParity(t *testing.T) {
 			}
 		})
 	}
+	// A large pod: the policies' CEL stays within the API server's cost budget, and the free volume names are found.
+	t.Run("large-pod", func(t *testing.T) {
+		pod := readGoldenPod(t, filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", "plain.in.yaml"))
+		app := pod.Spec.Containers[0]
+		pod.Spec.Containers = nil
+		for i := range 60 {
+			c := app.DeepCopy()
+			c.Name = fmt.Sprintf("app-%d", i)
+			c.Ports = []corev1.ContainerPort{{Name: fmt.Sprintf("p-%d", i), ContainerPort: int32(10000 + i)}}
+			c.Env = []corev1.EnvVar{{Name: "N", Value: fmt.Sprint(i)}}
+			pod.Spec.Containers = append(pod.Spec.Containers, *c)
+			name := "leader-election-token"
+			if i > 0 {
+				name = fmt.Sprintf("leader-election-token-%d", i+1)
+			}
+			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		}
+		pod.Spec.AutomountServiceAccountToken = ptr.To(false)
+		outcome, differences := compareModes(t, cs, pod, nsPolicy, nsWebhook, parityConfig(false), false)
+		if outcome != identicalPods || len(differences) > 0 {
+			t.Errorf("a pod of 60 containers and 60 taken volume names: outcome %d, differences:\n%s", outcome, strings.Join(differences, "\n"))
+		}
+	})
 	t.Logf("parity over %d annotation cases: %d identical, %d listed differences, %d refused in both with the same message, %d differing",
 		len(cases), annotationTally[identicalPods], annotationTally[listedDifference], annotationTally[refusedAlike], annotationTally[differentOutcome])
 }
