@@ -328,9 +328,6 @@ func installPolicyMode(t *testing.T, cs kubernetes.Interface) {
 			objs = append(objs, obj)
 		}
 	}
-	notParity := metav1.LabelSelectorRequirement{Key: parityLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{parityWebhook, parityContainer}}
-	isContainer := metav1.LabelSelectorRequirement{Key: parityLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{parityContainer}}
-	const containerParams = admissionpolicy.ParamsName + "-container"
 	for _, obj := range objs {
 		var err error
 		switch o := obj.(type) {
@@ -348,25 +345,17 @@ func installPolicyMode(t *testing.T, cs kubernetes.Interface) {
 			_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, o, metav1.CreateOptions{})
 		case *admissionregistrationv1.MutatingAdmissionPolicyBinding:
 			c := o.DeepCopy()
-			c.Name += "-container"
-			c.Spec.ParamRef.Name = containerParams
-			c.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(c.Spec.MatchResources.NamespaceSelector.MatchExpressions, isContainer)
-			o.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(o.Spec.MatchResources.NamespaceSelector.MatchExpressions, notParity)
-			for _, b := range []*admissionregistrationv1.MutatingAdmissionPolicyBinding{o, c} {
-				if _, err = cs.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
-					break
-				}
+			narrow(&o.Name, o.Spec.ParamRef, o.Spec.MatchResources, false)
+			narrow(&c.Name, c.Spec.ParamRef, c.Spec.MatchResources, true)
+			if _, err = cs.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, o, metav1.CreateOptions{}); err == nil {
+				_, err = cs.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, c, metav1.CreateOptions{})
 			}
 		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
 			c := o.DeepCopy()
-			c.Name += "-container"
-			c.Spec.ParamRef.Name = containerParams
-			c.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(c.Spec.MatchResources.NamespaceSelector.MatchExpressions, isContainer)
-			o.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(o.Spec.MatchResources.NamespaceSelector.MatchExpressions, notParity)
-			for _, b := range []*admissionregistrationv1.ValidatingAdmissionPolicyBinding{o, c} {
-				if _, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
-					break
-				}
+			narrow(&o.Name, o.Spec.ParamRef, o.Spec.MatchResources, false)
+			narrow(&c.Name, c.Spec.ParamRef, c.Spec.MatchResources, true)
+			if _, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, o, metav1.CreateOptions{}); err == nil {
+				_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, c, metav1.CreateOptions{})
 			}
 		default:
 			t.Fatalf("config/injection-policies holds an unexpected %T", obj)
@@ -375,6 +364,24 @@ func installPolicyMode(t *testing.T, cs kubernetes.Interface) {
 			t.Fatalf("installing %T: %v", obj, err)
 		}
 	}
+}
+
+// containerParams is the parameter ConfigMap of the regular-container configuration.
+const containerParams = admissionpolicy.ParamsName + "-container"
+
+// narrow keeps a binding away from the namespaces labelled parity-mode or, for the container copy, renames it and
+// points it at those labelled parity-mode=container, with the regular-container parameters.
+func narrow(name *string, ref *admissionregistrationv1.ParamRef, match *admissionregistrationv1.MatchResources, container bool) {
+	sel := match.NamespaceSelector
+	if !container {
+		sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
+			Key: parityLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{parityWebhook, parityContainer}})
+		return
+	}
+	*name += "-container"
+	ref.Name = containerParams
+	sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
+		Key: parityLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{parityContainer}})
 }
 
 // waitInjecting waits until the policies inject in ns: they take effect once the API server's informers saw them.
