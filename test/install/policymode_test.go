@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -80,9 +81,13 @@ func TestPolicyModeConfigMatchesChart(t *testing.T) {
 func TestPolicyModeChartInjects(t *testing.T) {
 	const namespace = "le-system"
 	values := "admission:\n  mode: policy\nelector:\n  port: 9100\n  leaseDuration: 20s\n  traffic: readiness\n  image:\n    repository: example/elector\n    tag: v9\n"
-	objs := injectionObjects(helmTemplate(t, release{name: "le", namespace: namespace, values: values}), "le-leader-election")
+	rendered := helmTemplate(t, release{name: "le", namespace: namespace, values: values})
+	objs := injectionObjects(rendered, "le-leader-election")
 	if len(objs) != 9 {
 		t.Fatalf("rendered %d injection objects, want 9: %v", len(objs), objs.keys())
+	}
+	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
+		objs = append(objs, rendered.ofKind(kind)...)
 	}
 	env := controlplane.Start(t)
 	cs := env.Clientset
@@ -126,6 +131,27 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	_, err = cs.CoreV1().Pods("apps").Create(ctx, bad, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err == nil || !strings.Contains(err.Error(), `annotation leader-election/port: "http" is not accepted`) {
 		t.Errorf("a bad port annotation: got %v, want a refusal naming the annotation and its value", err)
+	}
+
+	// The parameters decide the image every annotated pod runs: the chart's own identity may not change them.
+	user := "system:serviceaccount:" + namespace + ":le-leader-election-webhook"
+	allowed := func(verb, resource, name string) bool {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: resource, Name: name},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sar.Status.Allowed
+	}
+	if !allowed("patch", "pods", "any") {
+		t.Fatalf("control: %s may not patch pods; the chart's RBAC is not installed as the test assumes", user)
+	}
+	for _, verb := range []string{"create", "update", "patch", "delete"} {
+		if allowed(verb, "configmaps", "le-leader-election-injection") {
+			t.Errorf("%s may %s the injection's parameters", user, verb)
+		}
 	}
 
 	own, err := cs.CoreV1().Pods(namespace).Create(ctx, plainPod("own", map[string]string{inject.AnnotationEnabled: "true"}), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
