@@ -543,9 +543,9 @@ func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, erro
 	return vars, nil
 }
 
-// electorBuilder replaces every placeholder of inject.Placeholders in the built elector by its CEL variable.
+// electorBuilder replaces every placeholder of inject.Placeholders() in the built elector by its CEL variable.
 func electorBuilder() *builder {
-	p := inject.Placeholders
+	p := inject.Placeholders()
 	return newBuilder(map[any]string{
 		p.LeaseName:                       "variables.leaseName",
 		p.Image:                           "variables.image",

@@ -49,7 +49,7 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 			t.Errorf("the injection does not mention %q", want)
 		}
 	}
-	for _, placeholder := range []string{inject.Placeholders.LeaseName, inject.Placeholders.Image, inject.PlaceholderTokenVolume, "54321", "987654"} {
+	for _, placeholder := range []string{inject.Placeholders().LeaseName, inject.Placeholders().Image, inject.PlaceholderTokenVolume, "54321", "987654"} {
 		for _, v := range maps[0].Spec.Variables {
 			if strings.Contains(v.Expression, placeholder) {
 				t.Errorf("variable %s still holds placeholder %q", v.Name, placeholder)
@@ -72,10 +72,10 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 // TestEverySettingHasAPlaceholder: a setting pkg/inject gains must get a placeholder (and the generator a CEL
 // variable for it), or the policies would inject its zero value as a constant.
 func TestEverySettingHasAPlaceholder(t *testing.T) {
-	v := reflect.ValueOf(inject.Placeholders)
+	v := reflect.ValueOf(inject.Placeholders())
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {
-			t.Errorf("inject.Placeholders.%s is not set: give it a value found nowhere else in the elector and teach pkg/admissionpolicy to compute it",
+			t.Errorf("inject.Placeholders().%s is not set: give it a value found nowhere else in the elector and teach pkg/admissionpolicy to compute it",
 				v.Type().Field(i).Name)
 		}
 	}

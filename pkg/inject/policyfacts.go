@@ -8,24 +8,26 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// Placeholders are settings whose values appear nowhere else in an elector built from them, so that a generator
-// can find each one in the built container and replace it with an expression (pkg/admissionpolicy turns them into
-// CEL). Durations are distinct and print in different Go formats; the port and the proxy user are numbers no
-// other field holds.
-var Placeholders = Settings{
-	LeaseName:     "placeholder-lease-name",
-	LeaseDuration: 111 * time.Second,
-	RenewDeadline: 77 * time.Second,
-	RetryPeriod:   33 * time.Second,
-	Port:          54321,
-	Traffic:       TrafficLabel,
-	Image:         "placeholder/image:tag",
-	CPURequest:    resource.MustParse("1"),
-	CPULimit:      resource.MustParse("2"),
-	MemoryRequest: resource.MustParse("3"),
-	MemoryLimit:   resource.MustParse("4"),
-	Mesh:          MeshIstio,
-	ProxyUser:     987654,
+// Placeholders returns settings whose values appear nowhere else in an elector built from them, so that a
+// generator can find each one in the built container and replace it with an expression (pkg/admissionpolicy turns
+// them into CEL). Durations are distinct and print in different Go formats; the port and the proxy user are
+// numbers no other field holds.
+func Placeholders() Settings {
+	return Settings{
+		LeaseName:     "placeholder-lease-name",
+		LeaseDuration: 111 * time.Second,
+		RenewDeadline: 77 * time.Second,
+		RetryPeriod:   33 * time.Second,
+		Port:          54321,
+		Traffic:       TrafficLabel,
+		Image:         "placeholder/image:tag",
+		CPURequest:    resource.MustParse("1"),
+		CPULimit:      resource.MustParse("2"),
+		MemoryRequest: resource.MustParse("3"),
+		MemoryLimit:   resource.MustParse("4"),
+		Mesh:          MeshIstio,
+		ProxyUser:     987654,
+	}
 }
 
 // PlaceholderTokenVolume is the token volume's name in Facts' elector: the name depends on the pod.
@@ -35,7 +37,7 @@ const PlaceholderTokenVolume = "placeholder-token-volume"
 // the elector built by the same code from Placeholders, the volumes, and the names and numbers Mutate decides
 // with. The policies are generated from it (pkg/admissionpolicy), so the two modes have one source of truth.
 type PolicyFacts struct {
-	// Elector is the native sidecar built from Placeholders with traffic mode "label"; ElectorReadiness the same
+	// Elector is the native sidecar built from Placeholders() with traffic mode "label"; ElectorReadiness the same
 	// with traffic mode "readiness" (the fields that differ depend on the traffic mode); ElectorRegular and
 	// ElectorRegularReadiness the same as a regular container (sidecar mode "container").
 	Elector, ElectorReadiness, ElectorRegular, ElectorRegularReadiness corev1.Container
@@ -55,14 +57,15 @@ type PolicyFacts struct {
 
 // Facts returns the PolicyFacts of this version of Mutate.
 func Facts() PolicyFacts {
-	readiness := Placeholders
+	placeholders := Placeholders()
+	readiness := placeholders
 	readiness.Traffic = TrafficReadiness
-	none := Placeholders
+	none := placeholders
 	none.Mesh = MeshNone
 	return PolicyFacts{
-		Elector:                 electorContainer(Placeholders, true, PlaceholderTokenVolume),
+		Elector:                 electorContainer(placeholders, true, PlaceholderTokenVolume),
 		ElectorReadiness:        electorContainer(readiness, true, PlaceholderTokenVolume),
-		ElectorRegular:          electorContainer(Placeholders, false, PlaceholderTokenVolume),
+		ElectorRegular:          electorContainer(placeholders, false, PlaceholderTokenVolume),
 		ElectorRegularReadiness: electorContainer(readiness, false, PlaceholderTokenVolume),
 		NonRootUID:              *electorContainer(none, true, PlaceholderTokenVolume).SecurityContext.RunAsUser,
 		IstioProxyUser:          istioProxyUser,
