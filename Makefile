@@ -22,7 +22,7 @@ TOOLS_BIN := $(CURDIR)/bin/tools
 # recipe, so a failed build stops make with the builder's message.
 ASSETS := assets=$$(hack/control-plane.sh)
 
-.PHONY: help build images node test test-unit lint fuzz soak demo bench control-plane tools docker-build clean
+.PHONY: help build images node test test-unit lint fuzz soak demo bench control-plane tools docker-build clean generate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -65,6 +65,9 @@ test: tools ## run every test: unit, integration against the local control plane
 
 test-unit: ## run the tests that need no control plane
 	go test -count=1 -short ./pkg/...
+
+generate: ## rewrite admission mode "policy"'s policies (chart and config/injection-policies) from pkg/inject
+	go run ./hack/policygen
 
 lint: $(TOOLS_BIN)/staticcheck ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

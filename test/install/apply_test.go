@@ -115,7 +115,7 @@ var kindOrder = []string{
 	"Namespace", "ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service", "NetworkPolicy",
 	"Deployment", "PodDisruptionBudget", "Issuer", "Certificate", "ConfigMap", "ServiceMonitor", "PodMonitor",
-	"PrometheusRule", "MutatingWebhookConfiguration",
+	"PrometheusRule", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "MutatingWebhookConfiguration",
 }
 
 // apply creates every object with server-side apply and returns what the API server stored. A kind the order does

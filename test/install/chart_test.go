@@ -76,6 +76,7 @@ func TestChartLint(t *testing.T) {
 	}{
 		{"defaults", ""},
 		{"non-default values", nondefaultValues(t)},
+		{"admission mode policy", "admission:\n  mode: policy\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"lint", "--strict", chartDir, "--namespace", "platform"}
@@ -118,6 +119,7 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"scrape interval without unit", "monitoring: {podMonitor: {interval: \"30\"}}", "at '/monitoring/podMonitor/interval'"},
 		{"flapping threshold of zero", "monitoring: {prometheusRule: {flappingChangesPerHour: 0}}", "at '/monitoring/prometheusRule/flappingChangesPerHour': minimum: got 0, want 1"},
 		{"dashboard label as a number", "monitoring: {dashboard: {labels: {grafana_dashboard: 1}}}", "at '/monitoring/dashboard/labels/grafana_dashboard': got number, want string"},
+		{"admission mode", "admission: {mode: policies}", "at '/admission/mode': value must be one of 'webhook', 'policy'"},
 		{"misspelt monitoring value", "monitoring: {serviceMonitors: {enabled: true}}", "at '/monitoring': additional properties 'serviceMonitors' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,100 @@
+package admissionpolicy
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/leader-election/leader-election/pkg/inject"
+)
+
+// TestGeneratedFilesAreCurrent fails while the chart's or config/injection-policies's copy of the policies differs from
+// what pkg/inject makes of them today: run `make generate` and review the diff.
+func TestGeneratedFilesAreCurrent(t *testing.T) {
+	files, err := Files(ConfigVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 4 {
+		t.Errorf("generated %d files, want 4", len(files))
+	}
+	for path, want := range files {
+		got, err := os.ReadFile(filepath.Join("..", "..", path))
+		if err != nil {
+			t.Errorf("%v (run make generate)", err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is not what pkg/admissionpolicy generates: run make generate and review the diff", path)
+		}
+	}
+}
+
+// TestPoliciesFollowPkgInject: the policies carry what pkg/inject builds and refuses with, not copies of it.
+func TestPoliciesFollowPkgInject(t *testing.T) {
+	maps, vaps, err := Policies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(maps) != 2 || len(vaps) != 2 {
+		t.Fatalf("got %d mutating and %d validating policies, want 2 and 2", len(maps), len(vaps))
+	}
+	patch := maps[0].Spec.Mutations[0].JSONPatch.Expression
+	f := inject.Facts()
+	for _, want := range []string{inject.ContainerName, f.TokenMountPath, f.PodInfoMountPath, f.PortName, inject.EnvLeaseName, inject.EnvPodLabelsFile, inject.LabelMember} {
+		if !strings.Contains(patch, want) {
+			t.Errorf("the injection does not mention %q", want)
+		}
+	}
+	for _, placeholder := range []string{inject.Placeholders().LeaseName, inject.Placeholders().Image, inject.PlaceholderTokenVolume, "54321", "987654"} {
+		for _, v := range maps[0].Spec.Variables {
+			if strings.Contains(v.Expression, placeholder) {
+				t.Errorf("variable %s still holds placeholder %q", v.Name, placeholder)
+			}
+		}
+		if strings.Contains(patch, placeholder) {
+			t.Errorf("the injection still holds placeholder %q", placeholder)
+		}
+	}
+	for i, m := range maps {
+		if m.Spec.ReinvocationPolicy != "IfNeeded" || *m.Spec.FailurePolicy != "Fail" || len(m.Spec.MatchConditions) == 0 || m.Spec.ParamKind == nil {
+			t.Errorf("policy %s: want reinvocationPolicy IfNeeded, failurePolicy Fail, matchConditions and a paramKind", m.Name)
+		}
+		if vaps[i].Spec.MatchConditions[0] != m.Spec.MatchConditions[0] {
+			t.Errorf("%s and %s match different pods", m.Name, vaps[i].Name)
+		}
+	}
+}
+
+// TestEverySettingHasAPlaceholder: a setting pkg/inject gains must get a placeholder (and the generator a CEL
+// variable for it), or the policies would inject its zero value as a constant.
+func TestEverySettingHasAPlaceholder(t *testing.T) {
+	v := reflect.ValueOf(inject.Placeholders())
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("inject.Placeholders().%s is not set: give it a value found nowhere else in the elector and teach pkg/admissionpolicy to compute it",
+				v.Type().Field(i).Name)
+		}
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		repl map[string]string
+		want string
+	}{
+		{"plain", nil, "'plain'"},
+		{`port "1" taken`, map[string]string{`"1"`: "p"}, "'port ' + p + ' taken'"},
+		{"ab", map[string]string{"a": "x", "ab": "y"}, "y"},
+		{"it's", nil, `'it\'s'`},
+		{"a\u00a0b", nil, `'a\u00a0b'`},
+	} {
+		if got := template(tc.text, tc.repl); got != tc.want {
+			t.Errorf("template(%q) = %s, want %s", tc.text, got, tc.want)
+		}
+	}
+}

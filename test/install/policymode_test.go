@@ -1,0 +1,164 @@
+package install
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/leader-election/leader-election/pkg/admissionpolicy"
+	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/test/controlplane"
+)
+
+// injectionObjects are the objects of objs that pkg/admissionpolicy generates: every MutatingAdmissionPolicy, the
+// ValidatingAdmissionPolicies (and bindings) named <prefix>-injection*, and the parameter ConfigMap.
+func injectionObjects(objs objects, prefix string) objects {
+	var out objects
+	for _, u := range objs {
+		name := strings.TrimPrefix(u.GetName(), prefix)
+		switch u.GetKind() {
+		case "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
+			out = append(out, u)
+		case "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap":
+			if strings.HasPrefix(name, "-injection") {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// TestPolicyModeConfigMatchesChart: the chart in admission mode "policy" and config/policy-mode install the same
+// injection objects, field for field where it matters; the default (webhook) mode renders none of them.
+func TestPolicyModeConfigMatchesChart(t *testing.T) {
+	chart := injectionObjects(helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace, values: "admission:\n  mode: policy\n"}), admissionpolicy.NamePrefix)
+	config := injectionObjects(kustomizeBuild(t, "policy-mode"), admissionpolicy.NamePrefix)
+	if len(chart) != 9 {
+		t.Errorf("the chart in policy mode renders %d injection objects, want 9 (2 mutating and 2 validating policies, their bindings, the parameters): %v", len(chart), chart.keys())
+	}
+	if got := injectionObjects(helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace}), admissionpolicy.NamePrefix); len(got) > 0 {
+		t.Errorf("the chart in webhook mode renders policy-mode objects: %v", got.keys())
+	}
+	// kustomize gives the cluster-scoped MutatingAdmissionPolicies a namespace it does not know they lack; compare
+	// by kind and name.
+	byName := func(objs objects) map[string]*unstructured.Unstructured {
+		m := map[string]*unstructured.Unstructured{}
+		for _, u := range objs {
+			m[u.GetKind()+"/"+u.GetName()] = u
+		}
+		return m
+	}
+	fromChart, fromConfig := byName(chart), byName(config)
+	for k := range fromConfig {
+		if _, ok := fromChart[k]; !ok {
+			t.Errorf("%s: in config/policy-mode, not rendered by the chart", k)
+		}
+	}
+	for k, c := range fromChart {
+		g, ok := fromConfig[k]
+		if !ok {
+			t.Errorf("%s: rendered by the chart, missing from config/policy-mode", k)
+			continue
+		}
+		for _, p := range whatMatters[c.GetKind()] {
+			want, _, _ := unstructured.NestedFieldNoCopy(c.Object, p...)
+			got, _, _ := unstructured.NestedFieldNoCopy(g.Object, p...)
+			for _, d := range diff(k+"."+strings.Join(p, "."), normalize(want), normalize(got)) {
+				t.Errorf("%s (chart, then config/policy-mode)", d)
+			}
+		}
+	}
+}
+
+// TestPolicyModeChartInjects installs the chart's policy-mode objects with non-default values on a real API server:
+// an annotated pod gets the elector with the values' defaults, a bad annotation is refused naming it, and the
+// release's own namespace is left alone.
+func TestPolicyModeChartInjects(t *testing.T) {
+	const namespace = "le-system"
+	values := "admission:\n  mode: policy\nelector:\n  port: 9100\n  leaseDuration: 20s\n  traffic: readiness\n  image:\n    repository: example/elector\n    tag: v9\n"
+	rendered := helmTemplate(t, release{name: "le", namespace: namespace, values: values})
+	objs := injectionObjects(rendered, "le-leader-election")
+	if len(objs) != 9 {
+		t.Fatalf("rendered %d injection objects, want 9: %v", len(objs), objs.keys())
+	}
+	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
+		objs = append(objs, rendered.ofKind(kind)...)
+	}
+	env := controlplane.Start(t)
+	cs := env.Clientset
+	ctx := t.Context()
+	createNamespace(t, cs, namespace, nil)
+	apply(t, env.Config, objs)
+	createNamespace(t, cs, "apps", nil)
+	createServiceAccount(t, cs, "apps", "default")
+	createServiceAccount(t, cs, namespace, "default")
+
+	pod := plainPod("web", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"})
+	var stored *corev1.Pod
+	var err error
+	// The policies take effect once the API server's informers have seen them.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		stored, err = cs.CoreV1().Pods("apps").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil && len(stored.Spec.InitContainers) > 0 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("annotated pod refused: %v", err)
+	}
+	if len(stored.Spec.InitContainers) != 1 || stored.Spec.InitContainers[0].Name != inject.ContainerName {
+		t.Fatalf("annotated pod not injected: %s", describe(stored))
+	}
+	elector := stored.Spec.InitContainers[0]
+	electorEnv := map[string]string{}
+	for _, e := range elector.Env {
+		electorEnv[e.Name] = e.Value
+	}
+	if elector.Image != "example/elector:v9" || elector.Ports[0].ContainerPort != 9100 || electorEnv[inject.EnvLeaseDuration] != "20s" || electorEnv[inject.EnvReadiness] != "leader" {
+		t.Errorf("the elector does not carry the chart's values (image example/elector:v9, port 9100, lease 20s, readiness leader): image %s, ports %v, env %v",
+			elector.Image, elector.Ports, electorEnv)
+	}
+	if v := stored.Annotations[inject.AnnotationInjected]; v != "v0.1.0/"+admissionpolicy.InjectedSuffix {
+		t.Errorf("annotation %s is %q, want the chart's appVersion and %q", inject.AnnotationInjected, v, admissionpolicy.InjectedSuffix)
+	}
+
+	bad := plainPod("bad", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web", inject.AnnotationPort: "http"})
+	_, err = cs.CoreV1().Pods("apps").Create(ctx, bad, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err == nil || !strings.Contains(err.Error(), `annotation leader-election/port: "http" is not accepted`) {
+		t.Errorf("a bad port annotation: got %v, want a refusal naming the annotation and its value", err)
+	}
+
+	// The parameters decide the image every annotated pod runs: the chart's own identity may not change them.
+	user := "system:serviceaccount:" + namespace + ":le-leader-election-webhook"
+	allowed := func(verb, resource, name string) bool {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: resource, Name: name},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sar.Status.Allowed
+	}
+	if !allowed("patch", "pods", "any") {
+		t.Fatalf("control: %s may not patch pods; the chart's RBAC is not installed as the test assumes", user)
+	}
+	for _, verb := range []string{"create", "update", "patch", "delete"} {
+		if allowed(verb, "configmaps", "le-leader-election-injection") {
+			t.Errorf("%s may %s the injection's parameters", user, verb)
+		}
+	}
+
+	own, err := cs.CoreV1().Pods(namespace).Create(ctx, plainPod("own", map[string]string{inject.AnnotationEnabled: "true"}), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatalf("a pod in the release's namespace refused: %v", err)
+	}
+	if len(own.Spec.InitContainers) > 0 {
+		t.Errorf("a pod in the release's namespace was injected: %s", describe(own))
+	}
+}
