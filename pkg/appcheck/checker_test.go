@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
@@ -239,6 +240,27 @@ func TestGRPCCheckAgainstGRPCGosHealthServer(t *testing.T) {
 	hs.Shutdown() // every service NOT_SERVING, as a draining server reports
 	if failure := checkOnceWith(t, probe(ptr.To("ledger.v1.Ledger"))); !strings.Contains(failure, "NOT_SERVING") {
 		t.Errorf("after Shutdown: failure %q", failure)
+	}
+}
+
+func TestGRPCCheckInTLSMode(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	certSource := httptest.NewTLSServer(http.NotFoundHandler()) // only for its self-signed certificate
+	cert := certSource.TLS.Certificates[0]
+	certSource.Close()
+	l := listenOn(t, "127.0.0.1:0")
+	srv := grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(l) }()
+	defer func() { srv.Stop(); <-served }()
+	probe := corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: portOf(t, l.Addr().String())}}}
+	if failure := checkOnceWith(t, probe); failure == "" {
+		t.Error("a plaintext check passed against a TLS server")
+	}
+	probe.GRPC.Mode = ptr.To(corev1.GRPCProbeModeTLS)
+	if failure := checkOnceWith(t, probe); failure != "" {
+		t.Errorf("mode TLS: %s", failure)
 	}
 }
 

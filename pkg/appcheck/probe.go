@@ -91,6 +91,9 @@ func Validate(p corev1.Probe) error {
 		if g.Port < 1 || g.Port > 65535 {
 			bad("grpc.port", fmt.Sprint(g.Port), "want a port number from 1 to 65535")
 		}
+		if g.Mode != nil && *g.Mode != corev1.GRPCProbeModePlaintext && *g.Mode != corev1.GRPCProbeModeTLS {
+			bad("grpc.mode", fmt.Sprintf("%q", *g.Mode), fmt.Sprintf("want %q (the default) or %q", corev1.GRPCProbeModePlaintext, corev1.GRPCProbeModeTLS))
+		}
 	}
 	switch {
 	case handlers == 0 && p.Exec == nil:
@@ -145,8 +148,8 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// WithDefaults returns the probe with the kubelet's defaults in every timing field left 0 and scheme HTTP for an
-// httpGet without one: the same probe before and after the API server's defaulting.
+// WithDefaults returns the probe with the API server's defaults in every field it defaults (timing, an httpGet's
+// scheme and path, a grpc service): the same probe before and after the API server's defaulting.
 func WithDefaults(p corev1.Probe) corev1.Probe {
 	p = *p.DeepCopy()
 	if p.TimeoutSeconds == 0 {
@@ -163,6 +166,12 @@ func WithDefaults(p corev1.Probe) corev1.Probe {
 	}
 	if p.HTTPGet != nil && p.HTTPGet.Scheme == "" {
 		p.HTTPGet.Scheme = corev1.URISchemeHTTP
+	}
+	if p.HTTPGet != nil && p.HTTPGet.Path == "" {
+		p.HTTPGet.Path = "/"
+	}
+	if p.GRPC != nil && p.GRPC.Service == nil {
+		p.GRPC.Service = new(string)
 	}
 	return p
 }

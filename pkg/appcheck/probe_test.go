@@ -17,6 +17,7 @@ func TestParseAcceptsWhatTheElectorCanRun(t *testing.T) {
 		`{"httpGet":{"port":8080,"host":"localhost"}}`,
 		`{"tcpSocket":{"port":5432,"host":"::1"}}`,
 		`{"grpc":{"port":9090}}`,
+		`{"grpc":{"port":9090,"mode":"TLS"}}`,
 		`{"grpc":{"port":9090,"service":"ledger.v1.Ledger"},"initialDelaySeconds":5,"timeoutSeconds":2,"successThreshold":2,"failureThreshold":5}`,
 	} {
 		if _, err := Parse(raw); err != nil {
@@ -40,6 +41,7 @@ func TestParseRefusalsNameTheFieldTheValueAndWhatIsAccepted(t *testing.T) {
 		{`{"httpGet":{"port":0}}`, []string{"httpGet.port: 0 is not accepted"}},
 		{`{"tcpSocket":{"port":70000}}`, []string{"tcpSocket.port: 70000"}},
 		{`{"grpc":{"port":-1}}`, []string{"grpc.port: -1"}},
+		{`{"grpc":{"port":9090,"mode":"mTLS"}}`, []string{`grpc.mode: "mTLS"`, `"Plaintext" (the default) or "TLS"`}},
 		{`{"httpGet":{"port":80,"scheme":"FTP"}}`, []string{`httpGet.scheme: "FTP"`, `"HTTP" or "HTTPS"`}},
 		{`{"httpGet":{"port":80,"path":"http://elsewhere/x"}}`, []string{`httpGet.path: "http://elsewhere/x"`}},
 		{`{"httpGet":{"port":80,"httpHeaders":[{"name":"Bad Name","value":"v"}]}}`, []string{`httpGet.httpHeaders[0]: "Bad Name"`}},
@@ -84,7 +86,7 @@ func TestAHostOutsideThePodIsRefused(t *testing.T) {
 
 func TestWithDefaultsIsTheKubeletsDefaultsAndIdempotent(t *testing.T) {
 	p := WithDefaults(corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(80)}}})
-	if p.TimeoutSeconds != 1 || p.PeriodSeconds != 10 || p.SuccessThreshold != 1 || p.FailureThreshold != 3 || p.HTTPGet.Scheme != corev1.URISchemeHTTP {
+	if p.TimeoutSeconds != 1 || p.PeriodSeconds != 10 || p.SuccessThreshold != 1 || p.FailureThreshold != 3 || p.HTTPGet.Scheme != corev1.URISchemeHTTP || p.HTTPGet.Path != "/" {
 		t.Errorf("defaults %+v", p)
 	}
 	if Encode(WithDefaults(p)) != Encode(p) {
@@ -94,6 +96,9 @@ func TestWithDefaultsIsTheKubeletsDefaultsAndIdempotent(t *testing.T) {
 		TimeoutSeconds: 4, PeriodSeconds: 3, SuccessThreshold: 2, FailureThreshold: 7}
 	if got := WithDefaults(set); Encode(got) != Encode(set) {
 		t.Errorf("WithDefaults overrode set fields: %s", Encode(got))
+	}
+	if g := WithDefaults(corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}}).GRPC; g.Service == nil || *g.Service != "" {
+		t.Errorf("grpc service not defaulted to \"\": %v", g.Service)
 	}
 	if got, err := Parse(Encode(p)); err != nil || Encode(got) != Encode(p) {
 		t.Errorf("Encode does not round-trip through Parse: %v", err)
