@@ -63,8 +63,9 @@ func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 		if err != nil || n < 1 || n > maxFailureThreshold {
 			errs = append(errs, &AnnotationError{Key: AnnotationHealthFailureThreshold, Value: thresholdValue,
 				Want: fmt.Sprintf("want a whole number of failures in a row from 1 to %d", maxFailureThreshold)})
+		} else {
+			threshold = int32(n)
 		}
-		threshold = int32(n)
 	}
 
 	var health *corev1.Container
@@ -86,7 +87,7 @@ func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 		return append(errs, err)
 	}
 	s.HealthGate = gate
-	if probe == nil && thresholdSet {
+	if probe == nil && threshold > 0 {
 		errs = append(errs, &AnnotationError{Key: AnnotationHealthFailureThreshold, Value: thresholdValue,
 			Want: "want it only with a health check, and no check runs: " + strings.TrimPrefix(gate, notGated)})
 	}

@@ -157,6 +157,8 @@ func TestRefusedAnnotations(t *testing.T) {
 			[]string{AnnotationHealthFailureThreshold, `"0"`}},
 		{"failure threshold with no check", map[string]string{AnnotationHealthFailureThreshold: "2", AnnotationHealthCheck: "none"},
 			[]string{AnnotationHealthFailureThreshold, `"2"`, "want it unset", `is "none"`}},
+		{"failure threshold where nothing is checked", map[string]string{AnnotationHealthFailureThreshold: "2"},
+			[]string{AnnotationHealthFailureThreshold, `"2"`, "want it only with a health check", "no regular container has a readinessProbe"}},
 		{"handover not a boolean", map[string]string{AnnotationHandover: "yes"},
 			[]string{AnnotationHandover, `"yes"`, `"true"`, `"false"`}},
 		{"two bad values reported together", map[string]string{AnnotationPort: "x", AnnotationTraffic: "y"},
