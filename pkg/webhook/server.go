@@ -203,7 +203,8 @@ func cacheOptions() cache.Options {
 			// and a namespace's labels; nothing else is kept.
 			&appsv1.Deployment{}:  {Transform: keepMetadataOnly, Field: notNodeLeases},
 			&appsv1.StatefulSet{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
-			&corev1.Namespace{}:   {Transform: keepMetadataOnly},
+			// Namespaces are cluster-scoped: the namespace field selector above does not apply to them.
+			&corev1.Namespace{}: {Transform: keepMetadataOnly, Field: fields.Everything()},
 		},
 	}
 }
