@@ -101,7 +101,7 @@ func TestInstallOnControlPlane(t *testing.T) {
 					annotatedWhileDown},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					_, err := cs.CoreV1().Pods(tc.namespace).Create(ctx, tc.pod, metav1.CreateOptions{})
+					stored, err := cs.CoreV1().Pods(tc.namespace).Create(ctx, tc.pod, metav1.CreateOptions{})
 					switch {
 					case tc.refused == "" && err != nil:
 						t.Fatalf("pod %s/%s refused: %v", tc.namespace, tc.pod.Name, err)
@@ -109,6 +109,14 @@ func TestInstallOnControlPlane(t *testing.T) {
 						t.Fatalf("pod %s/%s admitted, want refused with %q", tc.namespace, tc.pod.Name, tc.refused)
 					case tc.refused != "" && !strings.Contains(err.Error(), tc.refused):
 						t.Fatalf("pod %s/%s refused with %v, want %q", tc.namespace, tc.pod.Name, err, tc.refused)
+					}
+					// In policy mode the API server injects by itself: the annotated pod outside the install's
+					// namespace has the elector, every other pod is as it was sent.
+					if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 && err == nil {
+						want := tc.namespace == other && tc.pod.Annotations[inject.AnnotationEnabled] == "true"
+						if got := slices.ContainsFunc(stored.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == inject.ContainerName }); got != want {
+							t.Errorf("pod %s/%s: elector injected %v, want %v (admission mode policy)", tc.namespace, tc.pod.Name, got, want)
+						}
 					}
 				})
 			}
@@ -122,7 +130,7 @@ var kindOrder = []string{
 	"Namespace", "ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 	"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Service", "NetworkPolicy",
 	"Deployment", "PodDisruptionBudget", "Issuer", "Certificate", "ConfigMap", "ServiceMonitor", "PodMonitor",
-	"PrometheusRule", "MutatingWebhookConfiguration",
+	"PrometheusRule", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "MutatingWebhookConfiguration",
 }
 
 // apply creates every object with server-side apply and returns what the API server stored. A kind the order does

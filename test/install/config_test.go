@@ -38,6 +38,9 @@ var whatMatters = map[string][][]string{
 	"ValidatingAdmissionPolicy":        {{"spec"}},
 	"ValidatingAdmissionPolicyBinding": {{"spec"}},
 	"NetworkPolicy":                    {{"spec"}},
+	"MutatingAdmissionPolicy":          {{"spec"}},
+	"MutatingAdmissionPolicyBinding":   {{"spec"}},
+	"ConfigMap":                        {{"data"}},
 }
 
 // TestConfigMatchesChart: `kustomize build config/default` and the chart with its defaults install the same
