@@ -250,7 +250,7 @@ func TestInstallWiring(t *testing.T) {
 		t.Run(in.name, func(t *testing.T) {
 			objs := in.objects
 			for _, u := range objs {
-				if u.GetKind() == "Namespace" || strings.HasPrefix(u.GetKind(), "MutatingWebhook") || strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "Cluster") {
+				if u.GetKind() == "Namespace" || strings.HasPrefix(u.GetKind(), "MutatingWebhook") || strings.HasPrefix(u.GetKind(), "MutatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "Cluster") {
 					continue
 				}
 				if u.GetNamespace() != in.namespace {
