@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -80,6 +82,18 @@ func TestInstallOnControlPlane(t *testing.T) {
 			insecure := webhookPod("without-security-context")
 			insecure.Spec.SecurityContext, insecure.Spec.Containers[0].SecurityContext = nil, nil
 
+			// Policies take effect a moment after they are created: wait until a dry-run of the annotated pod
+			// comes back injected.
+			if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 {
+				probe := plainPod("probe", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "x"})
+				err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+					p, err := cs.CoreV1().Pods(other).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+					return err == nil && hasElector(p), nil
+				})
+				if err != nil {
+					t.Fatalf("admission mode policy: an annotated pod was not injected within 30s of installing the policies")
+				}
+			}
 			// Webhook mode: an annotated pod is refused while no webhook answers. Policy mode: no webhook is called
 			// at all, so the same pod is admitted (the API server's own policies inject it).
 			annotatedWhileDown := `failed calling webhook "opt-in.pods.leader-election.io"`
@@ -114,7 +128,7 @@ func TestInstallOnControlPlane(t *testing.T) {
 					// namespace has the elector, every other pod is as it was sent.
 					if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 && err == nil {
 						want := tc.namespace == other && tc.pod.Annotations[inject.AnnotationEnabled] == "true"
-						if got := slices.ContainsFunc(stored.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == inject.ContainerName }); got != want {
+						if got := hasElector(stored); got != want {
 							t.Errorf("pod %s/%s: elector injected %v, want %v (admission mode policy)", tc.namespace, tc.pod.Name, got, want)
 						}
 					}
@@ -122,6 +136,12 @@ func TestInstallOnControlPlane(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hasElector reports whether the pod carries the injected elector, as a native sidecar or a container.
+func hasElector(p *corev1.Pod) bool {
+	is := func(c corev1.Container) bool { return c.Name == inject.ContainerName }
+	return slices.ContainsFunc(p.Spec.InitContainers, is) || slices.ContainsFunc(p.Spec.Containers, is)
 }
 
 // kindOrder is the order objects are created in: namespaces first, the webhook configuration last (as Helm does),
