@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -30,7 +31,7 @@ func checkAdmissionMode(t *testing.T, cs kubernetes.Interface, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := cs.AppsV1().Deployments(node.WebhookNamespace).Get(ctx, "leader-election-webhook", metav1.GetOptions{})
+	d, err := cs.AppsV1().Deployments(node.WebhookNamespace).Get(ctx, managerName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +149,109 @@ func electorMetrics(t *testing.T, pod *corev1.Pod) (leaseErrors string, started 
 		return "none", started
 	}
 	return strings.Join(out, ", "), started
+}
+
+// managerDown scales the manager to zero, creates a bare pod running as a new ServiceAccount, waits until its
+// elector has been refused its Lease (403: nothing bound the account), brings the manager back and measures the
+// elector's retry path: from the manager's return to the binding, and from the binding to the elector's first
+// successful Lease write. Admission mode policy only: in webhook mode the same pod would be refused while the
+// webhook is down.
+func (w *world) managerDown(t *testing.T) {
+	ctx := t.Context()
+	cs := w.cs
+	const name = "late"
+	scale := func(replicas int32) {
+		w.poll(30*time.Second, fmt.Sprintf("scaling the manager to %d", replicas), func(ctx context.Context) (bool, error) {
+			d, err := cs.AppsV1().Deployments(node.WebhookNamespace).Get(ctx, managerName, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			d.Spec.Replicas = ptr.To(replicas)
+			_, err = cs.AppsV1().Deployments(node.WebhookNamespace).Update(ctx, d, metav1.UpdateOptions{})
+			return err == nil, nil
+		})
+	}
+	d, err := cs.AppsV1().Deployments(node.WebhookNamespace).Get(ctx, managerName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := ptr.Deref(d.Spec.Replicas, 1)
+	scale(0)
+	w.poll(60*time.Second, "no manager pod left", func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(node.WebhookNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+		return err == nil && len(pods.Items) == 0, nil
+	})
+
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := w.sampleTemplate()
+	tmpl.Labels = map[string]string{appLabel: name}
+	tmpl.Spec.ServiceAccountName = name
+	tmpl.Annotations[inject.AnnotationLeaseName] = name
+	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+	pod.Name, pod.Namespace = name, ns
+	stored, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("with the manager down, an annotated pod was refused: %v", err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	if !hasElector(stored) {
+		t.Fatalf("with the manager down, the annotated pod was stored without the elector")
+	}
+	var refused string
+	w.poll(90*time.Second, "the elector refused its Lease (403) while nothing bound its account", func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || p.Status.PodIP == "" {
+			return false, nil
+		}
+		refused = electorLeaseErrorsQuiet(p)
+		return strings.Contains(refused, `reason="Forbidden"`), nil
+	}, func() string { return "the elector's failed Lease calls: " + refused })
+
+	back := time.Now()
+	scale(replicas)
+	var bound, held time.Time
+	w.poll(120*time.Second, "the manager back, the account bound, the elector holding its Lease", func(ctx context.Context) (bool, error) {
+		now := time.Now()
+		if bound.IsZero() {
+			if r, err := cs.RbacV1().Roles(ns).Get(ctx, binding.LeaseRoleName(name), metav1.GetOptions{}); err == nil && len(r.Rules) == 1 && slices.Contains(r.Rules[0].ResourceNames, name) {
+				bound = now
+			}
+		}
+		if l, err := cs.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{}); err == nil && ptr.Deref(l.Spec.HolderIdentity, "") == name {
+			held = now
+		}
+		return !bound.IsZero() && !held.IsZero(), nil
+	})
+	p := w.pod(name)
+	refused, _ = electorMetrics(t, p)
+	t.Logf("manager down, bare pod: injected without it; manager scaled back -> account bound %s; bound -> elector holds the Lease %s (its retry backoff; lease %s); the elector's failed Lease API calls: %s",
+		ms(bound.Sub(back)), ms(held.Sub(bound)), fastTimings[inject.AnnotationLeaseDuration], refused)
+	w.poll(90*time.Second, "the manager ready again", func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments(node.WebhookNamespace).Get(ctx, managerName, metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas == replicas, nil
+	})
+}
+
+// managerName is the chart's manager Deployment for release leader-election: named after the webhook in both
+// modes, since the policies recognise its ServiceAccount by that name.
+const managerName = "leader-election-webhook"
+
+// electorLeaseErrorsQuiet is electorMetrics' Lease errors, or "" while the elector does not answer yet.
+func electorLeaseErrorsQuiet(pod *corev1.Pod) string {
+	hc := &http.Client{Timeout: time.Second}
+	resp, err := hc.Get("http://" + pod.Status.PodIP + ":" + strconv.Itoa(inject.DefaultPort) + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "leader_election_api_errors_total{") && strings.Contains(line, `resource="leases"`) {
+			out = append(out, strings.TrimPrefix(line, "leader_election_api_errors_total"))
+		}
+	}
+	return strings.Join(out, ", ")
 }

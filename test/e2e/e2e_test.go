@@ -52,7 +52,7 @@ func TestEndToEndPolicyMode(t *testing.T) { suite(t, "policy") }
 
 // policyModeScenarios are the scenarios TestEndToEndPolicyMode runs.
 var policyModeScenarios = []string{
-	scenarioInjected, scenarioLeaderDeleted, scenarioNewDeployment, scenarioBarePod, scenarioRollout, scenarioStatefulSet,
+	scenarioInjected, scenarioLeaderDeleted, scenarioNewDeployment, scenarioBarePod, scenarioManagerDown, scenarioRollout, scenarioStatefulSet,
 }
 
 const (
@@ -60,6 +60,7 @@ const (
 	scenarioLeaderDeleted = "leader pod deleted: the app stops before the elector, the Lease is released after the app exited"
 	scenarioNewDeployment = "a new Deployment with a new ServiceAccount: bound, then its elector leads"
 	scenarioBarePod       = "a bare pod with a new ServiceAccount: bound once stored, then its elector leads"
+	scenarioManagerDown   = "policy mode, manager down: a bare pod is still injected, its elector retries after 403 until the manager binds it"
 	scenarioRollout       = "rolling update with the default strategy"
 	scenarioStatefulSet   = "StatefulSet with OrderedReady: 3 ready replicas, its own Service answered by its leader"
 )
@@ -218,6 +219,9 @@ func suite(t *testing.T, mode string) {
 
 	scenario(scenarioNewDeployment, func(t *testing.T) { w.bindingGap(t, "fresh", true) })
 	scenario(scenarioBarePod, func(t *testing.T) { w.bindingGap(t, "bare", false) })
+	if mode == "policy" {
+		scenario(scenarioManagerDown, func(t *testing.T) { w.managerDown(t) })
+	}
 
 	scenario(scenarioRollout, func(t *testing.T) {
 		w.settled(3)
