@@ -142,7 +142,7 @@ const (
 	noopWebhook kind = "no-op webhook"
 	// ourWebhook: annotated pods in podNamespace, sent to ours, which injects the elector and binds the account.
 	ourWebhook kind = "ours"
-	// policyMode: annotated pods in policyNamespace, injected by the API server itself with config/policy-mode's
+	// policyMode: annotated pods in policyNamespace, injected by the API server itself with config/injection-policies's
 	// MutatingAdmissionPolicies (admission mode policy); the manager binds the account once the pod is stored.
 	policyMode kind = "policy mode"
 )
@@ -385,13 +385,13 @@ func startNoop(ctx context.Context, c *cluster.Cluster, ps *procs, bin, dir stri
 }
 
 // installPolicyMode installs admission mode policy's MutatingAdmissionPolicies, the ValidatingAdmissionPolicies
-// that go with them and their parameters from config/policy-mode, with every binding narrowed to policyNamespace,
+// that go with them and their parameters from config/injection-policies, with every binding narrowed to policyNamespace,
 // and takes policyNamespace out of our webhook configuration: as with the no-op, each way of admitting sees one
 // namespace's pods, and the API server evaluates every configuration for every pod alike.
 func installPolicyMode(ctx context.Context, cs kubernetes.Interface) error {
 	var objs []runtime.Object
 	for _, file := range []string{"params.yaml", "injection_policies.yaml", "bindings.yaml"} {
-		o, err := cluster.ReadManifests("config/policy-mode/" + file)
+		o, err := cluster.ReadManifests("config/injection-policies/" + file)
 		if err != nil {
 			return fmt.Errorf("admission mode policy's policies: %w", err)
 		}
@@ -433,7 +433,7 @@ func installPolicyMode(ctx context.Context, cs kubernetes.Interface) error {
 			narrow(&o.Spec.MatchResources.NamespaceSelector)
 			_, err = ar.ValidatingAdmissionPolicyBindings().Create(ctx, o, metav1.CreateOptions{})
 		default:
-			err = fmt.Errorf("config/policy-mode holds a %T, which the benchmark does not know how to install", obj)
+			err = fmt.Errorf("config/injection-policies holds a %T, which the benchmark does not know how to install", obj)
 		}
 		if err != nil {
 			return fmt.Errorf("installing admission mode policy: %w", err)

@@ -102,7 +102,7 @@ func document(r *results, notes string) string {
 	w("out. Four kinds of series create the same pods: *no webhook* (unannotated, so `matchConditions` keep them away ")
 	w("from every webhook), *no-op* (annotated, in the no-op's namespace), *ours* (annotated, with a lease name, three ")
 	w("pods per Lease like small Deployments, and an existing ServiceAccount, so the webhook injects the elector and ")
-	w("binds the account) and *policy mode* (the same annotated pods in a namespace that only config/policy-mode's ")
+	w("binds the account) and *policy mode* (the same annotated pods in a namespace that only config/injection-policies's ")
 	w("MutatingAdmissionPolicies and their ValidatingAdmissionPolicies select, bindings narrowed to it, so the API server ")
 	w("injects the elector itself and the manager binds the account once the pod is stored). Series of %d pods, %d of each kind per concurrency in ABCCBA order (pooled), at %s ", p.pods, p.podRounds, joinInts(p.concurrency))
 	w("concurrent requests from one admin client without rate limit, after a warm-up. Pods name a node that does not ")
