@@ -25,9 +25,7 @@ import (
 type WorkloadBinder struct {
 	// Reader holds the Deployments, StatefulSets and Namespaces (the manager's cache).
 	Reader client.Reader
-	Binder interface {
-		Bind(ctx context.Context, namespace, serviceAccount, lease string) error
-	}
+	Binder AccountBinder
 	// Excluded are the namespaces the installation keeps away from injection: nothing is bound there.
 	Excluded NamespaceSet
 }
