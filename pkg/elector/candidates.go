@@ -116,26 +116,40 @@ func candidateOf(l *coordinationv1.Lease, cfg Config) (candidate, bool) {
 }
 
 // chooseSuccessor picks the replica a leader hands the Lease to, from the candidates it knows: healthy ones
-// only, never the leader itself (by name or UID); among them the newest pod-template revision first, that is the
-// revision of the most recently started candidate (in a rollout, the new pods), then any revision other than the
-// leader's own (a rollout in progress whose newest pod is an old one restarted), then the rest; within a rank the
-// most recently started, then the smallest name, so that every leader with the same knowledge picks the same.
+// only, never the leader itself (by name or UID); among them the newest pod-template revision first, then the
+// rest; within a rank the most recently started, then the smallest name, so that every leader with the same
+// knowledge picks the same.
+//
+// The newest revision is the one whose first pod (the leader counted) started last. That is the revision of the
+// most recently started candidate, except that a pod of an older revision whose elector restarted does not make
+// its revision new again: in a rollout the new pods' revision wins, whichever revision the leader runs.
 func chooseSuccessor(candidates []candidate, self candidate) (candidate, bool) {
-	var newest candidate
+	firstStarted := map[string]time.Time{}
+	note := func(c candidate) {
+		if c.Revision == "" {
+			return
+		}
+		if t, ok := firstStarted[c.Revision]; !ok || c.Started.Before(t) {
+			firstStarted[c.Revision] = c.Started
+		}
+	}
+	note(self)
 	for _, c := range candidates {
-		if c.Name != self.Name && c.UID != self.UID && (newest.Name == "" || startedBefore(newest, c)) {
-			newest = c
+		if c.Name != self.Name && c.UID != self.UID {
+			note(c)
+		}
+	}
+	newest, newestAt := "", time.Time{}
+	for rev, at := range firstStarted {
+		if newest == "" || at.After(newestAt) || at.Equal(newestAt) && rev < newest {
+			newest, newestAt = rev, at
 		}
 	}
 	rank := func(c candidate) int {
-		switch {
-		case c.Revision != "" && c.Revision == newest.Revision:
+		if c.Revision != "" && c.Revision == newest {
 			return 0
-		case c.Revision != "" && c.Revision != self.Revision:
-			return 1
-		default:
-			return 2
 		}
+		return 1
 	}
 	var best candidate
 	found := false

@@ -223,12 +223,14 @@ func nextToken(s *state, l *coordinationv1.Lease) int32 {
 	}
 }
 
-// recordChanged reports whether the election record differs: a new holder, renewal or transition count.
+// recordChanged reports whether the election record differs: a new holder, renewal, transition count, or a
+// handover confirmed.
 func recordChanged(a, b *coordinationv1.Lease) bool {
 	if a == nil || b == nil {
 		return a != b
 	}
 	return holderOf(a) != holderOf(b) || holderUIDOf(a) != holderUIDOf(b) || transitionsOf(a) != transitionsOf(b) ||
+		handoverFromOf(a) != handoverFromOf(b) ||
 		!a.Spec.RenewTime.Equal(b.Spec.RenewTime) || !a.Spec.AcquireTime.Equal(b.Spec.AcquireTime)
 }
 
