@@ -38,19 +38,19 @@ type Options struct {
 
 // Elector takes part in the election for one Lease and serves its state over HTTP (see Handler).
 type Elector struct {
-	cfg       Config
-	clock     clock.WithDelayedExecution
-	leases    LeaseAPI
-	log       *slog.Logger
-	problems  *problemLog
-	metrics   *Metrics
-	registry  *prometheus.Registry
-	board     *board
-	recorder  *recorder
-	machine   *machine
-	retry     backoff
-	labels    *labelsFile
-	health    AppHealth
+	cfg      Config
+	clock    clock.WithDelayedExecution
+	leases   LeaseAPI
+	log      *slog.Logger
+	problems *problemLog
+	metrics  *Metrics
+	registry *prometheus.Registry
+	board    *board
+	recorder *recorder
+	machine  *machine
+	retry    backoff
+	labels   *labelsFile
+	health   AppHealth
 	// candidates is nil when this replica does not take part in handovers (see Options.Candidates).
 	candidates CandidateAPI
 	advertiser *advertiser
@@ -58,7 +58,7 @@ type Elector struct {
 	stopCandidateWatch context.CancelFunc
 	candidateWatches   sync.WaitGroup
 	stepDowns          chan chan error
-	done      chan struct{}
+	done               chan struct{}
 }
 
 // New validates cfg and prepares an election; Run takes part in it.
