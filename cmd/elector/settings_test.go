@@ -98,6 +98,9 @@ func TestStatusRowsAndTable(t *testing.T) {
 			RenewTime: ptr.To(metav1.NewMicroTime(now.Add(-1500 * time.Millisecond))),
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("")}},
+		// A candidate Lease is a replica's advertisement, not an election: not listed.
+		{ObjectMeta: metav1.ObjectMeta{Name: "b-b-2", Namespace: "ns", Labels: map[string]string{elector.CandidateForLabel: "b"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("b-2")}},
 	}
 	rows := leaseRows(leases, now)
 	if len(rows) != 2 || rows[0].Name != "a" || rows[1].LastRenewalAgeSeconds == nil || *rows[1].LastRenewalAgeSeconds != 1.5 || rows[0].LastRenewalAgeSeconds != nil || rows[1].LeaseTransitions != 4 {

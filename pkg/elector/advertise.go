@@ -23,6 +23,10 @@ type advertiser struct {
 	board    *board
 	retry    backoff
 	want     chan candidate
+	// current is the candidate Lease as last written or read (nil: unknown); only run, then withdraw, use it.
+	current *coordinationv1.Lease
+	// last is the advertisement last written.
+	last candidate
 }
 
 func newAdvertiser(api CandidateAPI, cfg Config, clk clock.WithDelayedExecution, log *slog.Logger, problems *problemLog, b *board) *advertiser {
@@ -48,7 +52,6 @@ func (a *advertiser) offer(me candidate) {
 // run writes offered advertisements until ctx ends.
 func (a *advertiser) run(ctx context.Context) {
 	var (
-		current   *coordinationv1.Lease // as last written or read; nil: unknown
 		lastWrite time.Time
 		failures  int
 	)
@@ -70,10 +73,10 @@ func (a *advertiser) run(ctx context.Context) {
 				me = newer
 			default:
 			}
-			out, err := a.write(ctx, current, me)
+			out, err := a.write(ctx, a.current, me)
 			lastWrite = a.clock.Now()
 			if err == nil {
-				current, failures = out, 0
+				a.current, a.last, failures = out, me, 0
 				a.problems.succeeded("write the candidate Lease")
 				a.board.setAdvertised(me.Healthy)
 				break
@@ -81,7 +84,7 @@ func (a *advertiser) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			current = nil // read it again before the next attempt
+			a.current = nil // read it again before the next attempt
 			if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
 				failures++
 				a.problems.failed("write the candidate Lease", err)
@@ -90,6 +93,22 @@ func (a *advertiser) run(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// withdraw marks the advertisement unhealthy on exit, so that no leader hands over to a replica that is going
+// away (the garbage collector deletes the candidate Lease only once the pod is gone). Best effort, within
+// timeout; call it after run returned.
+func (a *advertiser) withdraw(timeout time.Duration) {
+	if a.current == nil || !a.last.Healthy {
+		return // never written, or already says unhealthy
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	me := a.last
+	me.Healthy = false
+	if _, err := a.write(ctx, a.current, me); err != nil {
+		a.log.Info("could not mark the candidate Lease unhealthy on exit", "error", err)
 	}
 }
 

@@ -16,6 +16,9 @@ import (
 // the API server is unreachable (a standby then takes over when the lease expires).
 const shutdownReleaseTimeout = 2 * time.Second
 
+// advertWithdrawTimeout bounds the write that marks this replica's candidate Lease unhealthy on exit.
+const advertWithdrawTimeout = time.Second
+
 // eventFlushTimeout is how long queued Events may still be written on exit.
 const eventFlushTimeout = time.Second
 
@@ -156,6 +159,9 @@ func (e *Elector) Run(ctx context.Context) error {
 	e.candidateWatches.Wait()
 	stopAdvertising()
 	<-advertiseDone
+	if e.advertiser != nil {
+		e.advertiser.withdraw(advertWithdrawTimeout)
+	}
 	stopFollowing()
 	<-followDone
 	stopEvents()

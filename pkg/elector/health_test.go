@@ -232,3 +232,30 @@ func scrape(t *testing.T, e *Elector) string {
 	e.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	return rec.Body.String()
 }
+
+func TestOnExitTheCandidateLeaseSaysUnhealthySoThatNoLeaderChoosesAReplicaGoingAway(t *testing.T) {
+	api := newFakeLeases()
+	api.store(withUID(heldBy("other", 3, 4), "other-uid"))
+	clk := testclock.NewFakeClock(epoch)
+	health := &fakeHealth{}
+	health.set(true, "")
+	cands := newFakeCandidates()
+	e, err := New(testConfig("me"), api, &fakeEvents{}, Options{Clock: clk, AppHealth: health, Candidates: cands})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	waitFor(t, "the advertisement", func() bool {
+		l := cands.advertised("me")
+		return l != nil && l.Annotations[CandidateHealthyAnnotation] == "true"
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if l := cands.advertised("me"); l == nil || l.Annotations[CandidateHealthyAnnotation] != "false" {
+		t.Fatalf("after exit the candidate Lease is %+v, want it to say healthy=false", l)
+	}
+}
