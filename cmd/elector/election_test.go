@@ -531,8 +531,14 @@ func (h *harness) testForbidden(t *testing.T) {
 	if code := httpStatus(r.base + "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d without RBAC, want 200 (a restart cannot grant permissions)", code)
 	}
-	if n := outputLines(r.proc.Output(), "reason=Forbidden"); n != 1 {
-		t.Errorf("the missing permission was logged %d times, want once:\n%s", n, r.proc.Output())
+	// Once per operation that needs it, never per retry: reading the Lease, and writing the candidate Lease.
+	for _, op := range []string{`operation="read the Lease"`, `operation="write the candidate Lease"`} {
+		if n := outputLines(r.proc.Output(), "reason=Forbidden", op); n != 1 {
+			t.Errorf("the missing permission was logged %d times for %s, want once:\n%s", n, op, r.proc.Output())
+		}
+	}
+	if n, want := outputLines(r.proc.Output(), "reason=Forbidden"), 2; n != want {
+		t.Errorf("the missing permission was logged %d times, want %d (once per operation):\n%s", n, want, r.proc.Output())
 	}
 	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
