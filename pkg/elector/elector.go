@@ -227,8 +227,9 @@ func (e *Elector) syncCandidateWatch(ctx context.Context, leading bool) {
 	}
 }
 
-// StepDown releases the Lease if this replica holds it (ErrNotLeader otherwise) and keeps this replica from
-// taking it back for one lease duration, unless nobody else has taken it by then.
+// StepDown hands the Lease over to a healthy candidate, or releases it, if this replica holds it (ErrNotLeader
+// otherwise) and keeps this replica from taking it back for one lease duration, unless nobody else has taken it
+// by then.
 func (e *Elector) StepDown(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {

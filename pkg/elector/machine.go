@@ -241,7 +241,7 @@ func (m *machine) stopLeading(reason, eventType, why string) {
 	m.publish()
 }
 
-// stepDown releases the Lease on request and keeps away from it for one lease duration, unless it is still
+// stepDown hands the Lease over (or releases it) on request and keeps away from it for one lease duration, unless it is still
 // free by then.
 func (m *machine) stepDown(ctx context.Context) error {
 	if !m.s.leading {
@@ -251,8 +251,8 @@ func (m *machine) stepDown(ctx context.Context) error {
 	return m.leave(ctx, causeStepDown, "stepped down on request")
 }
 
-// shutdown releases the Lease if this replica holds it, or may hold it because its last acquisition's outcome
-// is unknown, so that a standby takes over at once.
+// shutdown hands the Lease over (or releases it) if this replica holds it, or releases it if it may hold it
+// because its last acquisition's outcome is unknown, so that a standby takes over at once.
 func (m *machine) shutdown(ctx context.Context) error {
 	if m.s.leading {
 		return m.leave(ctx, causeShutdown, "shutting down")
