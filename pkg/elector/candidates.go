@@ -215,7 +215,7 @@ func NewCandidateAPI(cfg *rest.Config, namespace, leaseName string) (CandidateAP
 	if err != nil {
 		return nil, err
 	}
-	return restCandidates{client: client, namespace: namespace, leaseName: leaseName}, nil
+	return restCandidates{client: client, namespace: namespace, leaseName: leaseName, closeIdle: httpClient.CloseIdleConnections}, nil
 }
 
 // restCandidates is CandidateAPI over a REST client.
@@ -223,9 +223,15 @@ type restCandidates struct {
 	client    rest.Interface
 	namespace string
 	leaseName string
+	// closeIdle closes the idle connections of the transport, which client-go shares between clients of the same
+	// configuration. A candidate write is rare (a start, a change of health): the connection it leaves idle
+	// would sit in the pool that the election's own requests draw from, where a network fault can kill it
+	// silently and make the next election request (a read on shutdown, say) wait out its timeout on it.
+	closeIdle func()
 }
 
 func (r restCandidates) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	defer r.closeIdle()
 	out := &coordinationv1.Lease{}
 	err := r.client.Post().MaxRetries(0).Namespace(r.namespace).Resource("leases").Body(l).Do(ctx).Into(out)
 	return out, err
@@ -235,12 +241,14 @@ func (r restCandidates) Update(ctx context.Context, l *coordinationv1.Lease) (*c
 	if l.Name == r.leaseName {
 		return nil, fmt.Errorf("lease %q is the elected Lease, not a candidate", l.Name)
 	}
+	defer r.closeIdle()
 	out := &coordinationv1.Lease{}
 	err := r.client.Put().MaxRetries(0).Namespace(r.namespace).Resource("leases").Name(l.Name).Body(l).Do(ctx).Into(out)
 	return out, err
 }
 
 func (r restCandidates) Get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	defer r.closeIdle()
 	out := &coordinationv1.Lease{}
 	err := r.client.Get().MaxRetries(0).Namespace(r.namespace).Resource("leases").Name(name).Do(ctx).Into(out)
 	return out, err
