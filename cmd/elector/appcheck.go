@@ -20,8 +20,8 @@ func newAppCheck(s settings) (*appcheck.Checker, error) {
 // interface would read as "gated" and call methods on nil.
 func electorOptions(log *slog.Logger, checker *appcheck.Checker) elector.Options {
 	opts := elector.Options{Logger: log}
-	// MERGE (issue 13, contract 1): Options.AppHealth comes with branch h13a; with it, this one line gates
-	// leadership on the check:
-	//	if checker != nil { opts.AppHealth = checker }
+	if checker != nil {
+		opts.AppHealth = checker
+	}
 	return opts
 }

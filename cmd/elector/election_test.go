@@ -33,7 +33,9 @@ func TestElectionAgainstARealAPIServer(t *testing.T) {
 	h := newHarness(t)
 	t.Run("one leader, and every replica agrees with the Lease", h.testAgreement)
 	t.Run("step-down on the control socket hands over, over TCP it is refused even from 127.0.0.6", h.testStepDown)
-	t.Run("SIGTERM on the leader releases the Lease to a standby", h.testGracefulExit)
+	t.Run("SIGTERM on the leader releases the Lease to a standby (--handover=false)", h.testGracefulExit)
+	t.Run("SIGTERM on the leader hands the Lease over to the newest healthy candidate, token + 1", h.testHandoverOnSIGTERM)
+	t.Run("a successor paused before it confirms: another replica takes over after the handover bound", h.testDeadSuccessor)
 	t.Run("kill -9 on the leader: a standby takes over within the lease duration plus 1s", h.testCrash)
 	t.Run("a leader paused past its lease is not ready when it resumes", h.testPause)
 	t.Run("a leader cut off from the API server turns unready, is replaced, and rejoins as a standby", h.testPartition)
@@ -273,7 +275,7 @@ func waitEvent(t *testing.T, r *replica, stream <-chan elector.Status, match fun
 
 func (h *harness) testGracefulExit(t *testing.T) {
 	g := h.newGroup(t, "sigterm")
-	g.startN(t, 3)
+	g.startN(t, 3, "ELECTOR_HANDOVER=false")
 	old := g.waitLeader(t, 10*time.Second)
 	mark := g.history.mark()
 	start := time.Now()
@@ -293,6 +295,118 @@ func (h *harness) testGracefulExit(t *testing.T) {
 	}
 	t.Logf("%s exited 0 %s after SIGTERM", old.name, time.Since(start).Round(time.Millisecond))
 	g.waitLeader(t, 5*time.Second, old)
+}
+
+// labelsFile writes a downward-API labels file naming a pod-template revision, as the webhook mounts it.
+func labelsFile(t *testing.T, revision string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "labels")
+	if err := os.WriteFile(path, []byte("app=\"web\"\npod-template-hash=\""+revision+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startRollout runs two replicas of an old revision, waits for one to lead, then one replica of a new revision,
+// and waits until its candidate Lease says it is healthy: a rollout's first new pod.
+func (h *harness) startRollout(t *testing.T, g *group) (leader, newPod *replica) {
+	t.Helper()
+	g.startN(t, 2, "ELECTOR_POD_LABELS_FILE="+labelsFile(t, "old"))
+	leader = g.waitLeader(t, 10*time.Second)
+	newPod = g.start(t, h.kubeconfig, "ELECTOR_POD_LABELS_FILE="+labelsFile(t, "new"))
+	var c *coordinationv1.Lease
+	waitUntil(t, 10*time.Second, newPod.name+"'s candidate Lease", func() bool {
+		var err error
+		c, err = h.env.Clientset.CoordinationV1().Leases(h.namespace).Get(context.Background(), elector.CandidateLeaseName(g.lease, newPod.name), metav1.GetOptions{})
+		return err == nil
+	})
+	if c.Labels[elector.CandidateForLabel] != g.lease || c.Annotations[elector.CandidateRevisionAnnotation] != "new" ||
+		c.Annotations[elector.CandidateHealthyAnnotation] != "true" || len(c.OwnerReferences) != 1 || string(c.OwnerReferences[0].UID) != newPod.uid {
+		t.Fatalf("candidate Lease of %s: labels %v annotations %v owners %v", newPod.name, c.Labels, c.Annotations, c.OwnerReferences)
+	}
+	return leader, newPod
+}
+
+func (h *harness) testHandoverOnSIGTERM(t *testing.T) {
+	g := h.newGroup(t, "handover")
+	old, successor := h.startRollout(t, g)
+	mark := g.history.mark()
+	token := h.lease(t, "handover").Spec.LeaseTransitions
+	start := time.Now()
+	if err := old.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	handed := g.history.waitFor(t, mark, 5*time.Second, "the handover", func(e leaseEntry) bool { return e.holder != old.name })
+	if handed.holder != successor.name || handed.holderUID != successor.uid || handed.handoverFrom != old.name || handed.transitions != *token+1 {
+		t.Fatalf("first state after SIGTERM: %+v; want holder %s (UID %s), handover-from %s, token %d: a direct handover to the new revision, never a release",
+			handed, successor.name, successor.uid, old.name, *token+1)
+	}
+	confirmed := g.history.waitFor(t, handed.index+1, 5*time.Second, "the confirmation", func(leaseEntry) bool { return true })
+	if confirmed.holder != successor.name || confirmed.handoverFrom != "" || confirmed.transitions != *token+1 {
+		t.Fatalf("after the handover: %+v; want %s confirming with token %d and no handover-from", confirmed, successor.name, *token+1)
+	}
+	t.Logf("direct handover: SIGTERM -> handed over %s, confirmed %s", handed.at.Sub(start).Round(time.Millisecond), confirmed.at.Sub(start).Round(time.Millisecond))
+	code, err := old.proc.Wait(3 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("after SIGTERM %s exited with %d (%v); want 0", old.name, code, err)
+	}
+	if got := g.waitLeader(t, 5*time.Second, old); got != successor {
+		t.Fatalf("%s leads, want the successor %s", got.name, successor.name)
+	}
+	if st, err := successor.status(); err != nil || !st.IsLeader || st.HandoverFrom != "" || st.LeaseTransitions != *token+1 {
+		t.Fatalf("the successor's GET /: %+v (%v)", st, err)
+	}
+}
+
+func (h *harness) testDeadSuccessor(t *testing.T) {
+	g := h.newGroup(t, "deadsucc")
+	old, successor := h.startRollout(t, g)
+	var third *replica
+	for _, r := range g.replicas {
+		if r != old && r != successor {
+			third = r
+		}
+	}
+	if err := successor.proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			_ = successor.proc.Signal(syscall.SIGCONT)
+		}
+	})
+	mark := g.history.mark()
+	token := *h.lease(t, "deadsucc").Spec.LeaseTransitions
+	start := time.Now()
+	if err := old.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	handed := g.history.waitFor(t, mark, 5*time.Second, "the handover", func(e leaseEntry) bool { return e.holder != old.name })
+	if handed.holder != successor.name || handed.handoverFrom != old.name {
+		t.Fatalf("first state after SIGTERM: %+v; want a handover to the (paused) new pod %s", handed, successor.name)
+	}
+	taken := g.history.waitFor(t, handed.index+1, 3*leaseDuration, "another replica taking the unconfirmed handover", func(leaseEntry) bool { return true })
+	if taken.holder != third.name || taken.transitions != token+2 || taken.handoverFrom != "" {
+		t.Fatalf("after the handover: %+v; want %s with token %d (the paused successor never confirmed)", taken, third.name, token+2)
+	}
+	t.Logf("dead successor: taken by %s %s after SIGTERM (handover bound %s, lease duration %s)", taken.holder,
+		taken.at.Sub(start).Round(time.Millisecond), 2*retryPeriod, leaseDuration)
+	// The successor resumes: its confirmation conflicts, it never claims to lead, and the Lease stays with the third.
+	if err := successor.proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	deadline := time.Now().Add(2 * retryPeriod)
+	for time.Now().Before(deadline) {
+		if st, err := successor.status(); err == nil && st.IsLeader {
+			t.Fatalf("the resumed successor claims to lead: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l := h.lease(t, "deadsucc"); *l.Spec.HolderIdentity != third.name || *l.Spec.LeaseTransitions != token+2 {
+		t.Fatalf("after the successor resumed the Lease names %s with token %d, want %s with %d", *l.Spec.HolderIdentity, *l.Spec.LeaseTransitions, third.name, token+2)
+	}
 }
 
 func (h *harness) testCrash(t *testing.T) {
@@ -417,8 +531,14 @@ func (h *harness) testForbidden(t *testing.T) {
 	if code := httpStatus(r.base + "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d without RBAC, want 200 (a restart cannot grant permissions)", code)
 	}
-	if n := outputLines(r.proc.Output(), "reason=Forbidden"); n != 1 {
-		t.Errorf("the missing permission was logged %d times, want once:\n%s", n, r.proc.Output())
+	// Once per operation that needs it, never per retry: reading the Lease, and writing the candidate Lease.
+	for _, op := range []string{`operation="read the Lease"`, `operation="write the candidate Lease"`} {
+		if n := outputLines(r.proc.Output(), "reason=Forbidden", op); n != 1 {
+			t.Errorf("the missing permission was logged %d times for %s, want once:\n%s", n, op, r.proc.Output())
+		}
+	}
+	if n, want := outputLines(r.proc.Output(), "reason=Forbidden"), 2; n != want {
+		t.Errorf("the missing permission was logged %d times, want %d (once per operation):\n%s", n, want, r.proc.Output())
 	}
 	if err := r.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -268,6 +268,8 @@ type leaseEntry struct {
 	holder      string
 	holderUID   string
 	transitions int32
+	// handoverFrom is the previous holder while a handover awaits its confirmation.
+	handoverFrom string
 }
 
 // leaseHistory records every state of a Lease, from the test's own watch.
@@ -322,7 +324,7 @@ func (h *leaseHistory) follow(ctx context.Context, cs kubernetes.Interface, name
 }
 
 func (h *leaseHistory) add(l *coordinationv1.Lease) {
-	e := leaseEntry{at: time.Now(), holderUID: l.Annotations[elector.HolderUIDAnnotation]}
+	e := leaseEntry{at: time.Now(), holderUID: l.Annotations[elector.HolderUIDAnnotation], handoverFrom: l.Annotations[elector.HandoverFromAnnotation]}
 	if l.Spec.HolderIdentity != nil {
 		e.holder = *l.Spec.HolderIdentity
 	}
@@ -331,7 +333,8 @@ func (h *leaseHistory) add(l *coordinationv1.Lease) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].holderUID == e.holderUID && h.entries[n-1].transitions == e.transitions {
+	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].holderUID == e.holderUID && h.entries[n-1].transitions == e.transitions &&
+		h.entries[n-1].handoverFrom == e.handoverFrom {
 		return // a renewal: nothing the tests look at changed
 	}
 	e.index = len(h.entries)

@@ -55,7 +55,16 @@ func serve(s settings, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "elector: application check (from %s): %v\n", s.sources["app-check"], err)
 		return exitUsage
 	}
-	e, err := elector.New(s.config, leases, events, electorOptions(log, checker))
+	opts := electorOptions(log, checker)
+	if s.config.Handover {
+		// Candidates are advertised only for handovers: with --handover=false the elector makes the requests it
+		// made before handover existed, the baseline the benchmarks compare with.
+		if opts.Candidates, err = elector.NewCandidateAPI(cfg, s.config.Namespace, s.config.LeaseName); err != nil {
+			fmt.Fprintf(stderr, "elector: %v\n", err)
+			return exitUsage
+		}
+	}
+	e, err := elector.New(s.config, leases, events, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "elector: %v\n", err)
 		return exitUsage
@@ -85,7 +94,8 @@ func serve(s settings, stderr io.Writer) int {
 	log.Info("taking part in the election", "version", version.Version, "http", listener.Addr().String(),
 		"controlSocket", s.config.ControlSocket, "podUID", s.config.UID,
 		"leaseDuration", s.config.LeaseDuration, "renewDeadline", s.config.RenewDeadline,
-		"retryPeriod", s.config.RetryPeriod, "readiness", s.config.Readiness)
+		"retryPeriod", s.config.RetryPeriod, "renewInterval", s.config.RenewInterval, "handover", s.config.Handover,
+		"readiness", s.config.Readiness)
 
 	if err := e.Run(ctx); err != nil {
 		// A standby still takes over, once the lease expires.

@@ -32,6 +32,8 @@ func options() []option {
 		{"lease-duration", "LEASE_DURATION", elector.DefaultLeaseDuration.String(), "how long a Lease is valid after its last renewal (Go duration, > renew-deadline)"},
 		{"renew-deadline", "RENEW_DEADLINE", elector.DefaultRenewDeadline.String(), "how long after its last renewal the leader stays ready and keeps trying to renew before it steps down (> retry-period, < lease-duration)"},
 		{"retry-period", "RETRY_PERIOD", elector.DefaultRetryPeriod.String(), "how often the leader renews, and the pause between failed attempts (> 0, < renew-deadline)"},
+		{"renew-interval", "ELECTOR_RENEW_INTERVAL", "", "how often the leader renews after a successful renewal (Go duration from retry-period to renew-deadline - retry-period; default: renew-deadline - 3 x retry-period, at least retry-period: 4s with 15s/10s/2s)"},
+		{"handover", "ELECTOR_HANDOVER", "true", "true: a leader that steps down, loses its application's health or shuts down writes the Lease over to a chosen healthy replica; false: it releases the Lease to a race"},
 		{"port", "ELECTOR_PORT", "8642", "the HTTP port (1-65535)"},
 		{"control-socket", "ELECTOR_CONTROL_SOCKET", "@leader-election", "the Unix socket for POST /stepdown, reachable from inside the pod only (a leading @: Linux's abstract namespace, scoped to the pod's network namespace)"},
 		{"bind-address", "ELECTOR_BIND_ADDRESS", "", "the address the HTTP server listens on (default: all addresses)"},
@@ -150,6 +152,28 @@ func checkSettings(v map[string]value) (settings, error) {
 				"required: 250ms <= retry-period < renew-deadline, renew-deadline >= 1s, lease-duration whole seconds from 3s to 300s and at least renew-deadline + 2s)",
 				err, v["lease-duration"].source, v["renew-deadline"].source, v["retry-period"].source))
 		}
+	}
+
+	if durationsOK {
+		s.config.RenewInterval = elector.DefaultRenewInterval(s.config.RenewDeadline, s.config.RetryPeriod)
+		if raw := v["renew-interval"].raw; raw != "" {
+			d, err := time.ParseDuration(raw)
+			switch {
+			case err != nil:
+				bad("renew-interval", "not a duration; use a Go duration such as 4s or 1500ms")
+			case elector.CheckRenewInterval(d, s.config.RenewDeadline, s.config.RetryPeriod) != nil:
+				errs = append(errs, fmt.Errorf("%s: %w (renew-deadline from %s, retry-period from %s)", v["renew-interval"].source,
+					elector.CheckRenewInterval(d, s.config.RenewDeadline, s.config.RetryPeriod), v["renew-deadline"].source, v["retry-period"].source))
+			default:
+				s.config.RenewInterval = d
+			}
+		}
+	}
+	switch h, err := strconv.ParseBool(v["handover"].raw); {
+	case err != nil:
+		bad("handover", "use true or false")
+	default:
+		s.config.Handover = h
 	}
 
 	port, err := strconv.Atoi(v["port"].raw)

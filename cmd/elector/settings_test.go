@@ -32,6 +32,7 @@ func TestAFlagWinsOverItsVariableWhichWinsOverTheDefault(t *testing.T) {
 		Identity: "from-flag", UID: "uid-1", Namespace: "ns", LeaseName: "demo",
 		LeaseDuration: 30 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 2 * time.Second,
 		Readiness: elector.ReadinessMember, ControlSocket: "@leader-election",
+		RenewInterval: 6 * time.Second, Handover: true,
 	}
 	if s.config != want {
 		t.Errorf("config %+v, want %+v", s.config, want)
@@ -52,6 +53,40 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 	if s.config.LeaseDuration != 15*time.Second || s.config.RenewDeadline != 10*time.Second || s.config.RetryPeriod != 2*time.Second ||
 		s.port != 8642 || s.bindAddress != "" || s.config.Readiness != elector.ReadinessLeader || s.kubeconfig != "" {
 		t.Errorf("defaults %+v, port %d, bind %q, kubeconfig %q differ from README's contract", s.config, s.port, s.bindAddress, s.kubeconfig)
+	}
+	// Three renewal attempts before the renew deadline, each with a whole retry period: 10s - 3 x 2s.
+	if s.config.RenewInterval != 4*time.Second || !s.config.Handover {
+		t.Errorf("renew interval %s (want 4s: 15 writes a minute at 15s/10s/2s), handover %v (want true)", s.config.RenewInterval, s.config.Handover)
+	}
+}
+
+func TestRenewIntervalAndHandoverAreCheckedAgainstTheOtherDurations(t *testing.T) {
+	base := map[string]string{"POD_NAME": "p", "POD_UID": "u", "POD_NAMESPACE": "ns", "LEASE_NAME": "demo"}
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"--renew-interval=8s"}, ""},
+		{[]string{"--renew-interval=2s"}, ""},
+		{[]string{"--renew-interval=9s"}, "renew-interval (9s) must be from retry-period (2s) to renew-deadline - retry-period (8s)"},
+		{[]string{"--renew-interval=1s"}, "renew-interval (1s) must be from retry-period (2s)"},
+		{[]string{"--renew-interval=soon"}, `--renew-interval="soon": not a duration`},
+		// Fast timings: the default falls back to the retry period, the interval client-go uses.
+		{[]string{"--lease-duration=4s", "--renew-deadline=2s", "--retry-period=500ms"}, ""},
+		{[]string{"--handover=false"}, ""},
+		{[]string{"--handover=maybe"}, `--handover="maybe": use true or false`},
+	} {
+		_, err := parseSettings(tc.args, envOf(base))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v refused: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+	s, _ := parseSettings([]string{"--lease-duration=4s", "--renew-deadline=2s", "--retry-period=500ms", "--handover=false"}, envOf(base))
+	if s.config.RenewInterval != 500*time.Millisecond || s.config.Handover {
+		t.Errorf("fast timings: renew interval %s, want the retry period 500ms; handover %v, want false", s.config.RenewInterval, s.config.Handover)
 	}
 }
 
@@ -88,6 +123,9 @@ func TestStatusRowsAndTable(t *testing.T) {
 			RenewTime: ptr.To(metav1.NewMicroTime(now.Add(-1500 * time.Millisecond))),
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("")}},
+		// A candidate Lease is a replica's advertisement, not an election: not listed.
+		{ObjectMeta: metav1.ObjectMeta{Name: "b-b-2", Namespace: "ns", Labels: map[string]string{elector.CandidateForLabel: "b"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("b-2")}},
 	}
 	rows := leaseRows(leases, now)
 	if len(rows) != 2 || rows[0].Name != "a" || rows[1].LastRenewalAgeSeconds == nil || *rows[1].LastRenewalAgeSeconds != 1.5 || rows[0].LastRenewalAgeSeconds != nil || rows[1].LeaseTransitions != 4 {

@@ -122,6 +122,9 @@ func defaultNamespace(kubeconfig string, getenv func(string) string) string {
 func leaseRows(leases []coordinationv1.Lease, now time.Time) []leaseRow {
 	rows := make([]leaseRow, 0, len(leases))
 	for _, l := range leases {
+		if _, candidate := l.Labels[elector.CandidateForLabel]; candidate {
+			continue // a replica's advertisement (docs/elector.md, direct handover), not an election
+		}
 		r := leaseRow{Name: l.Name, Namespace: l.Namespace}
 		if l.Spec.HolderIdentity != nil {
 			r.Holder = *l.Spec.HolderIdentity

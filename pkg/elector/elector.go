@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,9 @@ import (
 // shutdownReleaseTimeout bounds the release on exit, so that the process exits within a few seconds even when
 // the API server is unreachable (a standby then takes over when the lease expires).
 const shutdownReleaseTimeout = 2 * time.Second
+
+// advertWithdrawTimeout bounds the write that marks this replica's candidate Lease unhealthy on exit.
+const advertWithdrawTimeout = time.Second
 
 // eventFlushTimeout is how long queued Events may still be written on exit.
 const eventFlushTimeout = time.Second
@@ -27,24 +31,37 @@ type Options struct {
 	Clock clock.WithDelayedExecution
 	// Logger receives the elector's log.
 	Logger *slog.Logger
+	// AppHealth gates leadership on the application's health (nil: not gated).
+	AppHealth AppHealth
+	// Candidates is where this replica advertises itself and, while leading, follows the other candidates, so
+	// that a leader can hand the Lease over to a chosen successor (nil: no advertisement; leaving the leadership
+	// always releases the Lease to a race).
+	Candidates CandidateAPI
 }
 
 // Elector takes part in the election for one Lease and serves its state over HTTP (see Handler).
 type Elector struct {
-	cfg       Config
-	clock     clock.WithDelayedExecution
-	leases    LeaseAPI
-	log       *slog.Logger
-	problems  *problemLog
-	metrics   *Metrics
-	registry  *prometheus.Registry
-	board     *board
-	recorder  *recorder
-	machine   *machine
-	retry     backoff
-	labels    *labelsFile
-	stepDowns chan chan error
-	done      chan struct{}
+	cfg      Config
+	clock    clock.WithDelayedExecution
+	leases   LeaseAPI
+	log      *slog.Logger
+	problems *problemLog
+	metrics  *Metrics
+	registry *prometheus.Registry
+	board    *board
+	recorder *recorder
+	machine  *machine
+	retry    backoff
+	labels   *labelsFile
+	health   AppHealth
+	// candidates is nil when this replica does not take part in handovers (see Options.Candidates).
+	candidates CandidateAPI
+	advertiser *advertiser
+	// stopCandidateWatch ends the leader's candidate watch; nil while it is not running.
+	stopCandidateWatch context.CancelFunc
+	candidateWatches   sync.WaitGroup
+	stepDowns          chan chan error
+	done               chan struct{}
 }
 
 // New validates cfg and prepares an election; Run takes part in it.
@@ -87,7 +104,23 @@ func New(cfg Config, leases LeaseAPI, events EventAPI, opts Options) (*Elector, 
 	e.machine = &machine{
 		cfg: cfg, clock: opts.Clock, leases: leases, recorder: e.recorder, metrics: metrics,
 		problems: problems, log: opts.Logger, board: b, retry: e.retry,
+		revision: revisionOf(cfg.LabelsFile), started: opts.Clock.Now(),
 	}
+	if opts.Candidates != nil {
+		if why := candidatesUsable(cfg); why != "" {
+			opts.Logger.Warn("not advertising this replica as a candidate: a leader cannot hand over to it", "reason", why)
+		} else {
+			e.candidates = opts.Candidates
+			e.advertiser = newAdvertiser(opts.Candidates, cfg, opts.Clock, opts.Logger, problems, b)
+			e.machine.advertiser = e.advertiser
+			b.setAdvertising()
+		}
+	}
+	if opts.AppHealth != nil {
+		e.health = opts.AppHealth
+		e.machine.readHealth(opts.AppHealth)
+	}
+	e.machine.advertise()
 	e.machine.publish()
 	return e, nil
 }
@@ -103,6 +136,15 @@ func (e *Elector) Run(ctx context.Context) error {
 		e.recorder.run(eventsCtx, eventFlushTimeout)
 	}()
 
+	advertiseCtx, stopAdvertising := context.WithCancel(ctx)
+	advertiseDone := make(chan struct{})
+	go func() {
+		defer close(advertiseDone)
+		if e.advertiser != nil {
+			e.advertiser.run(advertiseCtx)
+		}
+	}()
+
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	observations := make(chan observation, 16)
 	followDone := make(chan struct{})
@@ -113,6 +155,13 @@ func (e *Elector) Run(ctx context.Context) error {
 
 	err := e.loop(ctx, observations)
 
+	e.syncCandidateWatch(ctx, false)
+	e.candidateWatches.Wait()
+	stopAdvertising()
+	<-advertiseDone
+	if e.advertiser != nil {
+		e.advertiser.withdraw(advertWithdrawTimeout)
+	}
 	stopFollowing()
 	<-followDone
 	stopEvents()
@@ -123,8 +172,17 @@ func (e *Elector) Run(ctx context.Context) error {
 
 // loop is the election loop: it alone changes the election state, one input at a time.
 func (e *Elector) loop(ctx context.Context, observations <-chan observation) error {
+	var healthChanged <-chan struct{} // nil: never ready
+	if e.health != nil {
+		healthChanged = e.health.Changed()
+	}
 	for {
 		wake := e.machine.advance(ctx)
+		e.syncCandidateWatch(ctx, e.machine.s.leading)
+		var candidatesChanged <-chan struct{}
+		if e.machine.candidates != nil {
+			candidatesChanged = e.machine.candidates.changed
+		}
 		// Wake at least once per retry period even with nothing to do: the heartbeat /healthz checks.
 		now := e.clock.Now()
 		pause := e.cfg.RetryPeriod
@@ -140,6 +198,9 @@ func (e *Elector) loop(ctx context.Context, observations <-chan observation) err
 			return e.machine.shutdown(releaseCtx)
 		case o := <-observations:
 			e.machine.observe(o.lease, o.deletedAt)
+		case <-healthChanged:
+			e.machine.readHealth(e.health)
+		case <-candidatesChanged:
 		case <-timer.C():
 		case reply := <-e.stepDowns:
 			reply <- e.machine.stepDown(ctx)
@@ -148,8 +209,27 @@ func (e *Elector) loop(ctx context.Context, observations <-chan observation) err
 	}
 }
 
-// StepDown releases the Lease if this replica holds it (ErrNotLeader otherwise) and keeps this replica from
-// taking it back for one lease duration, unless nobody else has taken it by then.
+// syncCandidateWatch runs the candidate watch while this replica leads, and only then: standbys make no requests
+// for candidates.
+func (e *Elector) syncCandidateWatch(ctx context.Context, leading bool) {
+	switch {
+	case e.candidates == nil:
+	case leading && e.stopCandidateWatch == nil:
+		set := newCandidateSet()
+		watchCtx, cancel := context.WithCancel(ctx)
+		e.stopCandidateWatch = cancel
+		e.machine.candidates = set
+		e.candidateWatches.Go(func() { e.watchCandidates(watchCtx, set) })
+	case !leading && e.stopCandidateWatch != nil:
+		e.stopCandidateWatch()
+		e.stopCandidateWatch = nil
+		e.machine.candidates = nil
+	}
+}
+
+// StepDown hands the Lease over to a healthy candidate, or releases it, if this replica holds it (ErrNotLeader
+// otherwise) and keeps this replica from taking it back for one lease duration, unless nobody else has taken it
+// by then.
 func (e *Elector) StepDown(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {

@@ -31,6 +31,14 @@ type machine struct {
 	board    *board
 	retry    backoff
 
+	// candidates is what the leader's candidate watch knows (nil while not leading, or without candidates).
+	candidates *candidateSet
+	// advertiser keeps this replica's candidate Lease current (nil without candidates).
+	advertiser *advertiser
+	// revision is this pod's template revision, started when this elector started: what it advertises.
+	revision string
+	started  time.Time
+
 	s        state
 	failures int // consecutive failed standby writes, for the backoff
 }
@@ -58,6 +66,7 @@ const maxActionsPerAdvance = 4
 func (m *machine) advance(ctx context.Context) time.Time {
 	defer m.publish()
 	for range maxActionsPerAdvance {
+		_, m.s.successorKnown = m.successor()
 		act, wake := decide(&m.s, m.clock.Now(), m.cfg)
 		switch act {
 		case wait:
@@ -70,6 +79,11 @@ func (m *machine) advance(ctx context.Context) time.Time {
 			m.renew(ctx)
 		case reread:
 			m.reread(ctx)
+		case handOver:
+			why := "the application is unhealthy: " + m.s.app.reason
+			if err := m.leave(ctx, causeUnhealthy, why); err != nil {
+				m.log.Warn("could not leave the Lease while unhealthy", "error", err)
+			}
 		case giveUp:
 			m.stopLeading("Lost", corev1.EventTypeWarning, fmt.Sprintf(
 				"no successful renewal within the renew deadline (%s)", m.cfg.RenewDeadline))
@@ -103,6 +117,14 @@ func (m *machine) acquire(ctx context.Context) {
 	now := m.clock.Now()
 	l := m.s.lease.DeepCopy()
 	previous := holderOf(l)
+	handedOverBy := handoverFromOf(l)
+	if handedOverBy != "" {
+		// Confirming a handover to this replica (token + 0), or taking over one whose successor did not confirm.
+		delete(l.Annotations, HandoverFromAnnotation)
+		if ownedBy(l, m.cfg) {
+			previous = handedOverBy
+		}
+	}
 	if !ownedBy(l, m.cfg) {
 		// A new tenure, even under this pod's name when another pod (UID) wrote it: a new fencing token.
 		l.Spec.LeaseTransitions = ptr.To(nextToken(&m.s, l))
@@ -219,21 +241,21 @@ func (m *machine) stopLeading(reason, eventType, why string) {
 	m.publish()
 }
 
-// stepDown releases the Lease on request and keeps away from it for one lease duration, unless it is still
+// stepDown hands the Lease over (or releases it) on request and keeps away from it for one lease duration, unless it is still
 // free by then.
 func (m *machine) stepDown(ctx context.Context) error {
 	if !m.s.leading {
 		return ErrNotLeader
 	}
 	m.s.holdOffUntil = m.clock.Now().Add(m.cfg.LeaseDuration)
-	return m.release(ctx, "stepped down on request")
+	return m.leave(ctx, causeStepDown, "stepped down on request")
 }
 
-// shutdown releases the Lease if this replica holds it, or may hold it because its last acquisition's outcome
-// is unknown, so that a standby takes over at once.
+// shutdown hands the Lease over (or releases it) if this replica holds it, or releases it if it may hold it
+// because its last acquisition's outcome is unknown, so that a standby takes over at once.
 func (m *machine) shutdown(ctx context.Context) error {
 	if m.s.leading {
-		return m.release(ctx, "shutting down")
+		return m.leave(ctx, causeShutdown, "shutting down")
 	}
 	if !m.s.maybeHolder {
 		return nil
@@ -352,6 +374,8 @@ func (m *machine) snapshot() Snapshot {
 		Transitions:   transitionsOf(m.s.lease),
 		Leading:       m.s.leading,
 		LastRenewSent: m.s.lastRenewSent,
+		HandoverFrom:  handoverFromOf(m.s.lease),
+		App:           appStatusOf(m.s.app),
 	}
 	if m.s.lease != nil {
 		s.ObservedExpiry = expiryOf(&m.s, m.cfg)

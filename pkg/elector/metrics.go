@@ -18,6 +18,8 @@ type Metrics struct {
 	lastRenewal prometheus.Gauge
 	apiErrors   *prometheus.CounterVec
 	handover    prometheus.Histogram
+	appHealth   prometheus.Gauge
+	leavings    *prometheus.CounterVec
 }
 
 // NewMetrics registers the election metrics, plus the Go runtime and process collectors, on reg.
@@ -48,9 +50,19 @@ func NewMetrics(reg prometheus.Registerer, leaseName string) (*Metrics, error) {
 			// From a graceful handover (milliseconds) to a crashed leader's full lease duration (at most 300s).
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 20, 30, 60, 120, 300},
 		}),
+		appHealth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "leader_election_app_healthy", ConstLabels: name,
+			Help: "1 while this replica's application passes its checks (always 1 when leadership is not health-gated).",
+		}),
+		leavings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leader_election_leader_exits_total", ConstLabels: name,
+			Help: "Times this replica left the leadership on purpose, by cause (stepdown, unhealthy, shutdown) and outcome " +
+				"(handed_over: written over to a successor; released: released to a race, no healthy successor known or the handover failed).",
+		}, []string{"cause", "outcome"}),
 	}
+	m.appHealth.Set(1)
 	for _, c := range []prometheus.Collector{
-		m.isLeader, m.transitions, m.lastRenewal, m.apiErrors, m.handover,
+		m.isLeader, m.transitions, m.lastRenewal, m.apiErrors, m.handover, m.appHealth, m.leavings,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
@@ -83,6 +95,20 @@ func (m *Metrics) tookOver(previous *coordinationv1.Lease, acquired time.Time) {
 		return
 	}
 	m.handover.Observe(max(acquired.Sub(previous.Spec.RenewTime.Time), 0).Seconds())
+}
+
+// appHealthy records the application's verdict.
+func (m *Metrics) appHealthy(healthy bool) {
+	if healthy {
+		m.appHealth.Set(1)
+	} else {
+		m.appHealth.Set(0)
+	}
+}
+
+// handedOver counts a deliberate exit from leadership.
+func (m *Metrics) handedOver(cause handoverCause, outcome string) {
+	m.leavings.WithLabelValues(string(cause), outcome).Inc()
 }
 
 // apiError counts a failed request.

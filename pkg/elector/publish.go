@@ -19,6 +19,9 @@ type board struct {
 
 	// watching is the state of the Lease watch, for member readiness.
 	watching watchState
+	// advertising is set when this replica advertises itself in a candidate Lease; advertised once the
+	// advertisement last written says it is healthy, so that a leader could hand over to it.
+	advertising, advertised bool
 }
 
 // watchState is how well this replica follows the Lease.
@@ -27,6 +30,9 @@ type watchState struct {
 	synced bool
 	// lastActivity is when the watch was established or last delivered an event or a bookmark.
 	lastActivity time.Time
+	// notAdvertised is set while this replica advertises itself but its candidate Lease does not (yet) say it is
+	// a healthy candidate: a leader could not hand over to it.
+	notAdvertised bool
 }
 
 // following reports whether the watch is established and not silent: a live election changes the Lease every
@@ -50,11 +56,27 @@ func (b *board) watchActive(now time.Time) {
 	b.watching.lastActivity = now
 }
 
-// watch is the state of the Lease watch.
+// watch is the state of the Lease watch and of the candidate advertisement.
 func (b *board) watch() watchState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.watching
+	w := b.watching
+	w.notAdvertised = b.advertising && !b.advertised
+	return w
+}
+
+// setAdvertising records that this replica advertises itself in a candidate Lease.
+func (b *board) setAdvertising() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advertising = true
+}
+
+// setAdvertised records what the last written advertisement says: healthy or not.
+func (b *board) setAdvertised(healthy bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advertised = healthy
 }
 
 func newBoard() *board {

@@ -42,6 +42,11 @@ type state struct {
 	// until then it may still act as the leader, so nobody may create the Lease anew. A replica whose first
 	// observation is "no Lease" waits a lease duration and a retry period (see observe).
 	createNotBefore time.Time
+	// app is the application's health; an unhealthy replica neither creates, acquires nor confirms a handover,
+	// and an unhealthy leader hands over when a healthy successor is known.
+	app appState
+	// successorKnown is set (before each decision) when the leader's candidate watch knows a healthy successor.
+	successorKnown bool
 }
 
 // action is the next step of the election loop.
@@ -60,10 +65,12 @@ const (
 	giveUp
 	// reread the Lease: a write conflicted and the watch did not bring the newer state in time.
 	reread
+	// handOver the Lease to a healthy successor: this leader's application is unhealthy.
+	handOver
 )
 
 func (a action) String() string {
-	return [...]string{"wait", "create", "acquire", "renew", "give up", "reread"}[a]
+	return [...]string{"wait", "create", "acquire", "renew", "give up", "reread", "hand over"}[a]
 }
 
 // decide returns the next action and, for wait, when to look again (zero: only an observation can help).
@@ -79,7 +86,12 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 			}
 			return wait, earlier(s.awaitingUntil, giveUpAt)
 		}
-		renewAt := later(s.lastRenewSent.Add(cfg.RetryPeriod), s.retryAt)
+		if !s.app.healthy() && s.successorKnown {
+			// With no healthy successor the leader keeps the Lease: an unhealthy leader serves no worse than no
+			// leader at all, and it may recover; it hands over as soon as a healthy candidate appears.
+			return handOver, time.Time{}
+		}
+		renewAt := later(s.lastRenewSent.Add(cfg.renewInterval()), s.retryAt)
 		if !now.Before(renewAt) {
 			return renew, time.Time{}
 		}
@@ -94,11 +106,21 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 		}
 		return wait, s.awaitingUntil
 	}
-	if now.Before(s.holdOffUntil) {
-		return wait, s.holdOffUntil
+	if !s.app.healthy() {
+		// An unhealthy replica neither creates nor acquires the Lease, nor confirms a handover to itself (which
+		// then falls to another replica after the handover bound). Only a change of health can help.
+		return wait, time.Time{}
 	}
 	if now.Before(s.retryAt) {
 		return wait, s.retryAt
+	}
+	if ownedBy(s.lease, cfg) && handoverFromOf(s.lease) != "" {
+		// Handed over to this replica: confirm at once, even while holding off after its own step-down (holding
+		// off keeps it from taking the Lease back; here another leader chose it).
+		return acquire, time.Time{}
+	}
+	if now.Before(s.holdOffUntil) {
+		return wait, s.holdOffUntil
 	}
 	if s.lease == nil {
 		if now.Before(s.createNotBefore) {
@@ -119,9 +141,15 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 	return acquire, time.Time{}
 }
 
-// expiryOf is when the observed holder's lease runs out by this replica's clock.
+// expiryOf is when the observed holder's lease runs out by this replica's clock. A Lease handed over and not yet
+// confirmed runs out after the handover bound (if that is shorter): its successor has not led yet, so whoever
+// takes it then overlaps with nobody, and the successor's late confirmation conflicts.
 func expiryOf(s *state, cfg Config) time.Time {
-	return s.observedAt.Add(leaseDurationOf(s.lease, cfg.LeaseDuration))
+	d := leaseDurationOf(s.lease, cfg.LeaseDuration)
+	if handoverFromOf(s.lease) != "" {
+		d = min(d, cfg.handoverBound())
+	}
+	return s.observedAt.Add(d)
 }
 
 // leaseDurationOf is the duration the holder promised in the Lease, or ours when it promised none, and never
@@ -195,12 +223,14 @@ func nextToken(s *state, l *coordinationv1.Lease) int32 {
 	}
 }
 
-// recordChanged reports whether the election record differs: a new holder, renewal or transition count.
+// recordChanged reports whether the election record differs: a new holder, renewal, transition count, or a
+// handover confirmed.
 func recordChanged(a, b *coordinationv1.Lease) bool {
 	if a == nil || b == nil {
 		return a != b
 	}
 	return holderOf(a) != holderOf(b) || holderUIDOf(a) != holderUIDOf(b) || transitionsOf(a) != transitionsOf(b) ||
+		handoverFromOf(a) != handoverFromOf(b) ||
 		!a.Spec.RenewTime.Equal(b.Spec.RenewTime) || !a.Spec.AcquireTime.Equal(b.Spec.AcquireTime)
 }
 

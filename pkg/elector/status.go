@@ -19,6 +19,10 @@ type Snapshot struct {
 	LastRenewSent time.Time
 	// ObservedExpiry is when the holder's lease runs out by this replica's clock (standbys only).
 	ObservedExpiry time.Time
+	// HandoverFrom is the previous holder while the Lease is handed over and not yet confirmed.
+	HandoverFrom string
+	// App is the application's health (zero when leadership is not health-gated).
+	App AppStatus
 }
 
 // Fresh reports whether this replica leads and renewed within the renew deadline: the only state in which it
@@ -55,6 +59,11 @@ type Status struct {
 	LeaseName string `json:"leaseName"`
 	// Namespace is the Lease's namespace.
 	Namespace string `json:"namespace"`
+	// HandoverFrom names the previous holder while the Lease is handed over to Name and not yet confirmed by it.
+	HandoverFrom string `json:"handoverFrom,omitempty"`
+	// App is this replica's application health, when leadership is health-gated: an unhealthy replica does not
+	// take the Lease, and an unhealthy leader hands it over to a healthy replica if there is one.
+	App AppStatus `json:"app,omitzero"`
 }
 
 // statusOf builds the public view of a snapshot at a given moment.
@@ -74,6 +83,8 @@ func statusOf(s Snapshot, now time.Time, cfg Config) Status {
 		Identity:         cfg.Identity,
 		LeaseName:        cfg.LeaseName,
 		Namespace:        cfg.Namespace,
+		HandoverFrom:     s.HandoverFrom,
+		App:              s.App,
 	}
 	switch {
 	case s.Leading:
@@ -102,6 +113,8 @@ func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Con
 			elapsed(s.LastRenewSent, now).Round(time.Millisecond), cfg.RenewDeadline)
 	case cfg.Readiness == ReadinessMember && labelledLeader:
 		return false, fmt.Sprintf("labelled %s=%s but not a fresh leader: waiting for the label to move", RoleLabel, RoleLeader)
+	case cfg.Readiness == ReadinessMember && w.notAdvertised:
+		return false, "not a candidate yet: the candidate Lease does not say this replica is healthy, so no leader could hand over to it"
 	case cfg.Readiness == ReadinessMember && w.following(now, cfg):
 		return true, "member"
 	case cfg.Readiness == ReadinessMember && w.synced:

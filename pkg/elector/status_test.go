@@ -156,3 +156,20 @@ func TestNameIsThisReplicaOnlyWhileItIsAFreshLeader(t *testing.T) {
 		}
 	}
 }
+
+func TestMemberNotYetAdvertisedAsAHealthyCandidateIsUnready(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.Readiness = ReadinessMember
+	w := watchState{synced: true, lastActivity: epoch, notAdvertised: true}
+	if ok, why := ready(Snapshot{Known: true, Holder: "other"}, w, false, epoch, cfg); ok || !strings.Contains(why, "candidate") {
+		t.Errorf("a member whose candidate Lease is not written (or says unhealthy) is ready (%v, %q): a leader could not hand over to it", ok, why)
+	}
+	w.notAdvertised = false
+	if ok, why := ready(Snapshot{Known: true, Holder: "other"}, w, false, epoch, cfg); !ok {
+		t.Errorf("an advertised member is unready: %s", why)
+	}
+	fresh := Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: epoch}
+	if ok, why := ready(fresh, watchState{notAdvertised: true}, false, epoch, cfg); !ok {
+		t.Errorf("a fresh leader must be ready whatever its advertisement says: %s", why)
+	}
+}

@@ -703,3 +703,153 @@ func startWebhookReplica(t *testing.T, env *controlplane.Env) *webhookUnderTest 
 	t.Helper()
 	return startWebhookOn(t, env, controlplane.FreePort(t))
 }
+
+// testHandoverAndCandidates: the two Lease writes direct handover adds, each for its own pod only: the holder
+// writing the Lease over to another pod (token + 1, handover-from = itself), and a pod's own candidate Lease.
+func testHandoverAndCandidates(t *testing.T, env *controlplane.Env) {
+	cs := env.Clientset
+	ctx := t.Context()
+	ns := newNamespace(t, cs, nil)
+	a := createPod(t, cs, ns, "web", annotated("replica-a"))
+	b := createPod(t, cs, ns, "web", annotated("replica-b"))
+	c := createPod(t, cs, ns, "web", annotated("replica-c"))
+	asA := podToken(t, env, a).CoordinationV1().Leases(ns)
+	asB := podToken(t, env, b).CoordinationV1().Leases(ns)
+	asC := podToken(t, env, c).CoordinationV1().Leases(ns)
+	waitCanHold(t, cs, ns, "web", "web")
+
+	held, err := asA.Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Annotations: map[string]string{elector.HolderUIDAnnotation: string(a.UID)}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(a.Name), LeaseDurationSeconds: ptr.To[int32](15), LeaseTransitions: ptr.To[int32](4)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("pod A creating its Lease: %v", err)
+	}
+	// handover is the Lease as held, written over to pod to by from, with the token raised by delta.
+	handover := func(from string, to *corev1.Pod, delta int32) *coordinationv1.Lease {
+		l := held.DeepCopy()
+		l.Spec.HolderIdentity = ptr.To(to.Name)
+		l.Annotations = map[string]string{elector.HolderUIDAnnotation: string(to.UID), elector.HandoverFromAnnotation: from}
+		l.Spec.LeaseTransitions = ptr.To(*held.Spec.LeaseTransitions + delta)
+		l.Spec.RenewTime = ptr.To(metav1.NowMicro())
+		return l
+	}
+	t.Run("refused handovers", func(t *testing.T) {
+		_, err := asB.Update(ctx, handover(b.Name, c, 1), metav1.UpdateOptions{})
+		refusedBy(t, "pod B handing over a Lease A holds", err, policyElectorLeases, "hand a Lease it holds over")
+		_, err = asA.Update(ctx, handover(a.Name, b, 2), metav1.UpdateOptions{})
+		refusedByEither(t, "A handing over with token + 2", err, [2]string{policyElectorLeases, "nor raise it by more than one"}, [2]string{policyElectorLeases, "leaseTransitions + 1"})
+		_, err = asA.Update(ctx, handover(a.Name, b, 0), metav1.UpdateOptions{})
+		refusedBy(t, "A handing over without raising the token", err, policyElectorLeases, "leaseTransitions + 1")
+		_, err = asA.Update(ctx, handover(c.Name, b, 1), metav1.UpdateOptions{})
+		refusedBy(t, "A naming C in handover-from", err, policyElectorLeases, `handover-from "replica-c"`)
+		noUID := handover(a.Name, b, 1)
+		delete(noUID.Annotations, elector.HolderUIDAnnotation)
+		_, err = asA.Update(ctx, noUID, metav1.UpdateOptions{})
+		refusedBy(t, "A handing over to a pod without a UID", err, policyElectorLeases, "hand a Lease it holds over")
+		selfMark := held.DeepCopy()
+		selfMark.Annotations[elector.HandoverFromAnnotation] = c.Name
+		_, err = asA.Update(ctx, selfMark, metav1.UpdateOptions{})
+		refusedBy(t, "A renewing with a handover-from it adds", err, policyElectorLeases, `handover-from "replica-c"`)
+	})
+	t.Run("refused: a handover of a Lease the writer does not hold", func(t *testing.T) {
+		// B takes the Lease (as a standby may once it expired); A, no longer the holder, may not hand it over.
+		l := held.DeepCopy()
+		l.Spec.HolderIdentity = ptr.To(b.Name)
+		l.Annotations = map[string]string{elector.HolderUIDAnnotation: string(b.UID)}
+		l.Spec.LeaseTransitions = ptr.To(*held.Spec.LeaseTransitions + 1)
+		byB, err := asB.Update(ctx, l, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatalf("B acquiring with its own token: %v", err)
+		}
+		stolen := byB.DeepCopy()
+		stolen.Spec.HolderIdentity = ptr.To(c.Name)
+		stolen.Annotations = map[string]string{elector.HolderUIDAnnotation: string(c.UID), elector.HandoverFromAnnotation: a.Name}
+		stolen.Spec.LeaseTransitions = ptr.To(*byB.Spec.LeaseTransitions + 1)
+		_, err = asA.Update(ctx, stolen, metav1.UpdateOptions{})
+		refusedBy(t, "A handing over B's Lease", err, policyElectorLeases, "hand a Lease it holds over")
+		// Give it back to A for the next test (B hands over, legitimately).
+		back := byB.DeepCopy()
+		back.Spec.HolderIdentity = ptr.To(a.Name)
+		back.Annotations = map[string]string{elector.HolderUIDAnnotation: string(a.UID), elector.HandoverFromAnnotation: b.Name}
+		back.Spec.LeaseTransitions = ptr.To(*byB.Spec.LeaseTransitions + 1)
+		if byB, err = asB.Update(ctx, back, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("B handing the Lease over to A: %v", err)
+		}
+		confirm := byB.DeepCopy()
+		delete(confirm.Annotations, elector.HandoverFromAnnotation)
+		confirm.Spec.RenewTime = ptr.To(metav1.NowMicro())
+		if held, err = asA.Update(ctx, confirm, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("A confirming the handover: %v", err)
+		}
+	})
+	t.Run("allowed: the handover and the successor's confirmation", func(t *testing.T) {
+		out, err := asA.Update(ctx, handover(a.Name, b, 1), metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatalf("A handing over to B: %v", err)
+		}
+		// C may not confirm (nor renew as) B's handover; B may.
+		asCWrite := out.DeepCopy()
+		asCWrite.Spec.RenewTime = ptr.To(metav1.NowMicro())
+		_, err = asC.Update(ctx, asCWrite, metav1.UpdateOptions{})
+		refusedBy(t, "C confirming B's handover", err, policyElectorLeases, `not holder "replica-b"`)
+		confirm := out.DeepCopy()
+		delete(confirm.Annotations, elector.HandoverFromAnnotation)
+		confirm.Spec.RenewTime = ptr.To(metav1.NowMicro())
+		if _, err := asB.Update(ctx, confirm, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("B confirming the handover (token + 0, annotation removed): %v", err)
+		}
+	})
+
+	candidateOf := func(pod *corev1.Pod, lease string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: elector.CandidateLeaseName(lease, pod.Name), Namespace: ns,
+				Labels:          map[string]string{elector.CandidateForLabel: lease},
+				Annotations:     map[string]string{elector.HolderUIDAnnotation: string(pod.UID), elector.CandidateHealthyAnnotation: "true"},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}},
+			},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(pod.Name), LeaseDurationSeconds: ptr.To[int32](15), RenewTime: ptr.To(metav1.NowMicro())},
+		}
+	}
+	t.Run("candidate Leases: only one's own", func(t *testing.T) {
+		own, err := asA.Create(ctx, candidateOf(a, "web"), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("A creating its own candidate Lease: %v", err)
+		}
+		own.Annotations[elector.CandidateHealthyAnnotation] = "false"
+		if _, err := asA.Update(ctx, own, metav1.UpdateOptions{}); err != nil {
+			t.Errorf("A updating its own candidate Lease: %v", err)
+		}
+		_, err = asB.Create(ctx, candidateOf(a, "web"), metav1.CreateOptions{})
+		refusedBy(t, "B creating A's candidate Lease", err, policyElectorLeases, "")
+		bAsA := candidateOf(b, "web")
+		bAsA.Name = elector.CandidateLeaseName("web", a.Name)
+		_, err = asB.Create(ctx, bAsA, metav1.CreateOptions{})
+		refusedBy(t, "B creating a candidate Lease under A's name", err, policyElectorLeases, "may write only its own candidate Lease")
+		current, err := cs.CoordinationV1().Leases(ns).Get(ctx, elector.CandidateLeaseName("web", a.Name), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		takeover := current.DeepCopy()
+		takeover.Spec.HolderIdentity = ptr.To(b.Name)
+		takeover.Annotations[elector.HolderUIDAnnotation] = string(b.UID)
+		takeover.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: b.Name, UID: b.UID}}
+		_, err = asB.Update(ctx, takeover, metav1.UpdateOptions{})
+		refusedBy(t, "B overwriting A's candidate Lease", err, policyElectorLeases, "may write only its own candidate Lease")
+
+		blocking := candidateOf(b, "web")
+		blocking.OwnerReferences[0].BlockOwnerDeletion = ptr.To(true)
+		_, err = asB.Create(ctx, blocking, metav1.CreateOptions{})
+		refusedBy(t, "a candidate Lease that blocks its pod's deletion", err, policyElectorLeases, "no blockOwnerDeletion")
+		foreignOwner := candidateOf(b, "web")
+		foreignOwner.OwnerReferences[0].UID = a.UID
+		_, err = asB.Create(ctx, foreignOwner, metav1.CreateOptions{})
+		refusedBy(t, "a candidate Lease owned by another pod", err, policyElectorLeases, "owned by its pod alone")
+		_, err = asB.Create(ctx, candidateOf(b, "api"), metav1.CreateOptions{})
+		refusedBy(t, "a candidate for a Lease the pod may not hold", err, policyElectorLeases, "Lease api is not one")
+		if _, err := asB.Create(ctx, candidateOf(b, "web"), metav1.CreateOptions{}); err != nil {
+			t.Errorf("B creating its own candidate Lease: %v", err)
+		}
+	})
+}

@@ -231,6 +231,7 @@ func TestWebhook(t *testing.T) {
 	t.Run("security: a forged review for a served namespace grants nothing", func(t *testing.T) { testForgedReviewServed(t, env) })
 	t.Run("security: foreign objects under the webhook's names", func(t *testing.T) { testForeignBindings(t, env) })
 	t.Run("security: pod-bound elector tokens and Leases", func(t *testing.T) { testElectorLeases(t, env) })
+	t.Run("security: handover and candidate Leases", func(t *testing.T) { testHandoverAndCandidates(t, env) })
 	t.Run("security: the role and member labels", func(t *testing.T) { testPodLabels(t, env) })
 	t.Run("security: a stray role label is removed", func(t *testing.T) { testStrayLabel(t, env) })
 	t.Run("the label moves with a webhook replica killed", func(t *testing.T) { testLabelMovesWithAReplicaKilled(t, env) })
