@@ -38,8 +38,6 @@ const (
 	// annotationHandover turns the elector's direct handover off ("false": release the Lease to a race, as before
 	// issue 13); the webhook passes it to the elector as ELECTOR_HANDOVER.
 	annotationHandover = "leader-election/handover"
-	// sampleAccount is the ServiceAccount config/samples' pod template names.
-	sampleAccount = "sample"
 )
 
 // nodeTimings are the e2e suite's: the fastest the timing rules accept, so that release-and-race, the baseline,
@@ -605,7 +603,7 @@ func currentHash(ctx context.Context, cs kubernetes.Interface, name string) (str
 			return rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey], nil
 		}
 	}
-	return "", fmt.Errorf("Deployment %s has no ReplicaSet of its new template", name)
+	return "", fmt.Errorf("no ReplicaSet of Deployment %s has its new template", name)
 }
 
 func waitRolledOut(ctx context.Context, cs kubernetes.Interface, name string, replicas int) error {
