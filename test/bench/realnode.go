@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -142,14 +143,22 @@ func runRealNode(ctx context.Context, p params, bins binaries, workDir string, l
 		return nil, fmt.Errorf("starting the real node: %w", err)
 	}
 	defer func() {
-		if stopErr := n.Stop(); stopErr != nil && err == nil {
-			err = fmt.Errorf("stopping the real node: %w", stopErr)
+		// Whatever happened, the node goes and the machine is compared with before; a difference is reported
+		// even when the measurement failed first.
+		var problems []error
+		if stopErr := n.Stop(); stopErr != nil {
+			problems = append(problems, fmt.Errorf("stopping the real node: %w", stopErr))
 		}
-		if diff := n.Before().Diff(node.TakeSnapshot()); len(diff) > 0 && err == nil {
-			err = fmt.Errorf("the machine is not as before the node started:\n  %s", strings.Join(diff, "\n  "))
-		} else if res != nil {
-			res.machine = "restored"
+		if diff := n.Before().Diff(node.TakeSnapshot()); len(diff) > 0 {
+			problems = append(problems, fmt.Errorf("the machine is not as before the node started:\n  %s", strings.Join(diff, "\n  ")))
+		} else {
 			logf("real node: stopped; machine as before")
+			if res != nil {
+				res.machine = "restored"
+			}
+		}
+		if len(problems) > 0 {
+			err = errors.Join(append([]error{err}, problems...)...)
 		}
 	}()
 	if err := n.InstallChart(ctx); err != nil {
