@@ -41,6 +41,9 @@ func realMain() int {
 	flag.DurationVar(&p.scaleWindow, "scale-window", p.scaleWindow, "how long the scale benchmark's steady state is measured")
 	flag.Func("rollout-replicas", "comma-separated sizes of the real node's rolling updates (default 3,5,10)", func(v string) error {
 		p.rolloutReplicas = nil
+		if v == "" {
+			return nil // none: the real node's app failure only
+		}
 		for _, f := range strings.Split(v, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 2 {
