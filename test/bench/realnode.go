@@ -103,6 +103,10 @@ type appFailureResult struct {
 	served    map[string][]time.Duration // by modeName
 	never     map[string]int             // trials in which no other replica answered within neverAfter
 	detection time.Duration
+	// staleAnswers counts answers from the old leader received after the Lease had left it (the Service's
+	// data path lags the Lease), and staleFor is the latest of them, after the Lease left.
+	staleAnswers map[string]int
+	staleFor     map[string]time.Duration
 }
 
 // neverAfter is how long a trial waits for another replica to answer before it counts as "never": without a
@@ -312,7 +316,8 @@ func measureRollout(ctx context.Context, cs kubernetes.Interface, k rolloutKind)
 // endpoint, which the elector's app check also asks) and times the first answer from another pod through the
 // Service's ClusterIP; then the app recovers and the next trial starts from a settled group.
 func measureAppFailure(ctx context.Context, cs kubernetes.Interface, trials int, logf func(string, ...any)) (*appFailureResult, error) {
-	res := &appFailureResult{served: map[string][]time.Duration{}, never: map[string]int{}}
+	res := &appFailureResult{served: map[string][]time.Duration{}, never: map[string]int{},
+		staleAnswers: map[string]int{}, staleFor: map[string]time.Duration{}}
 	for _, handover := range []bool{true, false} {
 		name := "fail-" + map[bool]string{true: "handover", false: "race"}[handover]
 		d, err := benchDeployment(name, 3, handover)
@@ -342,6 +347,11 @@ func measureAppFailure(ctx context.Context, cs kubernetes.Interface, trials int,
 			}
 			c := startClient("http://" + svc.Spec.ClusterIP + "/")
 			defer c.stop()
+			hw, err := watchHolders(ctx, cs, name)
+			if err != nil {
+				return err
+			}
+			defer hw.stop()
 			for trial := range trials {
 				leader, err := waitServing(ctx, cs, c, name)
 				if err != nil {
@@ -371,8 +381,14 @@ func measureAppFailure(ctx context.Context, cs kubernetes.Interface, trials int,
 					res.never[modeName(handover)]++
 					logf("real node:   %s trial %d: %s failing, no other replica answered within %s", modeName(handover), trial+1, leader, res.detection+neverAfter)
 				default:
-					res.served[modeName(handover)] = append(res.served[modeName(handover)], at.Sub(failed))
-					logf("real node:   %s trial %d: %s failing, %s served after %s", modeName(handover), trial+1, leader, next, at.Sub(failed).Round(time.Millisecond))
+					mode := modeName(handover)
+					res.served[mode] = append(res.served[mode], at.Sub(failed))
+					left := hw.leftAfter(leader, failed)
+					n, late := c.answersAfter(leader, left, at)
+					res.staleAnswers[mode] += n
+					res.staleFor[mode] = max(res.staleFor[mode], late)
+					logf("real node:   %s trial %d: %s failing, Lease left it after %s, %s served after %s; %d answers from %s after the Lease left (the last %s after)",
+						mode, trial+1, leader, left.Sub(failed).Round(time.Millisecond), next, at.Sub(failed).Round(time.Millisecond), n, leader, late.Round(time.Millisecond))
 				}
 				if err := postApp(pod, "/ready"); err != nil {
 					return err
@@ -487,6 +503,22 @@ func (c *serviceClient) firstOtherThan(pod string, since time.Time) (string, tim
 	return "", time.Time{}
 }
 
+// answersAfter counts pod's answers received after left and up to until, and how long after left the last came.
+func (c *serviceClient) answersAfter(pod string, left, until time.Time) (int, time.Duration) {
+	if left.IsZero() {
+		return 0, 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, late := 0, time.Duration(0)
+	for _, a := range c.answers {
+		if a.pod == pod && a.got.After(left) && !a.got.After(until) {
+			n, late = n+1, a.got.Sub(left)
+		}
+	}
+	return n, late
+}
+
 // lastAnswers are the pods that answered the last n requests.
 func (c *serviceClient) lastAnswers(n int) []string {
 	c.mu.Lock()
@@ -528,6 +560,7 @@ func waitServing(ctx context.Context, cs kubernetes.Interface, c *serviceClient,
 type holderWatch struct {
 	mu   sync.Mutex
 	seen []string
+	at   []time.Time // when the watch delivered each of seen
 	stop func()
 }
 
@@ -545,7 +578,7 @@ func watchHolders(ctx context.Context, cs kubernetes.Interface, lease string) (*
 				h := ptr.Deref(l.Spec.HolderIdentity, "")
 				hw.mu.Lock()
 				if len(hw.seen) == 0 || hw.seen[len(hw.seen)-1] != h {
-					hw.seen = append(hw.seen, h)
+					hw.seen, hw.at = append(hw.seen, h), append(hw.at, time.Now())
 				}
 				hw.mu.Unlock()
 			}
@@ -553,6 +586,18 @@ func watchHolders(ctx context.Context, cs kubernetes.Interface, lease string) (*
 	}()
 	hw.stop = func() { w.Stop(); <-done }
 	return hw, nil
+}
+
+// leftAfter is when the watch first saw a holder other than pod after since; zero if it has not.
+func (hw *holderWatch) leftAfter(pod string, since time.Time) time.Time {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	for i, h := range hw.seen {
+		if h != pod && hw.at[i].After(since) {
+			return hw.at[i]
+		}
+	}
+	return time.Time{}
 }
 
 // holders is the sequence seen, starting with first (the holder before the watch started).
@@ -709,8 +754,8 @@ func (r *results) nodeRows() []row {
 				name = "max"
 			}
 			x := row{
-				what: fmt.Sprintf("app failure -> a healthy replica serves the Service (label mode, real node), %s of %d trials; app check detection time %s (baseline: --handover=false, today's release-and-race)",
-					name, trials, a.detection),
+				what: fmt.Sprintf("app failure -> a healthy replica serves the Service (label mode, real node), %s of %d trials; app check detection time %s (baseline: --handover=false, today's release-and-race); the old leader still answered %d times after the Lease left it, up to %s after",
+					name, trials, a.detection, a.staleAnswers[modeName(true)], seconds(a.staleFor[modeName(true)])),
 				baseline: show(b, a.never[modeName(false)], q), ours: show(o, a.never[modeName(true)], q), ratio: "–",
 				target: "≤ detection + 0.5 s = " + seconds(limit),
 			}
