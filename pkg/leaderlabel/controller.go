@@ -8,6 +8,9 @@
 // need doing; before it writes it reads the Lease and the labelled pods from the API server itself, it removes
 // the label before it adds one, every write carries the pod's resourceVersion (a replica acting on an older
 // state gets a conflict, not a second label), and after adding it checks again.
+//
+// The same writes keep the leader last in a rollout: the holder's patch also sets a high
+// controller.kubernetes.io/pod-deletion-cost, and the patch that removes the label removes it (deletioncost.go).
 package leaderlabel
 
 import (
@@ -105,7 +108,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, nil // the renewals of a settled group cost nothing
 	}
 	for range maxPasses {
-		added, err := r.pass(ctx, req.NamespacedName)
+		added, err := r.pass(ctx, req.NamespacedName, members.Items)
 		if err != nil || !added {
 			return reconcile.Result{}, err
 		}
@@ -115,8 +118,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 // pass reads the Lease and the group's labelled pods from the API server and makes one round of writes:
 // removals first, then the holder's label. It reports whether it added the label, so that the caller checks
-// again: another replica that read an older Lease may have labelled its holder meanwhile.
-func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName) (added bool, err error) {
+// again: another replica that read an older Lease may have labelled its holder meanwhile. members (from the
+// cache) name the pods that may still carry the controller's deletion cost without the label.
+func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName, members []corev1.Pod) (added bool, err error) {
 	current := &coordinationv1.Lease{}
 	if err := r.Live.Get(ctx, lease, current); apierrors.IsNotFound(err) {
 		current = nil
@@ -128,18 +132,29 @@ func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName) (adde
 		return false, fmt.Errorf("listing labelled pods in %s: %w", lease.Namespace, err)
 	}
 	holderLabelled := false
+	seen := map[string]bool{}
 	for i := range labelled.Items {
 		pod := &labelled.Items[i]
 		if pod.Annotations[inject.AnnotationLeaseName] != lease.Name {
 			continue // another group's leader (strays are the StrayReconciler's)
 		}
+		seen[pod.Name] = true
 		if isHolder(pod, current) && pod.Labels[inject.LabelRole] == inject.RoleLeader {
 			holderLabelled = true
+			if costChange(pod, true) != nil { // labelled by a version that did not set the cost
+				role := inject.RoleLeader
+				if err := setRole(ctx, r.Writer, pod, &role); err != nil {
+					return false, err
+				}
+			}
 			continue
 		}
 		if err := setRole(ctx, r.Writer, pod, nil); err != nil {
 			return false, err
 		}
+	}
+	if err := r.removeStaleCosts(ctx, current, members, seen); err != nil {
+		return false, err
 	}
 	holder := holderOf(current)
 	if holderLabelled || holder == "" {
@@ -163,13 +178,41 @@ func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName) (adde
 	return true, nil
 }
 
-// settled reports whether the cache shows exactly the holder labelled (or nobody, when nobody holds the Lease).
+// removeStaleCosts removes the controller's deletion cost from member pods that carry it without the label
+// (the label and the cost travel in one patch, so only a patch refused half-way, or an older controller, leaves
+// one): each is read from the API server first, and left alone if it holds the Lease.
+func (r *Reconciler) removeStaleCosts(ctx context.Context, lease *coordinationv1.Lease, members []corev1.Pod, seen map[string]bool) error {
+	for i := range members {
+		if seen[members[i].Name] || costChange(&members[i], isHolder(&members[i], lease)) == nil {
+			continue
+		}
+		pod := &corev1.Pod{}
+		if err := r.Live.Get(ctx, client.ObjectKeyFromObject(&members[i]), pod); apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("reading pod %s/%s: %w", members[i].Namespace, members[i].Name, err)
+		}
+		if isHolder(pod, lease) || costChange(pod, false) == nil {
+			continue
+		}
+		if err := setRole(ctx, r.Writer, pod, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settled reports whether the cache shows exactly the holder labelled (or nobody, when nobody holds the Lease),
+// and the controller's deletion cost on the holder only.
 func settled(members []corev1.Pod, lease *coordinationv1.Lease) bool {
 	for i := range members {
 		pod := &members[i]
 		_, labelled := pod.Labels[inject.LabelRole]
 		want := isHolder(pod, lease)
 		if labelled != want || (labelled && pod.Labels[inject.LabelRole] != inject.RoleLeader) {
+			return false
+		}
+		if costChange(pod, want) != nil {
 			return false
 		}
 	}
@@ -197,13 +240,18 @@ func holderOf(lease *coordinationv1.Lease) string {
 // errConflict says a pod changed between the read and the write; the request is retried from a fresh read.
 var errConflict = errors.New("the pod changed since it was read")
 
-// setRole sets or (role == nil) removes the role label with a merge patch that touches nothing else and carries
-// the pod's resourceVersion, so the API server refuses it if the pod changed since it was read.
-func setRole(ctx context.Context, w client.Writer, pod client.Object, role *string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+// setRole sets or (role == nil) removes the role label, and in the same write sets or removes the controller's
+// deletion cost (costChange), with a merge patch that touches nothing else and carries the pod's
+// resourceVersion, so the API server refuses it if the pod changed since it was read.
+func setRole(ctx context.Context, w client.Writer, pod *corev1.Pod, role *string) error {
+	meta := map[string]any{
 		"resourceVersion": pod.GetResourceVersion(),
 		"labels":          map[string]*string{inject.LabelRole: role},
-	}})
+	}
+	if cost := costChange(pod, role != nil); cost != nil {
+		meta["annotations"] = cost
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
 		return err
 	}

@@ -125,9 +125,11 @@ func TestWritesAreGuarded(t *testing.T) {
 	}
 }
 
-// TestSettledGroupCostsNothing: a Lease renewal of a group whose holder is labelled makes no API call.
+// TestSettledGroupCostsNothing: a Lease renewal of a group whose holder is labelled (with its deletion cost) makes
+// no API call.
 func TestSettledGroupCostsNothing(t *testing.T) {
-	c := fake.NewClientBuilder().WithObjects(lease("a"), member("a", "web", true), member("b", "web", false)).
+	holder := withAnnotations(member("a", "web", true), DeletionCostAnnotation, LeaderDeletionCost, DeletionCostManagedAnnotation, "true")
+	c := fake.NewClientBuilder().WithObjects(lease("a"), holder, member("b", "web", false)).
 		WithIndex(&corev1.Pod{}, leaseIndex, indexByLease).Build()
 	live := interceptor.NewClient(c, interceptor.Funcs{
 		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {

@@ -119,6 +119,25 @@ func document(r *results, notes string) string {
 	w("then measured for %s from kube-apiserver's `apiserver_request_total` (every client; the Lease rate is the ", p.scaleWindow)
 	w("electors'), and %d groups are failed over one at a time with SIGTERM while the others run.\n\n", p.scaleFailovers)
 
+	if r.node != nil {
+		w("**Real node.** test/node's single node (kubelet, containerd with runc, kube-proxy, the control plane built from ")
+		w("source; every address in 198.18.0.0/15), the chart installed with `helm install`, and config/samples' Deployment ")
+		w("running the node's sample app with 4s/2s/500ms timings; the machine is checked to be as before afterwards (%s). ", r.node.machine)
+		w("*Rolling updates*: for N = %s, with the default strategy and with `maxUnavailable: 0` (`maxSurge: 1`), a ", joinInts(p.rolloutReplicas))
+		w("Deployment of its own (its own Lease) is created, rolled out and led; then its pod template changes, and a watch on ")
+		w("the Lease counts changes of holder from one pod to another until the rollout is complete and a pod of the new ")
+		w("ReplicaSet leads (a moment without a holder is counted apart). *Ours* is the default: the leader-label ")
+		w("controller gives the leader the top `controller.kubernetes.io/pod-deletion-cost`, so the old ReplicaSet deletes ")
+		w("it last, and the leader hands the Lease over; the *baseline* is release-and-race (`leader-election/handover: ")
+		w("\"false\"`), the leader still last; *before issue 13* adds a template cost of \"0\" that the controller leaves ")
+		w("alone, so the ReplicaSet deletes the leader whenever its ranking picks it. One rollout per cell. *App failure*: ")
+		w("a Deployment of three with a Service selecting the leader label; a client asks the ClusterIP every 20 ms, a new ")
+		w("connection each time; the leader's app is told to fail its readiness endpoint, which the elector's app check ")
+		w("(the readinessProbe the webhook hands it) also asks, and the clock stops at the first answer from another pod; ")
+		w("the app then recovers, and the next trial starts once the holder serves again. %d trials per mode; the ", p.appFailureTrials)
+		w("detection time is the check's periodSeconds × failureThreshold.\n\n")
+	}
+
 	w("## Details\n\n")
 	if r.graceful != nil {
 		for _, name := range []string{"ours", "baseline"} {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,21 @@ func realMain() int {
 	flag.DurationVar(&p.profileTime, "profile-time", p.profileTime, "how long each kind of pod creation is profiled")
 	flag.IntVar(&p.coldPods, "cold-pods", p.coldPods, "annotated pods created one at a time after the webhook restarts")
 	flag.DurationVar(&p.scaleWindow, "scale-window", p.scaleWindow, "how long the scale benchmark's steady state is measured")
+	flag.Func("rollout-replicas", "comma-separated sizes of the real node's rolling updates (default 3,5,10)", func(v string) error {
+		p.rolloutReplicas = nil
+		if v == "" {
+			return nil // none: the real node's app failure only
+		}
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 2 {
+				return fmt.Errorf("%q: want replica counts of at least 2, such as 3,5,10", v)
+			}
+			p.rolloutReplicas = append(p.rolloutReplicas, n)
+		}
+		return nil
+	})
+	flag.IntVar(&p.appFailureTrials, "app-failure-trials", p.appFailureTrials, "app failures per mode on the real node")
 	flag.Parse()
 	if *quick {
 		p = quickParams()

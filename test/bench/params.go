@@ -30,6 +30,10 @@ type params struct {
 	scaleTiming                timing
 	scaleWindow                time.Duration
 	scaleFailovers             int
+	// rolloutReplicas are the sizes of the real node's rolling updates (each with both strategies and every
+	// rolloutMode); appFailureTrials the app failures per mode.
+	rolloutReplicas  []int
+	appFailureTrials int
 }
 
 // shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 4s/2s/0.5s, the
@@ -49,6 +53,7 @@ func fullParams() params {
 		profileTime: 10 * time.Second, coldPods: 100,
 		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: time.Minute, scaleFailovers: 5,
+		rolloutReplicas: []int{3, 5, 10}, appFailureTrials: 5,
 	}
 }
 
@@ -64,5 +69,6 @@ func quickParams() params {
 		profileTime: time.Second, coldPods: 5,
 		scaleGroups: 3, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: 5 * time.Second, scaleFailovers: 1,
+		rolloutReplicas: []int{3}, appFailureTrials: 1,
 	}
 }

@@ -17,7 +17,8 @@ import (
 )
 
 // phases are the benchmark's parts, in the order they run.
-var phases = []string{"inject", "failover", "load", "scale", "admission"}
+// "node" brings up the real node (test/node; root), last, after every other phase has left the machine.
+var phases = []string{"inject", "failover", "load", "scale", "admission", "node"}
 
 // binaries are the programs under test.
 type binaries struct {
@@ -37,10 +38,11 @@ type results struct {
 	micro     map[string]*microResult
 	admission *admissionResult
 	scale     *scaleResult
+	node      *nodeResult
 	wall      time.Duration
 }
 
-// complete reports whether every phase ran.
+// complete reports whether every phase ran; the real node's rows are added when that phase ran too.
 func (r *results) complete() bool {
 	return r.micro != nil && r.graceful != nil && r.crash != nil && r.load != nil && r.scale != nil && r.admission != nil
 }
@@ -113,6 +115,15 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 			return nil, err
 		}
 		if res.admission, err = runAdmission(ctx, bins, dir, p, logf); err != nil {
+			return nil, err
+		}
+	}
+	if selected["node"] {
+		dir := filepath.Join(workDir, "node")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if res.node, err = runRealNode(ctx, p, bins, dir, logf); err != nil {
 			return nil, err
 		}
 	}

@@ -23,6 +23,7 @@ func (r *results) rows() []row {
 	rows = append(rows, r.footprintRows()...)
 	rows = append(rows, r.admissionRows()...)
 	rows = append(rows, r.scaleRows()...)
+	rows = append(rows, r.nodeRows()...)
 	return rows
 }
 

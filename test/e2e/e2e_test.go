@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/node"
 )
@@ -57,11 +59,11 @@ var policyModeScenarios = []string{
 
 const (
 	scenarioInjected      = "three replicas: every pod injected from the chart's admission mode, one leader serves"
-	scenarioLeaderDeleted = "leader pod deleted: the app stops before the elector, the Lease is released after the app exited"
+	scenarioLeaderDeleted = "leader pod deleted: the app stops before the elector, the Lease leaves it only after the app exited"
 	scenarioNewDeployment = "a new Deployment with a new ServiceAccount: bound, then its elector leads"
 	scenarioBarePod       = "a bare pod with a new ServiceAccount: bound once stored, then its elector leads"
 	scenarioManagerDown   = "policy mode, manager down: a bare pod is still injected, its elector retries after 403 until the manager binds it"
-	scenarioRollout       = "rolling update with the default strategy"
+	scenarioRollout       = "rolling update with the default strategy: the leader changes once, from an old pod to a new one"
 	scenarioStatefulSet   = "StatefulSet with OrderedReady: 3 ready replicas, its own Service answered by its leader"
 )
 
@@ -121,7 +123,8 @@ func suite(t *testing.T, mode string) {
 				t.Errorf("pod %s has no native-sidecar elector", p.Name)
 			}
 		}
-		t.Logf("leader %s; Service answered by it", holder)
+		w.waitDeletionCostOn(holder)
+		t.Logf("leader %s, with %s=%s; Service answered by it", holder, leaderlabel.DeletionCostAnnotation, leaderlabel.LeaderDeletionCost)
 	})
 
 	scenario(scenarioLeaderDeleted, func(t *testing.T) {
@@ -187,7 +190,7 @@ func suite(t *testing.T, mode string) {
 		}
 	})
 
-	scenario("leader's app container crashes: no other pod answers while it restarts", func(t *testing.T) {
+	scenario("leader's app container crashes: the kubelet restarts it, one leader serves", func(t *testing.T) {
 		old := w.settled(3)
 		pod := w.pod(old)
 		restarts := restartCount(pod, "app")
@@ -198,23 +201,31 @@ func suite(t *testing.T, mode string) {
 			return err == nil && restartCount(p, "app") > restarts, nil
 		})
 		holder := w.settled(3)
+		// With the app check, the crash fails it and the Lease may move before the app is back.
 		t.Logf("app of leader %s crashed and was restarted by the kubelet; leader now %s", old, holder)
 	})
 
-	scenario("leader's app turns unready for 3s: no other pod answers meanwhile", func(t *testing.T) {
+	scenario("leader's app fails its readiness check: the Lease and the Service move to a healthy replica", func(t *testing.T) {
 		old := w.settled(3)
 		pod := w.pod(old)
+		detection := w.appCheckDetection(pod)
+		failed := time.Now()
 		w.postToPod(pod, "/unready")
-		w.poll(10*time.Second, "pod "+old+" unready", func(ctx context.Context) (bool, error) {
-			p, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
-			return err == nil && !podReady(p), nil
+		var next string
+		var served time.Time
+		w.poll(detection+30*time.Second, "an answer from a replica other than "+old, func(context.Context) (bool, error) {
+			next, served = tr.firstAnswerOtherThan(old, failed)
+			return next != "", nil
 		})
-		time.Sleep(3 * time.Second)
+		moved := tr.firstHolderOtherThan(old, failed)
+		t.Logf("app of leader %s failing from %s; Lease moved at +%s; first answer from the new leader %s at +%s; the app check's detection time %s, so the goal is <= %s",
+			old, failed.Format("15:04:05.000"), moved.Sub(failed).Round(time.Millisecond), next, served.Sub(failed).Round(time.Millisecond),
+			detection, detection+500*time.Millisecond)
+		if holder := w.holder(t.Context()); holder == old {
+			t.Errorf("the Lease is back with %s while its app still fails its check", old)
+		}
 		w.postToPod(pod, "/ready")
-		holder := w.settled(3)
-		// The elector does not watch the app's health: the Lease stays with the unready pod, so the Service has
-		// no endpoint until it is ready again.
-		t.Logf("app of leader %s unready for 3s; leader now %s", old, holder)
+		w.settled(3)
 	})
 
 	scenario(scenarioNewDeployment, func(t *testing.T) { w.bindingGap(t, "fresh", true) })
@@ -224,33 +235,27 @@ func suite(t *testing.T, mode string) {
 	}
 
 	scenario(scenarioRollout, func(t *testing.T) {
-		w.settled(3)
-		before := w.transitions()
-		w.rollout("v2")
-		w.waitDeploymentComplete(3)
-		w.settled(3)
-		t.Logf("leader changes during the rollout: %d", w.transitions()-before)
+		w.oneLeaderChange("v2")
 	})
 
-	scenario("rolling update with maxUnavailable 0", func(t *testing.T) {
+	scenario("rolling update with maxUnavailable 0: the leader changes once, from an old pod to a new one", func(t *testing.T) {
 		w.updateDeployment(func(d *appsv1.Deployment) {
 			d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0)), MaxSurge: ptr.To(intstr.FromInt32(1))}}
 		})
 		w.waitDeploymentComplete(3)
 		w.settled(3)
-		before := w.transitions()
-		w.rollout("v3")
-		w.waitDeploymentComplete(3)
-		w.settled(3)
-		t.Logf("leader changes during the rollout: %d", w.transitions()-before)
+		w.oneLeaderChange("v3")
 	})
 
-	scenario("scale 3 to 1 to 3", func(t *testing.T) {
+	scenario("scale 3 to 1 to 3: the ReplicaSet keeps the leader (its deletion cost)", func(t *testing.T) {
+		leader := w.settled(3)
 		for _, r := range []int32{1, 3} {
 			w.updateDeployment(func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To(r) })
 			w.waitDeploymentComplete(r)
-			w.settled(int(r))
+			if got := w.settled(int(r)); got != leader {
+				t.Errorf("after scaling to %d the leader is %s, want %s: the ReplicaSet deleted the pod with the highest deletion cost", r, got, leader)
+			}
 		}
 	})
 
@@ -392,6 +397,75 @@ func (w *world) waitDeploymentComplete(replicas int32) {
 	}, func() string { return fmt.Sprintf("last status %+v", last) })
 	w.t.Logf("Deployment %s: %d/%d available and updated after %s", app, replicas, replicas, time.Since(start).Round(time.Millisecond))
 }
+
+// oneLeaderChange rolls the Deployment to a new pod template and checks, from the suite's Lease watch, that the
+// holder changed exactly once during the rollout, from a pod of the old ReplicaSet to a pod of the new one, with
+// no moment without a holder in between.
+func (w *world) oneLeaderChange(version string) {
+	w.t.Helper()
+	old := w.settled(3)
+	oldRevision := revisionOf(w.pod(old))
+	before, start := w.transitions(), time.Now()
+	w.rollout(version)
+	w.waitDeploymentComplete(3)
+	leader := w.settled(3)
+	newRevision := revisionOf(w.pod(leader))
+	holders := w.tr.holdersBetween(start, time.Now())
+	w.t.Logf("Lease holders during the rollout (from the watch): %s; leaseTransitions +%d", strings.Join(holders, " -> "), w.transitions()-before)
+	if len(holders) != 2 || holders[0] != old || holders[1] != leader {
+		w.t.Errorf("the Lease changed hands %d times during the rollout (%s), want once, from %s to the new leader", len(holders)-1, strings.Join(holders, " -> "), old)
+	}
+	if newRevision == oldRevision || !strings.HasPrefix(leader, app+"-"+newRevision+"-") || !strings.HasPrefix(old, app+"-"+oldRevision+"-") {
+		w.t.Errorf("the Lease went from %s (pod-template-hash %s) to %s (%s), want from the old revision to the new one", old, oldRevision, leader, newRevision)
+	}
+}
+
+// appCheckDetection is how long the elector's app check (ELECTOR_APP_CHECK, injected by the webhook from the app
+// container's readinessProbe) takes at most to call a failing app unhealthy: failureThreshold periods.
+func (w *world) appCheckDetection(pod *corev1.Pod) time.Duration {
+	w.t.Helper()
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		if c.Name != inject.ContainerName {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name != "ELECTOR_APP_CHECK" || e.Value == "" {
+				continue
+			}
+			var probe corev1.Probe
+			if err := json.Unmarshal([]byte(e.Value), &probe); err != nil {
+				w.t.Fatalf("pod %s: ELECTOR_APP_CHECK %q: %v", pod.Name, e.Value, err)
+			}
+			period, failures := probe.PeriodSeconds, probe.FailureThreshold
+			if period == 0 {
+				period = 10 // the kubelet's defaults
+			}
+			if failures == 0 {
+				failures = 3
+			}
+			return time.Duration(period*failures) * time.Second
+		}
+	}
+	w.t.Fatalf("pod %s: the webhook injected no app check (ELECTOR_APP_CHECK) into the elector, though the app has a readinessProbe", pod.Name)
+	return 0
+}
+
+// waitDeletionCostOn waits until the pod carries the leader-label controller's deletion cost.
+func (w *world) waitDeletionCostOn(name string) {
+	w.t.Helper()
+	var got map[string]string
+	w.poll(10*time.Second, "the deletion cost on "+name, func(ctx context.Context) (bool, error) {
+		p, err := w.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		got = p.Annotations
+		return got[leaderlabel.DeletionCostAnnotation] == leaderlabel.LeaderDeletionCost && got[leaderlabel.DeletionCostManagedAnnotation] == "true", nil
+	}, func() string { return fmt.Sprintf("annotations %v", got) })
+}
+
+// revisionOf is the pod's pod-template-hash: which ReplicaSet of the Deployment made it.
+func revisionOf(p *corev1.Pod) string { return p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] }
 
 func (w *world) holder(ctx context.Context) string {
 	l, err := w.cs.CoordinationV1().Leases(ns).Get(ctx, app, metav1.GetOptions{})

@@ -255,3 +255,33 @@ func (tr *traffic) firstHolderOtherThan(pod string, since time.Time) time.Time {
 	}
 	return time.Time{}
 }
+
+// holdersBetween is the sequence of Lease holders the suite's watch saw from the holder at from (the last one seen
+// before it) until to, "" for a moment without a holder.
+func (tr *traffic) holdersBetween(from, to time.Time) []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []string
+	for i, h := range tr.leases {
+		if h.at.After(to) {
+			break
+		}
+		if h.at.Before(from) && i+1 < len(tr.leases) && tr.leases[i+1].at.Before(from) {
+			continue
+		}
+		out = append(out, orNobody(h.holder))
+	}
+	return out
+}
+
+// firstAnswerOtherThan is the first pod other than pod that answered a request sent after since, and when.
+func (tr *traffic) firstAnswerOtherThan(pod string, since time.Time) (string, time.Time) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, a := range tr.answers {
+		if a.sent.After(since) && a.pod != "" && a.pod != pod {
+			return a.pod, a.got
+		}
+	}
+	return "", time.Time{}
+}

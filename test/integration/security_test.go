@@ -34,6 +34,7 @@ import (
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -123,6 +124,101 @@ func labelPatch(labels map[string]*string) []byte {
 	return b
 }
 
+// metaPatch is a merge patch of labels and annotations (nil value: remove).
+func metaPatch(labels, annotations map[string]*string) []byte {
+	meta := map[string]any{}
+	if labels != nil {
+		meta["labels"] = labels
+	}
+	if annotations != nil {
+		meta["annotations"] = annotations
+	}
+	b, _ := json.Marshal(map[string]any{"metadata": meta})
+	return b
+}
+
+// testWebhookDeletionCost: the webhook's identity may give the pod it labels leader the highest deletion cost,
+// with the marker that says the cost is the controller's, and take exactly that away again; nothing else about
+// the cost, and never a cost the user set. The pod "held" is led through a Lease of its own, so the running
+// webhook's controller writes its label and cost through the policy and keeps them there for the refusals.
+func testWebhookDeletionCost(t *testing.T, env *controlplane.Env, wh kubernetes.Interface, ns string, memberPod, plain *corev1.Pod) {
+	cs, ctx := env.Clientset, t.Context()
+	const refusal = "may set controller.kubernetes.io/pod-deletion-cost only to 2147483647"
+	leader := map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}
+	ours := func(extra ...string) map[string]*string {
+		a := map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To(leaderlabel.LeaderDeletionCost), leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}
+		for i := 0; i+1 < len(extra); i += 2 {
+			a[extra[i]] = ptr.To(extra[i+1])
+		}
+		return a
+	}
+	patch := func(pod *corev1.Pod, labels, annotations map[string]*string) error {
+		_, err := wh.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, metaPatch(labels, annotations), metav1.PatchOptions{})
+		return err
+	}
+	userCost := annotated("user-cost")
+	userCost.Annotations[leaderlabel.DeletionCostAnnotation] = "10"
+	userPod := createPod(t, cs, ns, "web", userCost)
+
+	// Allowed: the controller's write and its undoing (the running controller may undo it first: no Lease "web").
+	if err := patch(memberPod, leader, ours()); err != nil {
+		t.Errorf("the label with the leader's cost on a member: %v", err)
+	}
+	if err := patch(memberPod, map[string]*string{inject.LabelRole: nil}, map[string]*string{leaderlabel.DeletionCostAnnotation: nil, leaderlabel.DeletionCostManagedAnnotation: nil}); err != nil {
+		t.Errorf("removing the label with the cost: %v", err)
+	}
+	for _, tc := range []struct {
+		name                string
+		pod                 *corev1.Pod
+		labels, annotations map[string]*string
+		want                string
+	}{
+		{"the cost on a non-member pod", plain, nil, ours(), refusal},
+		{"the cost and the label on a non-member pod", plain, leader, ours(), ""},
+		{"the cost on a member without the leader label in the same write", memberPod, nil, ours(), refusal},
+		{"another value (1)", memberPod, leader, map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To("1"), leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}, refusal},
+		{"a negative value: the pod deleted first", memberPod, leader, map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To("-2147483648"), leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}, refusal},
+		{"the cost without its marker", memberPod, leader, map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To(leaderlabel.LeaderDeletionCost)}, refusal},
+		{"the marker without the cost", memberPod, leader, map[string]*string{leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}, refusal},
+		{"another annotation with the cost", memberPod, leader, ours("x", "y"), "annotations other than controller.kubernetes.io/pod-deletion-cost"},
+		{"another annotation of ours with the cost", memberPod, leader, ours(inject.AnnotationLeaseName, "other"), "annotations other than controller.kubernetes.io/pod-deletion-cost"},
+		{"overwriting the user's cost", userPod, leader, ours(), refusal},
+		{"claiming the user's cost with the marker", userPod, leader, map[string]*string{leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}, refusal},
+		{"removing the user's cost", userPod, nil, map[string]*string{leaderlabel.DeletionCostAnnotation: nil}, refusal},
+	} {
+		refusedBy(t, tc.name, patch(tc.pod, tc.labels, tc.annotations), policyWebhookPods, tc.want)
+	}
+
+	// A pod led through its own Lease: the running controller gives it the label and the cost.
+	held := createPod(t, cs, ns, "web", annotatedFor("held", "cost-lease"))
+	if _, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "cost-lease", Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(held.Name)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, held.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		got = p.Annotations
+		return p.Labels[inject.LabelRole] == inject.RoleLeader && got[leaderlabel.DeletionCostAnnotation] == leaderlabel.LeaderDeletionCost &&
+			got[leaderlabel.DeletionCostManagedAnnotation] == "true", nil
+	}); err != nil {
+		t.Fatalf("the controller did not give the Lease holder %s its label and deletion cost through the policy: annotations %v", held.Name, got)
+	}
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]*string
+	}{
+		{"removing only the marker of the controller's cost", map[string]*string{leaderlabel.DeletionCostManagedAnnotation: nil}},
+		{"removing only the controller's cost, keeping the marker", map[string]*string{leaderlabel.DeletionCostAnnotation: nil}},
+		{"lowering the controller's cost", map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To("0")}},
+	} {
+		refusedBy(t, tc.name, patch(held, nil, tc.annotations), policyWebhookPods, refusal)
+	}
+}
+
 // testWebhookIdentity: what the webhook's own credentials can and cannot do, as requests and as
 // SubjectAccessReviews.
 func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig string) {
@@ -163,6 +259,10 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 	t.Run("may not label a non-member pod", func(t *testing.T) {
 		_, err := wh.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{})
 		refusedBy(t, "role label on a non-member", err, policyWebhookPods, "only on a pod labelled leader-election/member=true")
+	})
+
+	t.Run("may set the deletion cost only with the leader label, and never the user's", func(t *testing.T) {
+		testWebhookDeletionCost(t, env, wh, ns, memberPod, plain)
 	})
 
 	rb := func(name, role string, subjects ...rbacv1.Subject) *rbacv1.RoleBinding {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/leader-election/leader-election/pkg/binding"
 	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -252,12 +253,14 @@ func TestWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitForLeader(t, cs, ns, "replica-a")
+		waitForDeletionCost(t, cs, ns, "replica-a")
 		for _, holder := range []string{"replica-b", ""} {
 			lease.Spec.HolderIdentity = ptr.To(holder)
 			if lease, err = cs.CoordinationV1().Leases(ns).Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			waitForLeader(t, cs, ns, holder)
+			waitForDeletionCost(t, cs, ns, holder)
 		}
 	})
 
@@ -297,6 +300,30 @@ func waitForLeader(t *testing.T, cs kubernetes.Interface, ns, holder string) {
 	})
 	if err != nil {
 		t.Fatalf("leader label on %v, want only on %q", labelled, holder)
+	}
+}
+
+// waitForDeletionCost waits until exactly the holder (none for "") carries the controller's deletion cost, so
+// that a ReplicaSet scaling down deletes it last.
+func waitForDeletionCost(t *testing.T, cs kubernetes.Interface, ns, holder string) {
+	t.Helper()
+	var costs map[string]string
+	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		costs = map[string]string{}
+		for _, p := range pods.Items {
+			if c, ok := p.Annotations[leaderlabel.DeletionCostAnnotation]; ok {
+				costs[p.Name] = c + " managed=" + p.Annotations[leaderlabel.DeletionCostManagedAnnotation]
+			}
+		}
+		want := leaderlabel.LeaderDeletionCost + " managed=true"
+		return (holder == "" && len(costs) == 0) || (len(costs) == 1 && costs[holder] == want), nil
+	})
+	if err != nil {
+		t.Fatalf("deletion costs %v, want only %q with %s", costs, holder, leaderlabel.LeaderDeletionCost)
 	}
 }
 
