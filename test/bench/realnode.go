@@ -34,12 +34,7 @@ import (
 // and a real Service show: how often the Lease changes hands in a RollingUpdate, and how soon a healthy replica
 // serves the Service after the leader's app starts failing.
 
-const (
-	nodeNamespace = "bench-node"
-	// annotationHandover turns the elector's direct handover off ("false": release the Lease to a race, as before
-	// issue 13); the webhook passes it to the elector as ELECTOR_HANDOVER.
-	annotationHandover = "leader-election/handover"
-)
+const nodeNamespace = "bench-node"
 
 // nodeTimings are the e2e suite's: the fastest the timing rules accept, so that release-and-race, the baseline,
 // is as quick as it can be.
@@ -231,7 +226,7 @@ func benchDeployment(name string, replicas int, handover bool) (*appsv1.Deployme
 		d.Spec.Template.Annotations[k] = v
 	}
 	if !handover {
-		d.Spec.Template.Annotations[annotationHandover] = "false"
+		d.Spec.Template.Annotations[inject.AnnotationHandover] = "false" // release-and-race, as before issue 13
 	}
 	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
 	node.RunSampleApp(&d.Spec.Template)
