@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -160,5 +161,45 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	}
 	if len(own.Spec.InitContainers) > 0 {
 		t.Errorf("a pod in the release's namespace was injected: %s", describe(own))
+	}
+
+	testWithoutParameters(t, cs, namespace, "le-leader-election-injection")
+}
+
+// testWithoutParameters deletes the injection's parameter ConfigMap, as deleting the install's namespace or a
+// `helm uninstall` (which deletes ConfigMaps before the policies' bindings) does, and checks what
+// docs/policy-mode.md says of it: the API server looks the parameters up before it evaluates the match
+// conditions, so it refuses every pod creation its bindings select, annotated or not; opted-in pods are never
+// admitted without an elector; the install's namespace and kube-system stay open, so the manager and the
+// ConfigMap can be restored.
+func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, params string) {
+	ctx := t.Context()
+	if err := cs.CoreV1().ConfigMaps(namespace).Delete(ctx, params, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const noParams = "no params found for policy binding"
+	create := func(ns string, pod *corev1.Pod) (*corev1.Pod, error) {
+		return cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	}
+	opted := plainPod("opted", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"})
+	var err error
+	// The API server's informers see the deletion within moments.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, err = create("apps", opted); err != nil && strings.Contains(err.Error(), noParams) {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), noParams) {
+		t.Fatalf("an opted-in pod with the parameters deleted: got %v, want a refusal (%q): never admitted without its elector", err, noParams)
+	}
+	if _, err := create("apps", plainPod("plain", nil)); err == nil || !strings.Contains(err.Error(), noParams) {
+		t.Errorf("an unannotated pod with the parameters deleted: got %v, want the refusal docs/policy-mode.md describes (%q); "+
+			"if the API server or the policies now admit it, correct the docs (README, docs/policy-mode.md, docs/security.md)", err, noParams)
+	}
+	createServiceAccount(t, cs, "kube-system", "default")
+	for _, ns := range []string{namespace, "kube-system"} {
+		if _, err := create(ns, plainPod("recovery", nil)); err != nil {
+			t.Errorf("a pod in %s with the parameters deleted: %v; the install's namespace and kube-system must stay open to restore them", ns, err)
+		}
 	}
 }
