@@ -1,10 +1,15 @@
 package install
 
 import (
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,5 +206,29 @@ func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, par
 		if _, err := create(ns, plainPod("recovery", nil)); err != nil {
 			t.Errorf("a pod in %s with the parameters deleted: %v; the install's namespace and kube-system must stay open to restore them", ns, err)
 		}
+	}
+}
+
+// TestPolicyModeManagerRefusesBadDefaults runs the manager binary with the chart's arguments in admission mode
+// policy and elector values the policies would refuse every annotated pod for: it must stop at start naming the
+// value, so that the rollout (and `helm install --wait`) fails as it does in webhook mode, instead of installing
+// cleanly and refusing every annotated pod with a message about annotations the pod does not carry.
+func TestPolicyModeManagerRefusesBadDefaults(t *testing.T) {
+	bin := controlplane.Build(t, "./cmd/webhook")
+	for _, tc := range []struct{ values, want string }{
+		{"elector: {retryPeriod: 100ms}", "retry-period (100ms) must be at least 250ms"},
+		{"elector: {leaseDuration: 5s}", "lease-duration (5s) must be longer than renew-deadline (10s)"},
+		{"elector: {resources: {cpuLimit: 1m}}", "CPU limit 1m is below CPU request 10m"},
+	} {
+		t.Run(tc.values, func(t *testing.T) {
+			objs := helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace, values: policyMode + "\n" + tc.values})
+			deploy := as[appsv1.Deployment](t, objs.one(t, "Deployment", ""))
+			args := append(slices.Clone(deploy.Spec.Template.Spec.Containers[0].Args), "--kubeconfig="+filepath.Join(t.TempDir(), "absent"))
+			out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+				t.Errorf("the manager with %s: exit %v, output:\n%s\nwant exit code 2 and %q", tc.values, err, out, tc.want)
+			}
+		})
 	}
 }
