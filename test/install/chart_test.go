@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
@@ -380,6 +381,26 @@ func TestInstallWiring(t *testing.T) {
 			}
 			if in.policyMode {
 				checkParamsAreFlags(t, objs, args)
+				// The injection's bindings keep away exactly the namespaces the manager never binds in: a pod
+				// injected there would have an elector refused its Lease for ever.
+				for _, kind := range []string{"MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding"} {
+					for _, u := range objs.ofKind(kind) {
+						if kind == "ValidatingAdmissionPolicyBinding" && !strings.Contains(u.GetName(), "-injection") {
+							continue
+						}
+						sel := &metav1.LabelSelector{}
+						if m, ok, _ := unstructured.NestedMap(u.Object, "spec", "matchResources", "namespaceSelector"); ok {
+							if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, sel); err != nil {
+								t.Fatal(err)
+							}
+						}
+						for _, ns := range strings.Split(args["excluded-namespaces"], ",") {
+							if !excludes(sel, ns) {
+								t.Errorf("--excluded-namespaces names %s, which %s %s's namespaceSelector lets through", ns, kind, u.GetName())
+							}
+						}
+					}
+				}
 				// Nothing calls the manager: no webhook configuration, no admission Service, no certificate.
 				for _, kind := range []string{"MutatingWebhookConfiguration", "Certificate", "Issuer", "Secret"} {
 					if n := len(objs.ofKind(kind)); n != 0 {
