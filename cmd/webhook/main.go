@@ -65,7 +65,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	opts := flags{Options: webhook.Options{Inject: def, ExcludedNamespaces: []string{"kube-system"}}}
 	in := &opts.Inject
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file, for running outside a cluster (default: KUBECONFIG, then in-cluster)")
-	fs.BoolVar(&opts.Admission, "admission", true, "serve the admission endpoints (admission mode webhook); false for admission mode policy, where MutatingAdmissionPolicies inject and only the controllers run")
+	fs.BoolVar(&opts.Admission, "admission", true, "serve the admission endpoints (admission mode webhook); false for admission mode policy, where MutatingAdmissionPolicies inject and only the controllers run (the elector's defaults are still checked, as the policies' parameters are the same values)")
 	fs.BoolVar(&opts.BindWorkloads, "bind-workloads", false, "bind the ServiceAccounts of opted-in Deployments and StatefulSets before their pods exist (needs get/list/watch on them and on namespaces; admission mode policy turns it on)")
 	fs.IntVar(&opts.Port, "port", 9443, "port the admission endpoints are served on (TLS)")
 	fs.StringVar(&opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when the files change")

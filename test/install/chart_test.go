@@ -22,8 +22,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
+	"github.com/leader-election/leader-election/pkg/admissionpolicy"
 	"github.com/leader-election/leader-election/pkg/version"
 	"github.com/leader-election/leader-election/pkg/webhook"
 	"github.com/leader-election/leader-election/test/controlplane"
@@ -218,27 +220,30 @@ func installs(t *testing.T) []install {
 			electorImage: "leader-election/elector:" + version.Version,
 		},
 		{
-			name:       "chart in admission mode policy",
-			objects:    helmTemplate(t, policy),
-			release:    policy,
-			notes:      []string{`Admission mode is "policy"`, "rollout status deployment/leader-election-webhook", "before its pods exist"},
-			namespace:  defaultNamespace,
-			policyMode: true,
-			image:      "leader-election/webhook:" + app,
+			name:         "chart in admission mode policy",
+			objects:      helmTemplate(t, policy),
+			release:      policy,
+			notes:        []string{`Admission mode is "policy"`, "rollout status deployment/leader-election-webhook", "before its pods exist"},
+			namespace:    defaultNamespace,
+			policyMode:   true,
+			image:        "leader-election/webhook:" + app,
+			electorImage: "leader-election/elector:" + version.Version,
 		},
 		{
-			name:       "chart in admission mode policy with non-default values",
-			objects:    helmTemplate(t, policyNondefault),
-			namespace:  "platform",
-			policyMode: true,
-			image:      "example/leader-election-webhook:1.2.3-rc.1",
+			name:         "chart in admission mode policy with non-default values",
+			objects:      helmTemplate(t, policyNondefault),
+			namespace:    "platform",
+			policyMode:   true,
+			image:        "example/leader-election-webhook:1.2.3-rc.1",
+			electorImage: "example/leader-election-elector:1.2.3-rc.1",
 		},
 		{
-			name:       "kustomize config/default-policy",
-			objects:    kustomizeBuild(t, "default-policy"),
-			namespace:  defaultNamespace,
-			policyMode: true,
-			image:      "leader-election/webhook:" + app,
+			name:         "kustomize config/default-policy",
+			objects:      kustomizeBuild(t, "default-policy"),
+			namespace:    defaultNamespace,
+			policyMode:   true,
+			image:        "leader-election/webhook:" + app,
+			electorImage: "leader-election/elector:" + version.Version,
 		},
 	}
 }
@@ -375,6 +380,27 @@ func TestInstallWiring(t *testing.T) {
 				}
 			}
 			if in.policyMode {
+				checkParamsAreFlags(t, objs, args)
+				// The injection's bindings keep away exactly the namespaces the manager never binds in: a pod
+				// injected there would have an elector refused its Lease for ever.
+				for _, kind := range []string{"MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding"} {
+					for _, u := range objs.ofKind(kind) {
+						if kind == "ValidatingAdmissionPolicyBinding" && !strings.Contains(u.GetName(), "-injection") {
+							continue
+						}
+						sel := &metav1.LabelSelector{}
+						if m, ok, _ := unstructured.NestedMap(u.Object, "spec", "matchResources", "namespaceSelector"); ok {
+							if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, sel); err != nil {
+								t.Fatal(err)
+							}
+						}
+						for _, ns := range strings.Split(args["excluded-namespaces"], ",") {
+							if !excludes(sel, ns) {
+								t.Errorf("--excluded-namespaces names %s, which %s %s's namespaceSelector lets through", ns, kind, u.GetName())
+							}
+						}
+					}
+				}
 				// Nothing calls the manager: no webhook configuration, no admission Service, no certificate.
 				for _, kind := range []string{"MutatingWebhookConfiguration", "Certificate", "Issuer", "Secret"} {
 					if n := len(objs.ofKind(kind)); n != 0 {
@@ -551,6 +577,34 @@ func checkPoliciesExclude(t *testing.T, objs objects, excluded []string) {
 		p := as[admissionregistrationv1.ValidatingAdmissionPolicy](t, u)
 		if !slices.ContainsFunc(p.Spec.Validations, func(v admissionregistrationv1.Validation) bool { return v.Expression == want }) {
 			t.Errorf("policy %s does not refuse the excluded namespaces %v with %q", p.Name, excluded, want)
+		}
+	}
+}
+
+// checkParamsAreFlags: in admission mode policy the manager is given the parameter ConfigMap's values as its
+// elector flags, which it checks at start (inject.Config.Validate): values the policies would refuse every
+// annotated pod for stop the manager's rollout, as they stop the webhook's in webhook mode.
+func checkParamsAreFlags(t *testing.T, objs objects, args map[string]string) {
+	t.Helper()
+	var params *corev1.ConfigMap
+	for _, u := range objs.ofKind("ConfigMap") {
+		if strings.HasSuffix(u.GetName(), "-injection") {
+			params = as[corev1.ConfigMap](t, u)
+		}
+	}
+	if params == nil {
+		t.Fatal("no parameter ConfigMap (<name>-injection) rendered in admission mode policy")
+	}
+	for key, flag := range map[string]string{
+		admissionpolicy.ParamImage: "elector-image", admissionpolicy.ParamLeaseDuration: "lease-duration",
+		admissionpolicy.ParamRenewDeadline: "renew-deadline", admissionpolicy.ParamRetryPeriod: "retry-period",
+		admissionpolicy.ParamPort: "elector-port", admissionpolicy.ParamTraffic: "traffic",
+		admissionpolicy.ParamCPURequest: "elector-cpu-request", admissionpolicy.ParamCPULimit: "elector-cpu-limit",
+		admissionpolicy.ParamMemoryRequest: "elector-memory-request", admissionpolicy.ParamMemoryLimit: "elector-memory-limit",
+	} {
+		if args[flag] != params.Data[key] {
+			t.Errorf("--%s=%q, the parameter ConfigMap's %s is %q: the manager must check the values the policies inject with",
+				flag, args[flag], key, params.Data[key])
 		}
 	}
 }
