@@ -45,6 +45,15 @@ func writes(m map[string]int) int {
 	return v["create"] + v["update"] + v["patch"] + v["delete"]
 }
 
+// renewAtRetryName is the API load's group of our electors with --renew-interval equal to the retry period.
+const renewAtRetryName = "renew-at-retry"
+
+// electionWrites counts the writes to the election's own Lease (the proxy counts other Leases, such as candidates,
+// apart): the leader's renewals.
+func electionWrites(m map[string]int) int {
+	return m["create leases"] + m["update leases"] + m["patch leases"]
+}
+
 // total counts every request.
 func total(m map[string]int) int {
 	n := 0
@@ -74,6 +83,9 @@ func describe(m map[string]int, window time.Duration) string {
 // runAPILoad runs one group of three replicas per implementation, side by side, each replica behind its own
 // counting proxy; once every group has settled it counts their requests for window, then reads the memory of
 // every process.
+//
+// Three groups run: our elector as shipped (its default renew interval), our elector renewing every retry period
+// (--renew-interval equal to it, as it did before the interval was its own setting) and the baseline.
 func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timing) (map[string]*loadResult, error) {
 	proxies := map[string]*countingProxy{}
 	var groups []*group
@@ -85,10 +97,15 @@ func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timi
 			p.close()
 		}
 	}()
-	for _, im := range ws.impls() {
-		g := ws.newGroup(im, "load-"+im.name, t)
+	for _, v := range []struct {
+		name string
+		im   *impl
+		env  []string
+	}{{oursName, ws.ours, nil}, {renewAtRetryName, ws.ours, []string{"ELECTOR_RENEW_INTERVAL=" + t.retry.String()}}, {baselineName, ws.base, nil}} {
+		g := ws.newGroup(v.im, "load-"+v.name, t)
+		g.env = v.env
 		g.kubeconfigFor = func(id string) (string, error) {
-			p, err := startCountingProxy(im.rest)
+			p, err := startCountingProxy(v.im.rest, g.lease)
 			if err != nil {
 				return "", err
 			}
@@ -153,8 +170,9 @@ func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timi
 		if res.leader == nil {
 			return nil, fmt.Errorf("lease %s: holder %q is none of the group's replicas at the end of the window", g.lease, st.holder)
 		}
-		out[g.impl.name] = res
-		ws.logf("API load %-8s leader: %s; standbys: %s", g.impl.name, describe(res.leader, elapsed), describe(sumOf(res.standbys), elapsed))
+		name := strings.TrimPrefix(g.lease, "load-")
+		out[name] = res
+		ws.logf("API load %-14s leader: %s; standbys: %s", g.impl.name, describe(res.leader, elapsed), describe(sumOf(res.standbys), elapsed))
 	}
 	return out, nil
 }

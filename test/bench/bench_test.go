@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,24 +44,56 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatal("some phase left no results")
 	}
 
-	for _, name := range []string{"ours", "baseline"} {
-		if got := len(res.graceful[name]); got != p.gracefulTrials {
+	for _, name := range []string{oursName, raceName, baselineName} {
+		if got := len(res.graceful.confirmed[name]); got != p.gracefulTrials {
 			t.Errorf("%s: %d graceful failovers, want %d", name, got, p.gracefulTrials)
 		}
+		for i, d := range res.graceful.confirmed[name] {
+			if w := res.graceful.written[name][i]; d <= 0 || d > time.Minute || w <= 0 || w > d {
+				t.Errorf("%s: graceful failover %d: Lease written over after %s, successor acting after %s", name, i, w, d)
+			}
+		}
+	}
+	for _, name := range []string{oursName, baselineName} {
 		if got := len(res.crash[name]); got != p.crashTrials {
 			t.Errorf("%s: %d crash failovers, want %d", name, got, p.crashTrials)
 		}
-		for _, d := range append(res.graceful[name], res.crash[name]...) {
+		for _, d := range res.crash[name] {
 			if d <= 0 || d > time.Minute {
-				t.Errorf("%s: failover took %s", name, d)
+				t.Errorf("%s: crash failover took %s", name, d)
 			}
 		}
+	}
+	for _, name := range []string{oursName, renewAtRetryName, baselineName} {
 		l := res.load[name]
-		if writes(l.leader) == 0 {
-			t.Errorf("%s: the leader made no write in %s", name, l.window)
+		if l == nil {
+			t.Errorf("no API load measured for %s", name)
+			continue
+		}
+		if electionWrites(l.leader) == 0 {
+			t.Errorf("%s: the leader made no write to its Lease in %s: %v", name, l.window, l.leader)
 		}
 		if l.leaderMem.rss == 0 || len(l.standbys) != replicasPerGroup-1 {
 			t.Errorf("%s: leader memory %d, %d standbys", name, l.leaderMem.rss, len(l.standbys))
+		}
+	}
+	// Every rollout ends with a leader of the new revision and every old replica gone, so the leader moved at
+	// least once in each; more than one move per old replica would mean the Lease watch counts wrong.
+	for _, n := range p.rolloutSizes {
+		for _, s := range p.rolloutStrategies {
+			for _, random := range []bool{false, true} {
+				for _, m := range rolloutModes {
+					c := rolloutCase{n: n, strategy: s.name, random: random, mode: m.name}
+					if got := len(res.rollouts.trials[c]); got != p.rolloutRuns {
+						t.Errorf("rollout %+v: %d rollouts, want %d", c, got, p.rolloutRuns)
+					}
+					for _, tr := range res.rollouts.trials[c] {
+						if tr.changes < 1 || tr.changes > n || tr.transitions < tr.changes || tr.took <= 0 {
+							t.Errorf("rollout %+v: %+v", c, tr)
+						}
+					}
+				}
+			}
 		}
 	}
 	// The baseline's standbys poll every 2 to 4.4 seconds: a window without a single request would mean the
@@ -119,7 +152,7 @@ func TestBenchQuick(t *testing.T) {
 
 	rows := res.rows()
 	table := markdown(rows)
-	if len(rows) < 25 || strings.Count(table, "\n") != len(rows)+2 {
+	if len(rows) < 30 || strings.Count(table, "\n") != len(rows)+2 {
 		t.Errorf("the table has %d rows:\n%s", len(rows), table)
 	}
 	doc := document(res, "kept note")
@@ -153,6 +186,26 @@ func TestClassify(t *testing.T) {
 		if got := classify(req.Method, req.URL); got != tc.want {
 			t.Errorf("%s %s = %q, want %q", tc.method, tc.url, got, tc.want)
 		}
+	}
+}
+
+func TestObjectNameAndRenewInterval(t *testing.T) {
+	for path, want := range map[string]string{
+		"/apis/coordination.k8s.io/v1/namespaces/ns/leases/web":       "web",
+		"/apis/coordination.k8s.io/v1/watch/namespaces/ns/leases/web": "web",
+		"/apis/coordination.k8s.io/v1/namespaces/ns/leases":           "",
+		"/api/v1/namespaces/ns":                                       "",
+	} {
+		if got := objectName(&url.URL{Path: path}); got != want {
+			t.Errorf("objectName(%s) = %q, want %q", path, got, want)
+		}
+	}
+	help := "  --retry-period, $RETRY_PERIOD (default 2s)\n      how often\n  --renew-interval, $ELECTOR_RENEW_INTERVAL (default 5s)\n      how often the leader renews\n"
+	if got := renewIntervalIn(help); got != 5*time.Second {
+		t.Errorf("renew interval %s, want 5s", got)
+	}
+	if got := renewIntervalIn("  --retry-period, $RETRY_PERIOD (default 2s)\n"); got != 0 {
+		t.Errorf("renew interval %s from a help without one, want 0", got)
 	}
 }
 

@@ -30,6 +30,12 @@ type params struct {
 	scaleTiming                timing
 	scaleWindow                time.Duration
 	scaleFailovers             int
+	// rolloutSizes are the replica counts of the simulated rolling updates, each played rolloutRuns times per
+	// strategy, deletion order and mode, with rolloutTiming.
+	rolloutSizes      []int
+	rolloutStrategies []rolloutStrategy
+	rolloutRuns       int
+	rolloutTiming     timing
 }
 
 // shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 4s/2s/0.5s, the
@@ -49,6 +55,8 @@ func fullParams() params {
 		profileTime: 10 * time.Second, coldPods: 100,
 		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: time.Minute, scaleFailovers: 5,
+		rolloutSizes: []int{3, 5, 10}, rolloutStrategies: []rolloutStrategy{defaultStrategy, surgeOnlyStrategy},
+		rolloutRuns: 4, rolloutTiming: defaultTiming,
 	}
 }
 
@@ -64,5 +72,8 @@ func quickParams() params {
 		profileTime: time.Second, coldPods: 5,
 		scaleGroups: 3, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: 5 * time.Second, scaleFailovers: 1,
+		// With 3 replicas both strategies resolve to maxSurge 1, maxUnavailable 0: one is enough.
+		rolloutSizes: []int{3}, rolloutStrategies: []rolloutStrategy{defaultStrategy},
+		rolloutRuns: 1, rolloutTiming: defaultTiming,
 	}
 }
