@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ type loadResult struct {
 	leaderMem, standbyMem memory
 	// changes is how many times the Lease changed hands during the window (0 expected).
 	changes int
+	// renewInterval is the interval the leader says it renews at (its first log line), 0 when it does not say.
+	renewInterval time.Duration
 }
 
 // perMinute scales a count over the window to one minute.
@@ -157,6 +160,7 @@ func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timi
 			}
 			if r.id == st.holder {
 				res.leader, res.leaderMem = counts, mem
+				res.renewInterval = renewIntervalIn(r.proc.logPath)
 				continue
 			}
 			res.standbys = append(res.standbys, counts)
@@ -185,4 +189,24 @@ func sumOf(ms []map[string]int) map[string]int {
 		}
 	}
 	return sum
+}
+
+// renewIntervalIn reads the renew interval our elector logs when it starts ("taking part in the election ...
+// renewInterval=4s"); 0 when the log does not say, as before the interval was a setting of its own (the leader
+// then renews every retry period) and for the baseline.
+func renewIntervalIn(logPath string) time.Duration {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0
+	}
+	for _, field := range strings.Fields(string(data)) {
+		if v, ok := strings.CutPrefix(field, "renewInterval="); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return 0
+			}
+			return d
+		}
+	}
+	return 0
 }

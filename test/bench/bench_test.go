@@ -200,12 +200,19 @@ func TestObjectNameAndRenewInterval(t *testing.T) {
 			t.Errorf("objectName(%s) = %q, want %q", path, got, want)
 		}
 	}
-	help := "  --retry-period, $RETRY_PERIOD (default 2s)\n      how often\n  --renew-interval, $ELECTOR_RENEW_INTERVAL (default 5s)\n      how often the leader renews\n"
-	if got := renewIntervalIn(help); got != 5*time.Second {
-		t.Errorf("renew interval %s, want 5s", got)
+	log := filepath.Join(t.TempDir(), "elector.log")
+	line := `time=2026-11-24T08:09:44.325Z level=INFO msg="taking part in the election" retryPeriod=2s renewInterval=4s handover=true` + "\n"
+	if err := os.WriteFile(log, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if got := renewIntervalIn("  --retry-period, $RETRY_PERIOD (default 2s)\n"); got != 0 {
-		t.Errorf("renew interval %s from a help without one, want 0", got)
+	if got := renewIntervalIn(log); got != 4*time.Second {
+		t.Errorf("renew interval %s, want 4s", got)
+	}
+	if err := os.WriteFile(log, []byte(`msg="taking part in the election" retryPeriod=2s`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := renewIntervalIn(log); got != 0 {
+		t.Errorf("renew interval %s from a log without one, want 0", got)
 	}
 }
 

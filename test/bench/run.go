@@ -28,19 +28,17 @@ type binaries struct {
 
 // results gathers what every phase measured; a phase that did not run leaves its fields nil.
 type results struct {
-	params   params
-	machine  machine
-	graceful *graceful
-	crash    map[string][]time.Duration
-	load     map[string]*loadResult
-	rollouts *rolloutResult
-	// renewInterval is the elector's default renew interval as its --help states it (0 when it does not).
-	renewInterval time.Duration
-	binSize       map[string]int64
-	micro         map[string]*microResult
-	admission     *admissionResult
-	scale         *scaleResult
-	wall          time.Duration
+	params    params
+	machine   machine
+	graceful  *graceful
+	crash     map[string][]time.Duration
+	load      map[string]*loadResult
+	rollouts  *rolloutResult
+	binSize   map[string]int64
+	micro     map[string]*microResult
+	admission *admissionResult
+	scale     *scaleResult
+	wall      time.Duration
 }
 
 // complete reports whether every phase ran.
@@ -98,7 +96,6 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 			}
 		}
 		if selected["load"] {
-			res.renewInterval = defaultRenewInterval(ctx, bins.elector)
 			if res.load, err = runAPILoad(ctx, ws, p.loadWindow, p.loadTiming); err != nil {
 				return nil, err
 			}
@@ -142,31 +139,4 @@ func buildBaseline(ctx context.Context, dir, name string) (string, error) {
 		return "", fmt.Errorf("building test/bench/%s: %w\n%s", name, err, msg)
 	}
 	return out, nil
-}
-
-// defaultRenewInterval reads the elector's default renew interval from its --help ("--renew-interval,
-// $ELECTOR_RENEW_INTERVAL (default 5s)"); 0 when the help names none, as before the interval was a setting of
-// its own (the leader then renews every retry period).
-func defaultRenewInterval(ctx context.Context, bin string) time.Duration {
-	out, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput() // --help may exit non-zero; the text is what counts
-	return renewIntervalIn(string(out))
-}
-
-// renewIntervalIn finds the renew interval's default in the elector's help text.
-func renewIntervalIn(help string) time.Duration {
-	for _, line := range strings.Split(help, "\n") {
-		if !strings.Contains(line, "--renew-interval") {
-			continue
-		}
-		_, def, ok := strings.Cut(line, "(default ")
-		if !ok {
-			return 0
-		}
-		d, err := time.ParseDuration(strings.TrimSuffix(strings.TrimSpace(def), ")"))
-		if err != nil {
-			return 0
-		}
-		return d
-	}
-	return 0
 }

@@ -107,7 +107,7 @@ func (r *results) loadRows() []row {
 		}
 		return x
 	}
-	interval, what := r.renewInterval, "the elector's default renew interval"
+	interval, what := o.renewInterval, "the elector's default renew interval"
 	if interval > 0 {
 		what = fmt.Sprintf("default renew interval %s", interval)
 	}
