@@ -81,7 +81,7 @@ func TestBenchQuick(t *testing.T) {
 	// least once in each; more than one move per old replica would mean the Lease watch counts wrong.
 	for _, n := range p.rolloutSizes {
 		for _, s := range p.rolloutStrategies {
-			for _, random := range []bool{false, true} {
+			for _, random := range p.rolloutRandom {
 				for _, m := range rolloutModes {
 					c := rolloutCase{n: n, strategy: s.name, random: random, mode: m.name}
 					if got := len(res.rollouts.trials[c]); got != p.rolloutRuns {

@@ -166,7 +166,7 @@ func document(r *results, notes string) string {
 	if ro := r.rollouts; ro != nil {
 		for _, n := range p.rolloutSizes {
 			for _, st := range p.rolloutStrategies {
-				for _, random := range []bool{false, true} {
+				for _, random := range p.rolloutRandom {
 					for _, m := range rolloutModes {
 						c := rolloutCase{n: n, strategy: st.name, random: random, mode: m.name}
 						var changes, handovers, tokens []string

@@ -36,6 +36,8 @@ type params struct {
 	rolloutStrategies []rolloutStrategy
 	rolloutRuns       int
 	rolloutTiming     timing
+	// rolloutRandom are the deletion orders played: false the leader last, true a random order.
+	rolloutRandom []bool
 }
 
 // shortTiming is the timing of the scale benchmark (and of the quick test's crash trials): 4s/2s/0.5s, the
@@ -56,7 +58,7 @@ func fullParams() params {
 		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: time.Minute, scaleFailovers: 5,
 		rolloutSizes: []int{3, 5, 10}, rolloutStrategies: []rolloutStrategy{defaultStrategy, surgeOnlyStrategy},
-		rolloutRuns: 4, rolloutTiming: defaultTiming,
+		rolloutRuns: 4, rolloutTiming: defaultTiming, rolloutRandom: []bool{false, true},
 	}
 }
 
@@ -72,8 +74,9 @@ func quickParams() params {
 		profileTime: time.Second, coldPods: 5,
 		scaleGroups: 3, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: 5 * time.Second, scaleFailovers: 1,
-		// With 3 replicas both strategies resolve to maxSurge 1, maxUnavailable 0: one is enough.
+		// With 3 replicas both strategies resolve to maxSurge 1, maxUnavailable 0: one is enough, and the random
+		// order is the one that tells handover from a race.
 		rolloutSizes: []int{3}, rolloutStrategies: []rolloutStrategy{defaultStrategy},
-		rolloutRuns: 1, rolloutTiming: defaultTiming,
+		rolloutRuns: 1, rolloutTiming: defaultTiming, rolloutRandom: []bool{true},
 	}
 }

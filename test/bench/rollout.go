@@ -284,7 +284,8 @@ type rolloutResult struct {
 // runRollouts plays rolling updates of our electors for every size and strategy, deleting the old pods leader last
 // and in a random order, with direct handover and with release-and-race: runs rollouts per case, the two modes
 // taking turns so that both see the same machine.
-func runRollouts(ctx context.Context, ws *workspace, sizes []int, strategies []rolloutStrategy, runs int, t timing) (*rolloutResult, error) {
+func runRollouts(ctx context.Context, ws *workspace, p params) (*rolloutResult, error) {
+	sizes, strategies, runs, t := p.rolloutSizes, p.rolloutStrategies, p.rolloutRuns, p.rolloutTiming
 	res := &rolloutResult{trials: map[rolloutCase][]rolloutTrial{}}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	for _, n := range sizes {
@@ -309,7 +310,7 @@ func runRollouts(ctx context.Context, ws *workspace, sizes []int, strategies []r
 		}
 		for run := range runs {
 			for _, s := range strategies {
-				for _, random := range []bool{false, true} {
+				for _, random := range p.rolloutRandom {
 					for i, g := range groups {
 						trial, err := g.rollout(ctx, s, random, rng)
 						if err != nil {

@@ -101,9 +101,8 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 			}
 		}
 		if selected["rollout"] {
-			logf("rollouts: N = %s, %d per case, %s, leader last and in random order, handover and release-and-race",
-				joinInts(p.rolloutSizes), p.rolloutRuns, p.rolloutTiming)
-			if res.rollouts, err = runRollouts(ctx, ws, p.rolloutSizes, p.rolloutStrategies, p.rolloutRuns, p.rolloutTiming); err != nil {
+			logf("rollouts: N = %s, %d per case, %s, handover and release-and-race", joinInts(p.rolloutSizes), p.rolloutRuns, p.rolloutTiming)
+			if res.rollouts, err = runRollouts(ctx, ws, p); err != nil {
 				return nil, err
 			}
 		}

@@ -147,7 +147,7 @@ func (r *results) rolloutRows() []row {
 	p := r.params
 	for _, n := range p.rolloutSizes {
 		for _, s := range p.rolloutStrategies {
-			for _, random := range []bool{false, true} {
+			for _, random := range p.rolloutRandom {
 				c := rolloutCase{n: n, strategy: s.name, random: random}
 				c.mode = raceName
 				b := r.rollouts.changes(c)
