@@ -15,6 +15,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
 // The soak's settings: `make soak DURATION=30m` runs it long; `make test` runs the default.
@@ -29,21 +31,39 @@ const recoveryMargin = 2 * time.Second
 
 // The kinds of fault the soak injects.
 const (
-	faultPause   = "pause past the lease (SIGSTOP/SIGCONT)"
-	faultKill    = "kill -9 and restart in the same pod"
-	faultTwin    = "second process, same pod name, new UID"
-	faultSever   = "severed from the API server"
-	faultSilent  = "watch kept open but silent"
-	faultRestart = "API server restart"
-	faultDelete  = "Lease deleted"
+	faultPause    = "pause past the lease (SIGSTOP/SIGCONT)"
+	faultKill     = "kill -9 and restart in the same pod"
+	faultTwin     = "second process, same pod name, new UID"
+	faultSever    = "severed from the API server"
+	faultSilent   = "watch kept open but silent"
+	faultRestart  = "API server restart"
+	faultDelete   = "Lease deleted"
+	faultSIGTERM  = "SIGTERM to the leader, pod replaced"
+	faultStepDown = "step-down on the control socket"
+	faultFlap     = "application health flaps"
 )
 
-var faultKinds = []string{faultPause, faultKill, faultTwin, faultSever, faultSilent, faultRestart, faultDelete}
+var faultKinds = []string{faultPause, faultKill, faultTwin, faultSever, faultSilent, faultRestart, faultDelete, faultSIGTERM, faultStepDown, faultFlap}
 
-// TestFaultSoak runs three electors against the real API server while a seeded scheduler injects random faults,
-// one at a time, and checks over the whole run: never two replicas ready at once (the 10 ms sampler), the
-// fencing token strictly increasing with every change of holder (a watch that records every state), and a
-// leader again within the lease duration plus a small margin after every fault heals.
+// The soak's application check (--app-check): every replica's pod has an application endpoint that the soak
+// turns healthy and unhealthy, probed every second, one failure or success enough, as fast as a probe can be.
+const (
+	appCheckPeriod  = time.Second
+	appCheckTimeout = time.Second
+)
+
+// A replica's application verdict trails its endpoint: a change is seen at the next check (a period, plus the
+// check's timeout), then advertised in its candidate Lease (at most one write per retry period), which the leader's
+// candidate watch delivers. appVerdictLag bounds that, with the sampler's margin; the handover checker calls an
+// endpoint surely healthy or surely unhealthy only when it has been so for longer.
+const appVerdictLag = appCheckPeriod + appCheckTimeout + retryPeriod + recoveryMargin
+
+// TestFaultSoak runs three electors, health-gated on an application endpoint of their own, against the real API
+// server while a seeded scheduler injects random faults, one at a time (among them graceful handovers on SIGTERM
+// and step-down, and flapping application health), and checks over the whole run: never two replicas ready at
+// once (the 10 ms sampler), the fencing token strictly increasing with every change of holder (a watch that
+// records every state), every handover landing on a healthy replica when one exists, and a leader again within
+// the lease duration plus a small margin after every fault heals.
 func TestFaultSoak(t *testing.T) {
 	seed := *soakSeed
 	if seed == 0 {
@@ -55,13 +75,14 @@ func TestFaultSoak(t *testing.T) {
 	s.run(t, *soakDuration)
 }
 
-// soakPod is one pod of the soak: a name, its current UID, its own proxy to the API server, and its live
-// processes (two while a twin runs).
+// soakPod is one pod of the soak: a name, its current UID, its own proxy to the API server, its application's
+// endpoint, and its live processes (two while a twin runs).
 type soakPod struct {
 	name       string
 	uid        string
 	proxy      *tcpProxy
 	kubeconfig string
+	app        *appEndpoint
 	procs      []*replica
 }
 
@@ -75,6 +96,7 @@ type soak struct {
 	injected   map[string]int
 	recoveries map[string]time.Duration // slowest recovery after heal, by kind
 	late       []string
+	handovers  map[string]int // handover writes the Lease carried during each kind of fault
 }
 
 func newSoak(t *testing.T, rng *rand.Rand) *soak {
@@ -83,15 +105,20 @@ func newSoak(t *testing.T, rng *rand.Rand) *soak {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &soak{h: h, g: h.newGroup(t, "soak"), rng: rng, injected: map[string]int{}, recoveries: map[string]time.Duration{}}
+	s := &soak{h: h, g: h.newGroup(t, "soak"), rng: rng, injected: map[string]int{}, recoveries: map[string]time.Duration{}, handovers: map[string]int{}}
 	for i := range 3 {
 		proxy := startProxy(t, apiServer.Host)
-		p := &soakPod{name: fmt.Sprintf("soak-%d", i), proxy: proxy, kubeconfig: writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr())}
+		p := &soakPod{name: fmt.Sprintf("soak-%d", i), proxy: proxy, kubeconfig: writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()), app: startApp(t)}
 		p.uid = s.newUID(p)
-		p.procs = []*replica{s.g.startPod(t, p.name, p.uid, p.kubeconfig)}
+		p.procs = []*replica{s.startProcess(t, p)}
 		s.pods = append(s.pods, p)
 	}
 	return s
+}
+
+// startProcess runs one more elector process in the pod, with its current UID and the pod's application check.
+func (s *soak) startProcess(t *testing.T, p *soakPod) *replica {
+	return s.g.startPod(t, p.name, p.uid, p.kubeconfig, "ELECTOR_APP_CHECK="+p.app.check(appCheckPeriod, appCheckTimeout))
 }
 
 func (s *soak) newUID(p *soakPod) string {
@@ -105,8 +132,10 @@ func (s *soak) run(t *testing.T, duration time.Duration) {
 	for time.Since(start) < duration && !t.Failed() {
 		kind := faultKinds[s.rng.IntN(len(faultKinds))]
 		t.Logf("%s fault %d: %s", time.Now().Format(time.StampMilli), total(s.injected)+1, kind)
+		before := s.g.history.handovers()
 		healed := s.inject(t, kind)
 		s.injected[kind]++
+		s.handovers[kind] += s.g.history.handovers() - before
 		s.awaitLeader(t, kind, healed)
 		time.Sleep(time.Duration(500+s.rng.IntN(1500)) * time.Millisecond)
 	}
@@ -142,14 +171,14 @@ func (s *soak) inject(t *testing.T, kind string) time.Time {
 			s.kill(t, r)
 		}
 		time.Sleep(s.jitter(time.Second))
-		p.procs = []*replica{s.g.startPod(t, p.name, p.uid, p.kubeconfig)}
+		p.procs = []*replica{s.startProcess(t, p)}
 	case faultTwin:
 		// The force-deleted pod's containers run on; its replacement starts with the same name. After a while the
 		// old node dies for good.
 		p := s.pick()
 		old := p.procs
 		p.uid = s.newUID(p)
-		p.procs = append(p.procs, s.g.startPod(t, p.name, p.uid, p.kubeconfig))
+		p.procs = append(p.procs, s.startProcess(t, p))
 		time.Sleep(time.Second + s.jitter(leaseDuration))
 		for _, r := range old {
 			s.kill(t, r)
@@ -178,8 +207,71 @@ func (s *soak) inject(t *testing.T, kind string) time.Time {
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Fatalf("deleting the Lease: %v", err)
 		}
+	case faultSIGTERM:
+		// A Deployment deletes the leader's pod: its elector hands the Lease over and exits, and a new pod
+		// (same name here, as a StatefulSet's, and a new UID) starts a moment later.
+		p, r := s.leader()
+		if r == nil {
+			return time.Now() // no leader to stop; the fault is counted all the same
+		}
+		if err := r.proc.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.proc.Wait(10 * time.Second); err != nil {
+			t.Fatalf("%s did not exit within 10s of SIGTERM: %v", r.name, err)
+		}
+		s.g.exclusive.remove(r)
+		p.procs = slices.DeleteFunc(p.procs, func(x *replica) bool { return x == r })
+		time.Sleep(s.jitter(2 * time.Second))
+		p.uid = s.newUID(p)
+		p.procs = append(p.procs, s.startProcess(t, p))
+	case faultStepDown:
+		if _, r := s.leader(); r != nil {
+			// A refusal (a leader that just lost its Lease) is fine: what matters is what the checkers see.
+			if _, _, err := r.stepDown(); err != nil {
+				t.Logf("step-down on %s: %v", r.name, err)
+			}
+		}
+	case faultFlap:
+		// One to three pods, the leader's more often, turn unhealthy and healthy a few times, each state for up
+		// to a few check periods, then all are healthy again.
+		var flapping []*soakPod
+		for _, p := range s.pods {
+			if s.rng.IntN(2) == 0 {
+				flapping = append(flapping, p)
+			}
+		}
+		if lp, _ := s.leader(); lp != nil && !slices.Contains(flapping, lp) && s.rng.IntN(3) > 0 {
+			flapping = append(flapping, lp)
+		}
+		for range 1 + s.rng.IntN(3) {
+			for _, p := range flapping {
+				p.app.set(false)
+			}
+			time.Sleep(500*time.Millisecond + s.jitter(3*appCheckPeriod))
+			for _, p := range flapping {
+				p.app.set(true)
+			}
+			time.Sleep(s.jitter(3 * appCheckPeriod))
+		}
 	}
 	return time.Now()
+}
+
+// leader is the pod and process the Lease names (by pod name and UID), nil when none of them.
+func (s *soak) leader() (*soakPod, *replica) {
+	l, err := s.h.env.Clientset.CoordinationV1().Leases(s.h.namespace).Get(context.Background(), "soak", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return nil, nil
+	}
+	for _, p := range s.pods {
+		for _, r := range p.procs {
+			if r.name == *l.Spec.HolderIdentity && r.uid == l.Annotations[elector.HolderUIDAnnotation] {
+				return p, r
+			}
+		}
+	}
+	return nil, nil
 }
 
 // pick chooses the pod to hurt: the leader's more often than not, since that is where faults matter most.
@@ -219,24 +311,55 @@ func (s *soak) report(t *testing.T, ran time.Duration) {
 	overlaps, rounds, gap := len(w.violations), w.rounds, w.longestGap
 	w.mu.Unlock()
 	problems, tenures, highest := s.g.history.fencingProblems()
+	handovers, unhealthy := s.checkHandovers()
 	var kinds []string
 	total := 0
 	for _, k := range faultKinds {
-		kinds = append(kinds, fmt.Sprintf("  %-42s %3d   slowest leader after heal %s", k, s.injected[k], s.recoveries[k].Round(time.Millisecond)))
+		kinds = append(kinds, fmt.Sprintf("  %-42s %3d   slowest leader after heal %-9s handovers %d", k, s.injected[k], s.recoveries[k].Round(time.Millisecond), s.handovers[k]))
 		total += s.injected[k]
 	}
 	sort.Strings(s.late)
-	t.Logf("fault soak summary: ran %s, %d faults\n%s\noverlaps (two ready at once): %d in %d sampling rounds\ntoken regressions: %d over %d tenures (last token %d)\nlongest time without a ready leader: %s\nleaders late after a heal (limit %s): %d",
+	t.Logf("fault soak summary: ran %s, %d faults\n%s\noverlaps (two ready at once): %d in %d sampling rounds\ntoken regressions: %d over %d tenures (last token %d)\nhandovers: %d, to a surely unhealthy replica while one was surely healthy: %d\nlongest time without a ready leader: %s\nleaders late after a heal (limit %s): %d",
 		ran.Round(time.Second), total, strings.Join(kinds, "\n"), overlaps, rounds, len(problems), tenures, highest,
-		gap.Round(time.Millisecond), leaseDuration+recoveryMargin, len(s.late))
+		handovers, len(unhealthy), gap.Round(time.Millisecond), leaseDuration+recoveryMargin, len(s.late))
 	for _, l := range s.late {
 		t.Error(l)
 	}
-	if overlaps > 0 || len(problems) > 0 || len(s.late) > 0 {
+	for _, u := range unhealthy {
+		t.Error(u)
+	}
+	if overlaps > 0 || len(problems) > 0 || len(s.late) > 0 || len(unhealthy) > 0 {
 		for _, r := range s.g.replicas {
 			t.Logf("--- output of %s (%s):\n%s", r.name, r.uid, r.proc.Output())
 		}
 	}
+}
+
+// checkHandovers counts the handover writes the Lease history holds and lists those that went to a replica whose
+// application had been unhealthy for longer than its verdict can trail, while another replica's (neither the old
+// leader's nor the successor's) had been healthy that long: a handover must land on a healthy replica when one
+// exists. A handover may go to an unhealthy replica when no replica is surely healthy, and within the lag a
+// verdict may still be the old one.
+func (s *soak) checkHandovers() (handovers int, unhealthy []string) {
+	byName := map[string]*soakPod{}
+	for _, p := range s.pods {
+		byName[p.name] = p
+	}
+	for _, e := range s.g.history.handoverEntries() {
+		handovers++
+		succ := byName[e.holder]
+		if succ == nil || !succ.app.was(false, e.at.Add(-appVerdictLag), e.at) {
+			continue
+		}
+		for _, p := range s.pods {
+			if p != succ && p.name != e.handoverFrom && p.app.was(true, e.at.Add(-appVerdictLag), e.at) {
+				unhealthy = append(unhealthy, fmt.Sprintf("%s handed the Lease over to %s at %s (token %d), whose application had been unhealthy for over %s, while %s's had been healthy",
+					e.handoverFrom, e.holder, e.at.Format(time.StampMilli), e.transitions, appVerdictLag, p.name))
+				break
+			}
+		}
+	}
+	return handovers, unhealthy
 }
 
 func total(counts map[string]int) int {
