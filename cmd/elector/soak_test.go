@@ -369,3 +369,39 @@ func total(counts map[string]int) int {
 	}
 	return n
 }
+
+// TestHandoverCheckerFlagsAnUnhealthySuccessor holds the soak's handover checker to its rule on a made-up history:
+// it flags a handover to a replica down for longer than the verdict lag while another was up that long, and
+// nothing else.
+func TestHandoverCheckerFlagsAnUnhealthySuccessor(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour)
+	app := func(changes ...appChange) *appEndpoint { return &appEndpoint{changes: changes} }
+	up, down := func(at time.Time) appChange { return appChange{at, true} }, func(at time.Time) appChange { return appChange{at, false} }
+	at := t0.Add(10 * time.Minute)
+	lag := appVerdictLag
+	for _, tc := range []struct {
+		name        string
+		successor   *appEndpoint
+		other       *appEndpoint
+		wantFlagged bool
+	}{
+		{"healthy successor", app(up(t0)), app(up(t0)), false},
+		{"successor down long, another up long", app(up(t0), down(at.Add(-2*lag))), app(up(t0)), true},
+		{"successor down only within the lag", app(up(t0), down(at.Add(-lag/2))), app(up(t0)), false},
+		{"successor down long, nobody else up long", app(up(t0), down(at.Add(-2*lag))), app(up(t0), down(at.Add(-lag/2))), false},
+		{"successor down long, the other back only within the lag", app(up(t0), down(at.Add(-2*lag))), app(down(t0), up(at.Add(-lag/2))), false},
+	} {
+		s := &soak{
+			pods: []*soakPod{{name: "old", app: app(up(t0))}, {name: "succ", app: tc.successor}, {name: "other", app: tc.other}},
+			g: &group{history: &leaseHistory{entries: []leaseEntry{
+				{at: t0, holder: "old", holderUID: "u1", transitions: 1},
+				{at: at, holder: "succ", holderUID: "u2", transitions: 2, handoverFrom: "old"},
+				{at: at.Add(time.Millisecond), holder: "succ", holderUID: "u2", transitions: 2},
+			}}},
+		}
+		n, flagged := s.checkHandovers()
+		if n != 1 || (len(flagged) > 0) != tc.wantFlagged {
+			t.Errorf("%s: %d handovers, flagged %q; want 1, flagged %v", tc.name, n, flagged, tc.wantFlagged)
+		}
+	}
+}
