@@ -82,7 +82,7 @@ func TestBenchQuick(t *testing.T) {
 	for _, n := range p.rolloutSizes {
 		for _, s := range p.rolloutStrategies {
 			for _, random := range p.rolloutRandom {
-				for _, m := range rolloutModes {
+				for _, m := range leaveModes {
 					c := rolloutCase{n: n, strategy: s.name, random: random, mode: m.name}
 					if got := len(res.rollouts.trials[c]); got != p.rolloutRuns {
 						t.Errorf("rollout %+v: %d rollouts, want %d", c, got, p.rolloutRuns)

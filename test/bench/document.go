@@ -167,7 +167,7 @@ func document(r *results, notes string) string {
 		for _, n := range p.rolloutSizes {
 			for _, st := range p.rolloutStrategies {
 				for _, random := range p.rolloutRandom {
-					for _, m := range rolloutModes {
+					for _, m := range leaveModes {
 						c := rolloutCase{n: n, strategy: st.name, random: random, mode: m.name}
 						var changes, handovers, tokens []string
 						var took []time.Duration

@@ -19,9 +19,9 @@ import (
 // file to prefer a successor of the newest revision.
 const revisionLabel = "pod-template-hash"
 
-// rolloutModes are the two ways our elector can leave on SIGTERM: a direct handover (the default) and today's
+// leaveModes are the two ways our elector can leave on SIGTERM: a direct handover (the default) and today's
 // release to a race of the standbys (--handover=false).
-var rolloutModes = []struct{ name, handover string }{{oursName, "true"}, {raceName, "false"}}
+var leaveModes = []struct{ name, handover string }{{oursName, "true"}, {raceName, "false"}}
 
 // rolloutCase is one cell of the rollout table.
 type rolloutCase struct {
@@ -276,17 +276,17 @@ func (rg *rolloutGroup) finish(ctx context.Context, before leaseState, start tim
 	}, nil
 }
 
-// rolloutResult is every rollout's figures by case.
-type rolloutResult struct {
+// simulatedRollouts is every simulated rollout's figures by case.
+type simulatedRollouts struct {
 	trials map[rolloutCase][]rolloutTrial
 }
 
 // runRollouts plays rolling updates of our electors for every size and strategy, deleting the old pods leader last
 // and in a random order, with direct handover and with release-and-race: runs rollouts per case, the two modes
 // taking turns so that both see the same machine.
-func runRollouts(ctx context.Context, ws *workspace, p params) (*rolloutResult, error) {
+func runRollouts(ctx context.Context, ws *workspace, p params) (*simulatedRollouts, error) {
 	sizes, strategies, runs, t := p.rolloutSizes, p.rolloutStrategies, p.rolloutRuns, p.rolloutTiming
-	res := &rolloutResult{trials: map[rolloutCase][]rolloutTrial{}}
+	res := &simulatedRollouts{trials: map[rolloutCase][]rolloutTrial{}}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	for _, n := range sizes {
 		var groups []*rolloutGroup
@@ -297,10 +297,10 @@ func runRollouts(ctx context.Context, ws *workspace, p params) (*rolloutResult, 
 				}
 			}
 		}
-		groups = make([]*rolloutGroup, len(rolloutModes))
-		errs := make([]error, len(rolloutModes))
+		groups = make([]*rolloutGroup, len(leaveModes))
+		errs := make([]error, len(leaveModes))
 		var wg sync.WaitGroup
-		for i, m := range rolloutModes {
+		for i, m := range leaveModes {
 			wg.Go(func() { groups[i], errs[i] = startRolloutGroup(ctx, ws, n, m.name, m.handover, t) })
 		}
 		wg.Wait()
@@ -317,7 +317,7 @@ func runRollouts(ctx context.Context, ws *workspace, p params) (*rolloutResult, 
 							stopAll()
 							return nil, fmt.Errorf("rollout of %s, %s: %w", g.lease, s.name, err)
 						}
-						c := rolloutCase{n: n, strategy: s.name, random: random, mode: rolloutModes[i].name}
+						c := rolloutCase{n: n, strategy: s.name, random: random, mode: leaveModes[i].name}
 						res.trials[c] = append(res.trials[c], trial)
 						ws.logf("rollout %d/%d N=%-2d %-16s %-8s %s: %d leader change(s), %d handover(s), %s", run+1, runs, n,
 							c.mode, orderName(random), s.name, trial.changes, trial.handovers, trial.took.Round(time.Millisecond))
@@ -338,7 +338,7 @@ func orderName(random bool) string {
 }
 
 // changes are the leader changes of a case's rollouts, in order.
-func (r *rolloutResult) changes(c rolloutCase) []int {
+func (r *simulatedRollouts) changes(c rolloutCase) []int {
 	var out []int
 	for _, t := range r.trials[c] {
 		out = append(out, t.changes)

@@ -33,7 +33,7 @@ type results struct {
 	graceful  *graceful
 	crash     map[string][]time.Duration
 	load      map[string]*loadResult
-	rollouts  *rolloutResult
+	rollouts  *simulatedRollouts
 	binSize   map[string]int64
 	micro     map[string]*microResult
 	admission *admissionResult
