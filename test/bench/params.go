@@ -58,7 +58,7 @@ func fullParams() params {
 		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: time.Minute, scaleFailovers: 5,
 		rolloutSizes: []int{3, 5, 10}, rolloutStrategies: []rolloutStrategy{defaultStrategy, surgeOnlyStrategy},
-		rolloutRuns: 4, rolloutTiming: defaultTiming, rolloutRandom: []bool{false, true},
+		rolloutRuns: 3, rolloutTiming: defaultTiming, rolloutRandom: []bool{false, true},
 	}
 }
 
