@@ -272,7 +272,7 @@ type leaseEntry struct {
 	holder      string
 	holderUID   string
 	transitions int32
-	// handoverFrom is the handover annotation: the old holder, while the successor named has not confirmed.
+	// handoverFrom is the previous holder while a handover awaits its confirmation.
 	handoverFrom string
 }
 
@@ -337,8 +337,8 @@ func (h *leaseHistory) add(l *coordinationv1.Lease) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].holderUID == e.holderUID &&
-		h.entries[n-1].transitions == e.transitions && h.entries[n-1].handoverFrom == e.handoverFrom {
+	if n := len(h.entries); n > 0 && h.entries[n-1].holder == e.holder && h.entries[n-1].holderUID == e.holderUID && h.entries[n-1].transitions == e.transitions &&
+		h.entries[n-1].handoverFrom == e.handoverFrom {
 		return // a renewal: nothing the tests look at changed
 	}
 	e.index = len(h.entries)
