@@ -42,12 +42,6 @@ func verbs(m map[string]int) map[string]int {
 	return out
 }
 
-// writes counts create, update, patch and delete requests.
-func writes(m map[string]int) int {
-	v := verbs(m)
-	return v["create"] + v["update"] + v["patch"] + v["delete"]
-}
-
 // renewAtRetryName is the API load's group of our electors with --renew-interval equal to the retry period.
 const renewAtRetryName = "renew-at-retry"
 

@@ -38,9 +38,8 @@ type rolloutTrial struct {
 	// changes is how many times the leader moved to another pod; transitions how much the fencing token rose;
 	// handovers how many handover writes the Lease carried. Every rollout ends with a new-revision leader.
 	changes, transitions, handovers int
-	// onNew is whether the leader at the end is a pod of the new revision.
-	onNew bool
-	took  time.Duration
+	// took is from the first new pod to a new-revision leader with every old replica gone.
+	took time.Duration
 }
 
 // rolloutGroup is one Deployment's worth of our electors, in one mode, rolled from revision to revision.
