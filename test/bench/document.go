@@ -71,9 +71,10 @@ func document(r *results, notes string) string {
 	w("`LeaderElector` with a `LeaseLock`, %s, `ReleaseOnCancel: true` and the context cancelled on SIGTERM, as the ", p.failoverTiming)
 	w("guides write it. Before each trial every standby must follow the leader (ours: its `GET /` names the holder; the ")
 	w("baseline: its last *new leader* log line does). The leader is then signalled at a random moment within one retry ")
-	w("period, and the clock stops when the benchmark's own watch on the Lease shows another replica as its holder. ")
+	w("period, and the clock stops when the benchmark's own watch on the Lease shows another replica holding it and ")
+	w("acting on it (see *Direct handover*). ")
 	w("The old replica is replaced by a new one with a new name, as a Deployment replaces a pod. Graceful trials ")
-	w("alternate ours and the baseline, %d each. Crash trials (SIGKILL) wait out the lease, so %d run per implementation ", p.gracefulTrials, p.crashTrials)
+	w("take turns among the groups (below), %d each. Crash trials (SIGKILL) wait out the lease, so %d run per implementation ", p.gracefulTrials, p.crashTrials)
 	w("in %d independent groups per implementation at once, each on its own Lease, ours and the baseline side by side. ", p.crashGroups)
 	w("Percentiles are nearest-rank: with %d trials p99 is the slowest trial.\n\n", p.gracefulTrials)
 

@@ -5,7 +5,7 @@ import "time"
 // params are the sizes of every benchmark. make bench uses fullParams; the quick test runs the same code with
 // quickParams so that it cannot rot.
 type params struct {
-	// gracefulTrials failovers by SIGTERM per implementation, one after another, alternating.
+	// gracefulTrials failovers by SIGTERM per group (ours, release-and-race, the baseline), one after another, in turn.
 	gracefulTrials int
 	// crashTrials failovers by SIGKILL per implementation, spread over crashGroups groups per implementation
 	// that run side by side (each waits out a whole lease per trial).

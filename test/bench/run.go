@@ -86,7 +86,7 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 			return nil, err
 		}
 		if selected["failover"] {
-			logf("graceful failover: %d trials each, %s, alternating ours and the baseline", p.gracefulTrials, p.failoverTiming)
+			logf("graceful failover: %d trials each, %s, ours, release-and-race and the baseline in turn", p.gracefulTrials, p.failoverTiming)
 			if res.graceful, err = runGraceful(ctx, ws, p.gracefulTrials, p.failoverTiming); err != nil {
 				return nil, err
 			}
