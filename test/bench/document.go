@@ -96,7 +96,7 @@ func document(r *results, notes string) string {
 	w("apart and listed in the details.\n\n")
 
 	w("**Rolling updates (simulated controllers).** The Deployment and ReplicaSet controllers are played by the ")
-	w("benchmark ([test/bench/deployment.go](../test/bench/deployment.go)), not run: each group is %s of our ", joinInts(p.rolloutSizes))
+	w("benchmark ([test/bench/deployment.go](../test/bench/deployment.go)), not run: each group is N (%s) of our ", strings.Join(strings.Split(joinInts(p.rolloutSizes), " and "), ", "))
 	w("electors as real processes with distinct pod names and UIDs, member readiness, a labels file carrying the ")
 	w("revision (`%s`) and an application endpoint of their own that `--app-check` probes. A rollout ", revisionLabel)
 	w("starts new replicas as the rolling update's fenceposts allow (maxSurge rounded up, maxUnavailable down), ")
@@ -105,8 +105,9 @@ func document(r *results, notes string) string {
 	w("`controller.kubernetes.io/pod-deletion-cost` (the leader last, then the most recently ready first), or in a ")
 	w("random order. The Lease watch counts the leader's moves from one pod to another until every old replica has ")
 	w("exited and a new one leads. Each case runs %d times with direct handover and %d times with ", p.rolloutRuns, p.rolloutRuns)
-	w("release-and-race, in turns. The real controllers on a real node are measured by the end-to-end suite's ")
-	w("rollout rows (`test/e2e`).\n\n")
+	w("release-and-race, in turns. These rows simulate the controllers; the rows *leader changes per rolling update ")
+	w("of a real Deployment* (the real-node phase) run the real ones, with the leader-label controller setting the ")
+	w("deletion cost, on a real node.\n\n")
 
 	w("**Footprint.** VmRSS (now) and VmHWM (peak) from `/proc/<pid>/status` of the API-load replicas at the end of ")
 	w("their window; binary sizes of `bin/elector` (`make build`) and of the baseline built with the same flags. The ")
