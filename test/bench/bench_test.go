@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -227,6 +231,45 @@ func TestPercentileIsNearestRank(t *testing.T) {
 	}{{0.5, 10 * time.Millisecond}, {0.9, 18 * time.Millisecond}, {0.99, 20 * time.Millisecond}, {1, 20 * time.Millisecond}} {
 		if got := percentile(s, tc.p); got != tc.want {
 			t.Errorf("p%.0f of 1..20 ms = %s, want %s", tc.p*100, got, tc.want)
+		}
+	}
+}
+
+// TestLeaseWatchCountsLeaderChangesAndHandovers feeds the Lease watch the states of a release, a handover and its
+// confirmation, and a holder taking the Lease back after its own release: the rollout rows count on these figures.
+func TestLeaseWatchCountsLeaderChangesAndHandovers(t *testing.T) {
+	lw := &leaseWatch{leases: map[string]leaseState{}, changed: make(chan struct{})}
+	token := int32(0)
+	state := func(holder, from string) *coordinationv1.Lease {
+		token++
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{}},
+			Spec: coordinationv1.LeaseSpec{LeaseTransitions: ptr.To(token)}}
+		if holder != "" {
+			l.Spec.HolderIdentity = ptr.To(holder)
+		}
+		if from != "" {
+			l.Annotations[handoverFromAnnotation] = from
+		}
+		return l
+	}
+	for _, step := range []struct {
+		holder, from       string
+		tenures, handovers int
+		confirmed          bool
+	}{
+		{"a", "", 0, 0, true},
+		{"a", "", 0, 0, true}, // a renewal
+		{"", "", 0, 0, false}, // a release
+		{"a", "", 0, 0, true}, // taken back by the same pod: no change of leader
+		{"b", "a", 1, 1, false},
+		{"b", "", 1, 1, true}, // the successor's confirmation
+		{"", "", 1, 1, false},
+		{"c", "", 2, 1, true},
+	} {
+		lw.observe(state(step.holder, step.from))
+		st := lw.get("web")
+		if st.holder != step.holder || st.tenures != step.tenures || st.handovers != step.handovers || st.confirmed() != step.confirmed || st.transitions != token {
+			t.Fatalf("after %+v: %+v", step, st)
 		}
 	}
 }
