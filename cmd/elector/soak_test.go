@@ -23,6 +23,7 @@ import (
 var (
 	soakDuration = flag.Duration("soak.duration", 150*time.Second, "how long the fault soak injects faults")
 	soakSeed     = flag.Uint64("soak.seed", 0, "the fault soak's random seed (0: from the clock); the log prints it for a replay")
+	soakOnly     = flag.String("soak.only", "", "inject only the fault kinds whose names contain one of these comma-separated words (default: every kind)")
 )
 
 // recoveryMargin is what a leader may take beyond one lease duration to be back after a fault heals: an
@@ -41,9 +42,30 @@ const (
 	faultSIGTERM  = "SIGTERM to the leader, pod replaced"
 	faultStepDown = "step-down on the control socket"
 	faultFlap     = "application health flaps"
+	faultStalled  = "handover to a paused successor"
 )
 
-var faultKinds = []string{faultPause, faultKill, faultTwin, faultSever, faultSilent, faultRestart, faultDelete, faultSIGTERM, faultStepDown, faultFlap}
+var faultKinds = []string{faultPause, faultKill, faultTwin, faultSever, faultSilent, faultRestart, faultDelete, faultSIGTERM, faultStepDown, faultFlap, faultStalled}
+
+// chosenKinds are the fault kinds -soak.only selects.
+func chosenKinds(t *testing.T) []string {
+	if *soakOnly == "" {
+		return faultKinds
+	}
+	var kinds []string
+	for _, k := range faultKinds {
+		for _, word := range strings.Split(*soakOnly, ",") {
+			if word = strings.TrimSpace(word); word != "" && strings.Contains(k, word) {
+				kinds = append(kinds, k)
+				break
+			}
+		}
+	}
+	if len(kinds) == 0 {
+		t.Fatalf("-soak.only=%q matches no fault kind; the kinds are: %s", *soakOnly, strings.Join(faultKinds, "; "))
+	}
+	return kinds
+}
 
 // The soak's application check (--app-check): every replica's pod has an application endpoint that the soak
 // turns healthy and unhealthy, probed every second, one failure or success enough, as fast as a probe can be.
@@ -71,8 +93,9 @@ func TestFaultSoak(t *testing.T) {
 	}
 	t.Logf("fault soak: seed %d (replay: go test ./cmd/elector -run TestFaultSoak -args -soak.seed=%d), duration %s, timings %s/%s/%s",
 		seed, seed, *soakDuration, leaseDuration, renewDeadline, retryPeriod)
+	kinds := chosenKinds(t)
 	s := newSoak(t, rand.New(rand.NewPCG(seed, seed^0x5eed)))
-	s.run(t, *soakDuration)
+	s.run(t, *soakDuration, kinds)
 }
 
 // soakPod is one pod of the soak: a name, its current UID, its own proxy to the API server, its application's
@@ -126,11 +149,11 @@ func (s *soak) newUID(p *soakPod) string {
 	return fmt.Sprintf("uid-%s-%d", p.name, s.uids)
 }
 
-func (s *soak) run(t *testing.T, duration time.Duration) {
+func (s *soak) run(t *testing.T, duration time.Duration, kinds []string) {
 	start := time.Now()
 	waitUntil(t, 15*time.Second, "a first leader", func() bool { return s.g.exclusive.leaderSince(start) })
 	for time.Since(start) < duration && !t.Failed() {
-		kind := faultKinds[s.rng.IntN(len(faultKinds))]
+		kind := kinds[s.rng.IntN(len(kinds))]
 		t.Logf("%s fault %d: %s", time.Now().Format(time.StampMilli), total(s.injected)+1, kind)
 		before := s.g.history.handovers()
 		healed := s.inject(t, kind)
@@ -253,6 +276,34 @@ func (s *soak) inject(t *testing.T, kind string) time.Time {
 				p.app.set(true)
 			}
 			time.Sleep(s.jitter(3 * appCheckPeriod))
+		}
+	case faultStalled:
+		// Every standby is paused, so whichever the leader picks cannot confirm: after the handover bound anyone
+		// may take the Lease (the old leader here), and a successor resumed later must not lead on the handover
+		// it missed.
+		_, leader := s.leader()
+		if leader == nil {
+			return time.Now()
+		}
+		var paused []*replica
+		for _, p := range s.pods {
+			for _, r := range p.procs {
+				if r != leader {
+					if err := r.proc.Signal(syscall.SIGSTOP); err != nil {
+						t.Fatal(err)
+					}
+					paused = append(paused, r)
+				}
+			}
+		}
+		if _, _, err := leader.stepDown(); err != nil {
+			t.Logf("step-down on %s: %v", leader.name, err)
+		}
+		time.Sleep(time.Second + s.jitter(leaseDuration))
+		for _, r := range paused {
+			if err := r.proc.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return time.Now()
