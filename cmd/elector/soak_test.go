@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -120,6 +122,7 @@ type soak struct {
 	recoveries map[string]time.Duration // slowest recovery after heal, by kind
 	late       []string
 	handovers  map[string]int // handover writes the Lease carried during each kind of fault
+	stepDowns  map[int]int    // the answers to the step-down faults' requests, by status code (0: no answer)
 }
 
 func newSoak(t *testing.T, rng *rand.Rand) *soak {
@@ -128,7 +131,7 @@ func newSoak(t *testing.T, rng *rand.Rand) *soak {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &soak{h: h, g: h.newGroup(t, "soak"), rng: rng, injected: map[string]int{}, recoveries: map[string]time.Duration{}, handovers: map[string]int{}}
+	s := &soak{h: h, g: h.newGroup(t, "soak"), rng: rng, injected: map[string]int{}, recoveries: map[string]time.Duration{}, handovers: map[string]int{}, stepDowns: map[int]int{}}
 	for i := range 3 {
 		proxy := startProxy(t, apiServer.Host)
 		p := &soakPod{name: fmt.Sprintf("soak-%d", i), proxy: proxy, kubeconfig: writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()), app: startApp(t)}
@@ -251,9 +254,7 @@ func (s *soak) inject(t *testing.T, kind string) time.Time {
 	case faultStepDown:
 		if _, r := s.leader(); r != nil {
 			// A refusal (a leader that just lost its Lease) is fine: what matters is what the checkers see.
-			if _, _, err := r.stepDown(); err != nil {
-				t.Logf("step-down on %s: %v", r.name, err)
-			}
+			s.stepDown(t, r)
 		}
 	case faultFlap:
 		// One to three pods, the leader's more often, turn unhealthy and healthy a few times, each state for up
@@ -296,9 +297,7 @@ func (s *soak) inject(t *testing.T, kind string) time.Time {
 				}
 			}
 		}
-		if _, _, err := leader.stepDown(); err != nil {
-			t.Logf("step-down on %s: %v", leader.name, err)
-		}
+		s.stepDown(t, leader)
 		time.Sleep(time.Second + s.jitter(leaseDuration))
 		for _, r := range paused {
 			if err := r.proc.Signal(syscall.SIGCONT); err != nil {
@@ -307,6 +306,17 @@ func (s *soak) inject(t *testing.T, kind string) time.Time {
 		}
 	}
 	return time.Now()
+}
+
+// stepDown asks r to step down on its control socket and counts the answer.
+func (s *soak) stepDown(t *testing.T, r *replica) {
+	code, body, err := r.stepDown()
+	if err != nil {
+		t.Logf("step-down on %s: %v", r.name, err)
+	} else if code != http.StatusOK {
+		t.Logf("step-down on %s answered %d: %s", r.name, code, strings.TrimSpace(body))
+	}
+	s.stepDowns[code]++
 }
 
 // leader is the pod and process the Lease names (by pod name and UID), nil when none of them.
@@ -370,9 +380,13 @@ func (s *soak) report(t *testing.T, ran time.Duration) {
 		total += s.injected[k]
 	}
 	sort.Strings(s.late)
-	t.Logf("fault soak summary: ran %s, %d faults\n%s\noverlaps (two ready at once): %d in %d sampling rounds\ntoken regressions: %d over %d tenures (last token %d)\nhandovers: %d, to a surely unhealthy replica while one was surely healthy: %d\nlongest time without a ready leader: %s\nleaders late after a heal (limit %s): %d",
+	var answers []string
+	for _, code := range slices.Sorted(maps.Keys(s.stepDowns)) {
+		answers = append(answers, fmt.Sprintf("%d × %d", s.stepDowns[code], code))
+	}
+	t.Logf("fault soak summary: ran %s, %d faults\n%s\noverlaps (two ready at once): %d in %d sampling rounds\ntoken regressions: %d over %d tenures (last token %d)\nhandovers: %d, to a surely unhealthy replica while one was surely healthy: %d; step-down answers (status codes): %s\nlongest time without a ready leader: %s\nleaders late after a heal (limit %s): %d",
 		ran.Round(time.Second), total, strings.Join(kinds, "\n"), overlaps, rounds, len(problems), tenures, highest,
-		handovers, len(unhealthy), gap.Round(time.Millisecond), leaseDuration+recoveryMargin, len(s.late))
+		handovers, len(unhealthy), strings.Join(answers, ", "), gap.Round(time.Millisecond), leaseDuration+recoveryMargin, len(s.late))
 	for _, l := range s.late {
 		t.Error(l)
 	}
