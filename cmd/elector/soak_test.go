@@ -158,12 +158,14 @@ func (s *soak) run(t *testing.T, duration time.Duration, kinds []string) {
 	for time.Since(start) < duration && !t.Failed() {
 		kind := kinds[s.rng.IntN(len(kinds))]
 		t.Logf("%s fault %d: %s", time.Now().Format(time.StampMilli), total(s.injected)+1, kind)
+		// Handovers count toward the fault until the next one starts: a verdict trails its application, so a flap
+		// may move the Lease after it healed.
 		before := s.g.history.handovers()
 		healed := s.inject(t, kind)
 		s.injected[kind]++
-		s.handovers[kind] += s.g.history.handovers() - before
 		s.awaitLeader(t, kind, healed)
 		time.Sleep(time.Duration(500+s.rng.IntN(1500)) * time.Millisecond)
+		s.handovers[kind] += s.g.history.handovers() - before
 	}
 	s.report(t, time.Since(start))
 }
