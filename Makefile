@@ -80,10 +80,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	go test ./pkg/webhook -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 DURATION ?= 30m
-soak: ## run the elector fault soak for DURATION (default 30m; make test runs 150s); SEED=n replays a run
+soak: ## run the elector fault soak for DURATION (default 30m; make test runs 150s); SEED=n replays a run, ONLY=word,... picks fault kinds
 	$(ASSETS); \
 	KUBEBUILDER_ASSETS="$$assets" go test -count=1 -timeout 0 -v -run '^TestFaultSoak$$' ./cmd/elector \
-		-args -soak.duration=$(DURATION) $(if $(SEED),-soak.seed=$(SEED))
+		-args -soak.duration=$(DURATION) $(if $(SEED),-soak.seed=$(SEED)) $(if $(ONLY),-soak.only="$(ONLY)")
 
 demo: images tools ## run the demo on a real node where the machine allows it, else on the stand-in (KEEP=1 leaves it up)
 	$(ASSETS); \

@@ -366,6 +366,26 @@ func (h *leaseHistory) waitFor(t *testing.T, from int, timeout time.Duration, wh
 	return found
 }
 
+// handoverEntries are the states written by a handover: the first state naming a successor with the handover
+// annotation.
+func (h *leaseHistory) handoverEntries() []leaseEntry {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []leaseEntry
+	for i, e := range h.entries {
+		if e.handoverFrom == "" {
+			continue
+		}
+		if prev := h.entries[max(i-1, 0)]; i == 0 || prev.handoverFrom != e.handoverFrom || prev.holder != e.holder || prev.holderUID != e.holderUID {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// handovers counts the handover writes seen so far.
+func (h *leaseHistory) handovers() int { return len(h.handoverEntries()) }
+
 // checkFencingToken fails the test if leaseTransitions ever shrank, or a new holder did not raise it above
 // every earlier holder's.
 func (h *leaseHistory) checkFencingToken(t *testing.T) {
@@ -497,6 +517,78 @@ func (w *exclusivityWatch) run(stop <-chan struct{}) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// appEndpoint stands in for a pod's application as the elector's --app-check sees it: /healthz answers 200 while
+// healthy, 503 otherwise. It remembers every change, for checkers that ask how long it had been in a state.
+type appEndpoint struct {
+	port    int
+	mu      sync.Mutex
+	healthy bool
+	changes []appChange
+}
+
+// appChange is the endpoint turning healthy or unhealthy at a moment.
+type appChange struct {
+	at      time.Time
+	healthy bool
+}
+
+// startApp serves a healthy application endpoint on loopback until the test ends.
+func startApp(t *testing.T) *appEndpoint {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &appEndpoint{port: l.Addr().(*net.TCPAddr).Port, healthy: true, changes: []appChange{{time.Now(), true}}}
+	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		a.mu.Lock()
+		healthy := a.healthy
+		a.mu.Unlock()
+		if !healthy {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})}
+	go func() { _ = server.Serve(l) }()
+	t.Cleanup(func() { _ = server.Close() })
+	return a
+}
+
+// set turns the endpoint healthy or unhealthy.
+func (a *appEndpoint) set(healthy bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.healthy != healthy {
+		a.healthy = healthy
+		a.changes = append(a.changes, appChange{time.Now(), healthy})
+	}
+}
+
+// was reports whether the endpoint was in the given state for the whole of [from, to].
+func (a *appEndpoint) was(healthy bool, from, to time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	state, known := false, false // the state at from
+	for _, c := range a.changes {
+		if c.at.After(from) {
+			if c.at.After(to) {
+				break
+			}
+			if c.healthy != healthy {
+				return false
+			}
+			continue
+		}
+		state, known = c.healthy, true
+	}
+	return known && state == healthy
+}
+
+// check is the --app-check value that probes this endpoint: every period, one failure or success enough.
+func (a *appEndpoint) check(period, timeout time.Duration) string {
+	return fmt.Sprintf(`{"httpGet":{"host":"127.0.0.1","path":"/healthz","port":%d},"periodSeconds":%d,"timeoutSeconds":%d,"successThreshold":1,"failureThreshold":1}`,
+		a.port, int(period.Seconds()), int(timeout.Seconds()))
 }
 
 // outputLines counts the lines of a process's output that contain every one of parts.

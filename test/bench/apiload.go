@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ type loadResult struct {
 	leaderMem, standbyMem memory
 	// changes is how many times the Lease changed hands during the window (0 expected).
 	changes int
+	// renewInterval is the interval the leader says it renews at (its first log line), 0 when it does not say.
+	renewInterval time.Duration
 }
 
 // perMinute scales a count over the window to one minute.
@@ -39,10 +42,13 @@ func verbs(m map[string]int) map[string]int {
 	return out
 }
 
-// writes counts create, update, patch and delete requests.
-func writes(m map[string]int) int {
-	v := verbs(m)
-	return v["create"] + v["update"] + v["patch"] + v["delete"]
+// renewAtRetryName is the API load's group of our electors with --renew-interval equal to the retry period.
+const renewAtRetryName = "renew-at-retry"
+
+// electionWrites counts the writes to the election's own Lease (the proxy counts other Leases, such as candidates,
+// apart): the leader's renewals.
+func electionWrites(m map[string]int) int {
+	return m["create leases"] + m["update leases"] + m["patch leases"]
 }
 
 // total counts every request.
@@ -74,6 +80,9 @@ func describe(m map[string]int, window time.Duration) string {
 // runAPILoad runs one group of three replicas per implementation, side by side, each replica behind its own
 // counting proxy; once every group has settled it counts their requests for window, then reads the memory of
 // every process.
+//
+// Three groups run: our elector as shipped (its default renew interval), our elector renewing every retry period
+// (--renew-interval equal to it, as it did before the interval was its own setting) and the baseline.
 func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timing) (map[string]*loadResult, error) {
 	proxies := map[string]*countingProxy{}
 	var groups []*group
@@ -85,10 +94,15 @@ func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timi
 			p.close()
 		}
 	}()
-	for _, im := range ws.impls() {
-		g := ws.newGroup(im, "load-"+im.name, t)
+	for _, v := range []struct {
+		name string
+		im   *impl
+		env  []string
+	}{{oursName, ws.ours, nil}, {renewAtRetryName, ws.ours, []string{"ELECTOR_RENEW_INTERVAL=" + t.retry.String()}}, {baselineName, ws.base, nil}} {
+		g := ws.newGroup(v.im, "load-"+v.name, t)
+		g.env = v.env
 		g.kubeconfigFor = func(id string) (string, error) {
-			p, err := startCountingProxy(im.rest)
+			p, err := startCountingProxy(v.im.rest, g.lease)
 			if err != nil {
 				return "", err
 			}
@@ -140,6 +154,7 @@ func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timi
 			}
 			if r.id == st.holder {
 				res.leader, res.leaderMem = counts, mem
+				res.renewInterval = renewIntervalIn(r.proc.logPath)
 				continue
 			}
 			res.standbys = append(res.standbys, counts)
@@ -153,8 +168,9 @@ func runAPILoad(ctx context.Context, ws *workspace, window time.Duration, t timi
 		if res.leader == nil {
 			return nil, fmt.Errorf("lease %s: holder %q is none of the group's replicas at the end of the window", g.lease, st.holder)
 		}
-		out[g.impl.name] = res
-		ws.logf("API load %-8s leader: %s; standbys: %s", g.impl.name, describe(res.leader, elapsed), describe(sumOf(res.standbys), elapsed))
+		name := strings.TrimPrefix(g.lease, "load-")
+		out[name] = res
+		ws.logf("API load %-14s leader: %s; standbys: %s", g.impl.name, describe(res.leader, elapsed), describe(sumOf(res.standbys), elapsed))
 	}
 	return out, nil
 }
@@ -167,4 +183,24 @@ func sumOf(ms []map[string]int) map[string]int {
 		}
 	}
 	return sum
+}
+
+// renewIntervalIn reads the renew interval our elector logs when it starts ("taking part in the election ...
+// renewInterval=4s"); 0 when the log does not say, as before the interval was a setting of its own (the leader
+// then renews every retry period) and for the baseline.
+func renewIntervalIn(logPath string) time.Duration {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0
+	}
+	for _, field := range strings.Fields(string(data)) {
+		if v, ok := strings.CutPrefix(field, "renewInterval="); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return 0
+			}
+			return d
+		}
+	}
+	return 0
 }

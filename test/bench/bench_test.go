@@ -2,11 +2,16 @@ package main
 
 import (
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -44,24 +49,56 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatal("some phase left no results")
 	}
 
-	for _, name := range []string{"ours", "baseline"} {
-		if got := len(res.graceful[name]); got != p.gracefulTrials {
+	for _, name := range []string{oursName, raceName, baselineName} {
+		if got := len(res.graceful.confirmed[name]); got != p.gracefulTrials {
 			t.Errorf("%s: %d graceful failovers, want %d", name, got, p.gracefulTrials)
 		}
+		for i, d := range res.graceful.confirmed[name] {
+			if w := res.graceful.written[name][i]; d <= 0 || d > time.Minute || w <= 0 || w > d {
+				t.Errorf("%s: graceful failover %d: Lease written over after %s, successor acting after %s", name, i, w, d)
+			}
+		}
+	}
+	for _, name := range []string{oursName, baselineName} {
 		if got := len(res.crash[name]); got != p.crashTrials {
 			t.Errorf("%s: %d crash failovers, want %d", name, got, p.crashTrials)
 		}
-		for _, d := range append(res.graceful[name], res.crash[name]...) {
+		for _, d := range res.crash[name] {
 			if d <= 0 || d > time.Minute {
-				t.Errorf("%s: failover took %s", name, d)
+				t.Errorf("%s: crash failover took %s", name, d)
 			}
 		}
+	}
+	for _, name := range []string{oursName, renewAtRetryName, baselineName} {
 		l := res.load[name]
-		if writes(l.leader) == 0 {
-			t.Errorf("%s: the leader made no write in %s", name, l.window)
+		if l == nil {
+			t.Errorf("no API load measured for %s", name)
+			continue
+		}
+		if electionWrites(l.leader) == 0 {
+			t.Errorf("%s: the leader made no write to its Lease in %s: %v", name, l.window, l.leader)
 		}
 		if l.leaderMem.rss == 0 || len(l.standbys) != replicasPerGroup-1 {
 			t.Errorf("%s: leader memory %d, %d standbys", name, l.leaderMem.rss, len(l.standbys))
+		}
+	}
+	// Every rollout ends with a leader of the new revision and every old replica gone, so the leader moved at
+	// least once in each; more than one move per old replica would mean the Lease watch counts wrong.
+	for _, n := range p.rolloutSizes {
+		for _, s := range p.rolloutStrategies {
+			for _, random := range p.rolloutRandom {
+				for _, m := range leaveModes {
+					c := rolloutCase{n: n, strategy: s.name, random: random, mode: m.name}
+					if got := len(res.rollouts.trials[c]); got != p.rolloutRuns {
+						t.Errorf("rollout %+v: %d rollouts, want %d", c, got, p.rolloutRuns)
+					}
+					for _, tr := range res.rollouts.trials[c] {
+						if tr.changes < 1 || tr.changes > n || tr.transitions < tr.changes || tr.took <= 0 {
+							t.Errorf("rollout %+v: %+v", c, tr)
+						}
+					}
+				}
+			}
 		}
 	}
 	// The baseline's standbys poll every 2 to 4.4 seconds: a window without a single request would mean the
@@ -120,7 +157,7 @@ func TestBenchQuick(t *testing.T) {
 
 	rows := res.rows()
 	table := markdown(rows)
-	if len(rows) < 25 || strings.Count(table, "\n") != len(rows)+2 {
+	if len(rows) < 30 || strings.Count(table, "\n") != len(rows)+2 {
 		t.Errorf("the table has %d rows:\n%s", len(rows), table)
 	}
 	doc := document(res, "kept note")
@@ -157,6 +194,33 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func TestObjectNameAndRenewInterval(t *testing.T) {
+	for path, want := range map[string]string{
+		"/apis/coordination.k8s.io/v1/namespaces/ns/leases/web":       "web",
+		"/apis/coordination.k8s.io/v1/watch/namespaces/ns/leases/web": "web",
+		"/apis/coordination.k8s.io/v1/namespaces/ns/leases":           "",
+		"/api/v1/namespaces/ns":                                       "",
+	} {
+		if got := objectName(&url.URL{Path: path}); got != want {
+			t.Errorf("objectName(%s) = %q, want %q", path, got, want)
+		}
+	}
+	log := filepath.Join(t.TempDir(), "elector.log")
+	line := `time=2026-11-24T08:09:44.325Z level=INFO msg="taking part in the election" retryPeriod=2s renewInterval=4s handover=true` + "\n"
+	if err := os.WriteFile(log, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := renewIntervalIn(log); got != 4*time.Second {
+		t.Errorf("renew interval %s, want 4s", got)
+	}
+	if err := os.WriteFile(log, []byte(`msg="taking part in the election" retryPeriod=2s`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := renewIntervalIn(log); got != 0 {
+		t.Errorf("renew interval %s from a log without one, want 0", got)
+	}
+}
+
 func TestPercentileIsNearestRank(t *testing.T) {
 	var s []time.Duration
 	for i := 20; i >= 1; i-- {
@@ -168,6 +232,45 @@ func TestPercentileIsNearestRank(t *testing.T) {
 	}{{0.5, 10 * time.Millisecond}, {0.9, 18 * time.Millisecond}, {0.99, 20 * time.Millisecond}, {1, 20 * time.Millisecond}} {
 		if got := percentile(s, tc.p); got != tc.want {
 			t.Errorf("p%.0f of 1..20 ms = %s, want %s", tc.p*100, got, tc.want)
+		}
+	}
+}
+
+// TestLeaseWatchCountsLeaderChangesAndHandovers feeds the Lease watch the states of a release, a handover and its
+// confirmation, and a holder taking the Lease back after its own release: the rollout rows count on these figures.
+func TestLeaseWatchCountsLeaderChangesAndHandovers(t *testing.T) {
+	lw := &leaseWatch{leases: map[string]leaseState{}, changed: make(chan struct{})}
+	token := int32(0)
+	state := func(holder, from string) *coordinationv1.Lease {
+		token++
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{}},
+			Spec: coordinationv1.LeaseSpec{LeaseTransitions: ptr.To(token)}}
+		if holder != "" {
+			l.Spec.HolderIdentity = ptr.To(holder)
+		}
+		if from != "" {
+			l.Annotations[handoverFromAnnotation] = from
+		}
+		return l
+	}
+	for _, step := range []struct {
+		holder, from       string
+		tenures, handovers int
+		confirmed          bool
+	}{
+		{"a", "", 0, 0, true},
+		{"a", "", 0, 0, true}, // a renewal
+		{"", "", 0, 0, false}, // a release
+		{"a", "", 0, 0, true}, // taken back by the same pod: no change of leader
+		{"b", "a", 1, 1, false},
+		{"b", "", 1, 1, true}, // the successor's confirmation
+		{"", "", 1, 1, false},
+		{"c", "", 2, 1, true},
+	} {
+		lw.observe(state(step.holder, step.from))
+		st := lw.get("web")
+		if st.holder != step.holder || st.tenures != step.tenures || st.handovers != step.handovers || st.confirmed() != step.confirmed || st.transitions != token {
+			t.Fatalf("after %+v: %+v", step, st)
 		}
 	}
 }

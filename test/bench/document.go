@@ -71,17 +71,43 @@ func document(r *results, notes string) string {
 	w("`LeaderElector` with a `LeaseLock`, %s, `ReleaseOnCancel: true` and the context cancelled on SIGTERM, as the ", p.failoverTiming)
 	w("guides write it. Before each trial every standby must follow the leader (ours: its `GET /` names the holder; the ")
 	w("baseline: its last *new leader* log line does). The leader is then signalled at a random moment within one retry ")
-	w("period, and the clock stops when the benchmark's own watch on the Lease shows another replica as its holder. ")
+	w("period, and the clock stops when the benchmark's own watch on the Lease shows another replica holding it and ")
+	w("acting on it (see *Direct handover*). ")
 	w("The old replica is replaced by a new one with a new name, as a Deployment replaces a pod. Graceful trials ")
-	w("alternate ours and the baseline, %d each. Crash trials (SIGKILL) wait out the lease, so %d run per implementation ", p.gracefulTrials, p.crashTrials)
+	w("take turns among the groups (below), %d each. Crash trials (SIGKILL) wait out the lease, so %d run per implementation ", p.gracefulTrials, p.crashTrials)
 	w("in %d independent groups per implementation at once, each on its own Lease, ours and the baseline side by side. ", p.crashGroups)
 	w("Percentiles are nearest-rank: with %d trials p99 is the slowest trial.\n\n", p.gracefulTrials)
+
+	w("**Direct handover.** The graceful trials run three groups in turn: our elector as shipped, which on SIGTERM ")
+	w("writes the Lease over to a chosen standby (one update naming the successor and carrying `%s`), ", handoverFromAnnotation)
+	w("our elector with `--handover=false` (*release-and-race*: it releases the Lease and the standbys race for it, ")
+	w("as before direct handover), and client-go's baseline. The clock stops when another replica holds the Lease and ")
+	w("acts on it: after a handover, when the successor's first renewal removes the annotation (the moment it may act ")
+	w("as the leader); after a release, at the acquisition. The graceful failover rows compare ours with client-go, the ")
+	w("direct handover rows with release-and-race; the details also give the time until the handover write itself.\n\n")
 
 	w("**API load.** One group of three per implementation, %s, side by side; every replica reaches the API server through ", p.loadTiming)
 	w("its own counting proxy in the benchmark process (loopback HTTP in, TLS with the implementation's client ")
 	w("certificate out), which counts each request by verb and resource. Counting starts once every standby follows ")
 	w("the leader and lasts %s; the table gives requests per minute. kube-apiserver's `apiserver_request_total` ", p.loadWindow)
-	w("cannot tell one client from another, which is why the proxy counts.\n\n")
+	w("cannot tell one client from another, which is why the proxy counts. A third group runs our elector with ")
+	w("`--renew-interval` equal to the retry period, next to ours with its default renew interval. The leader's ")
+	w("writes count only its own Lease; requests naming another Lease (a standby's candidate Lease) are counted ")
+	w("apart and listed in the details.\n\n")
+
+	w("**Rolling updates (simulated controllers).** The Deployment and ReplicaSet controllers are played by the ")
+	w("benchmark ([test/bench/deployment.go](../test/bench/deployment.go)), not run: each group is N (%s) of our ", strings.Join(strings.Split(joinInts(p.rolloutSizes), " and "), ", "))
+	w("electors as real processes with distinct pod names and UIDs, member readiness, a labels file carrying the ")
+	w("revision (`%s`) and an application endpoint of their own that `--app-check` probes. A rollout ", revisionLabel)
+	w("starts new replicas as the rolling update's fenceposts allow (maxSurge rounded up, maxUnavailable down), ")
+	w("waits until they are ready (`/readyz`), and sends SIGTERM to old ones as the controller scales the old ")
+	w("ReplicaSet down: either in the ReplicaSet controller's order when the leader carries a high ")
+	w("`controller.kubernetes.io/pod-deletion-cost` (the leader last, then the most recently ready first), or in a ")
+	w("random order. The Lease watch counts the leader's moves from one pod to another until every old replica has ")
+	w("exited and a new one leads. Each case runs %d times with direct handover and %d times with ", p.rolloutRuns, p.rolloutRuns)
+	w("release-and-race, in turns. These rows simulate the controllers; the rows *leader changes per rolling update ")
+	w("of a real Deployment* (the real-node phase) run the real ones, with the leader-label controller setting the ")
+	w("deletion cost, on a real node.\n\n")
 
 	w("**Footprint.** VmRSS (now) and VmHWM (peak) from `/proc/<pid>/status` of the API-load replicas at the end of ")
 	w("their window; binary sizes of `bin/elector` (`make build`) and of the baseline built with the same flags. The ")
@@ -140,9 +166,10 @@ func document(r *results, notes string) string {
 
 	w("## Details\n\n")
 	if r.graceful != nil {
-		for _, name := range []string{"ours", "baseline"} {
-			w("- graceful failover, %s (sorted): %s\n", name, durations(r.graceful[name]))
+		for _, name := range []string{oursName, raceName, baselineName} {
+			w("- graceful failover, %s, SIGTERM until another replica acts as the leader (sorted): %s\n", name, durations(r.graceful.confirmed[name]))
 		}
+		w("- graceful failover, %s, SIGTERM until the Lease names the successor (the handover write; sorted): %s\n", oursName, durations(r.graceful.written[oursName]))
 	}
 	if r.crash != nil {
 		for _, name := range []string{"ours", "baseline"} {
@@ -150,10 +177,35 @@ func document(r *results, notes string) string {
 		}
 	}
 	if r.load != nil {
-		for _, name := range []string{"ours", "baseline"} {
+		for _, name := range []string{oursName, renewAtRetryName, baselineName} {
 			l := r.load[name]
+			if l == nil {
+				continue
+			}
 			w("- API load per minute, %s: leader %s; standbys together %s; Lease changes during the window: %d\n",
 				name, describe(l.leader, l.window), describe(sumOf(l.standbys), l.window), l.changes)
+		}
+	}
+	if ro := r.rollouts; ro != nil {
+		for _, n := range p.rolloutSizes {
+			for _, st := range p.rolloutStrategies {
+				for _, random := range p.rolloutRandom {
+					for _, m := range leaveModes {
+						c := rolloutCase{n: n, strategy: st.name, random: random, mode: m.name}
+						var changes, handovers, tokens []string
+						var took []time.Duration
+						for _, t := range ro.trials[c] {
+							changes = append(changes, fmt.Sprint(t.changes))
+							handovers = append(handovers, fmt.Sprint(t.handovers))
+							tokens = append(tokens, fmt.Sprint(t.transitions))
+							took = append(took, t.took)
+						}
+						w("- rollout N = %d, %s, %s, %s: leader changes %s; handover writes %s; fencing token rises %s; durations %s\n",
+							n, st.name, orderName(random), m.name, strings.Join(changes, " "), strings.Join(handovers, " "),
+							strings.Join(tokens, " "), durations(took))
+					}
+				}
+			}
 		}
 	}
 	if s := r.scale; s != nil {

@@ -33,6 +33,13 @@ type group struct {
 	timing timing
 	// kubeconfigFor gives a new replica its kubeconfig; nil means the implementation's direct one.
 	kubeconfigFor func(id string) (string, error)
+	// env is added to every one of our electors' environment, after the defaults it may override; podEnv, when
+	// set, adds a replica's own (its labels file, its application's check).
+	env    []string
+	podEnv func(id string) ([]string, error)
+
+	// prefix names new replicas (<prefix>-<n>); "" means the Lease's name.
+	prefix string
 
 	mu       sync.Mutex
 	replicas []*replica
@@ -71,7 +78,7 @@ func (ws *workspace) startGroup(ctx context.Context, im *impl, lease string, n i
 // between, the elector exits and the replica is started again on another port.
 func (g *group) add(ctx context.Context) (*replica, error) {
 	g.mu.Lock()
-	id := fmt.Sprintf("%s-%d", g.lease, g.next)
+	id := fmt.Sprintf("%s-%d", or(g.prefix, g.lease), g.next)
 	g.next++
 	g.mu.Unlock()
 	kubeconfig := g.impl.kubeconfig
@@ -114,6 +121,14 @@ func (g *group) launch(ctx context.Context, id, kubeconfig string) (*replica, er
 		// Every bench elector shares this machine's network namespace, where a pod's elector has its own: each
 		// needs its own abstract step-down socket (the default, @leader-election, is one per pod).
 		"ELECTOR_CONTROL_SOCKET=@leader-election-bench-" + strconv.Itoa(port)}
+	env = append(env, g.env...)
+	if g.podEnv != nil {
+		own, err := g.podEnv(id)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, own...)
+	}
 	var err error
 	if r.proc, err = g.ws.procs.start(id, g.impl.bin, nil, env, logPath, nil); err != nil {
 		return nil, err

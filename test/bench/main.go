@@ -1,5 +1,6 @@
 // Command bench measures the project against its targets (GUIDE section 4) on the local control plane and
-// prints one table: failover after SIGTERM and SIGKILL, API load, footprint, admission cost and scale, each next
+// prints one table: failover after SIGTERM and SIGKILL, direct handover, API load, leader changes per rolling
+// update, footprint, admission cost and scale, each next
 // to a baseline measured in the same run. make bench runs it and writes docs/benchmarks.md.
 //
 //	go run ./test/bench --bin bin --out docs/benchmarks.md
@@ -38,6 +39,7 @@ func realMain() int {
 	flag.IntVar(&p.scaleReplicas, "scale-replicas", p.scaleReplicas, "electors per group in the scale benchmark")
 	flag.DurationVar(&p.profileTime, "profile-time", p.profileTime, "how long each kind of pod creation is profiled")
 	flag.IntVar(&p.coldPods, "cold-pods", p.coldPods, "annotated pods created one at a time after the webhook restarts")
+	flag.IntVar(&p.rolloutRuns, "rollout-runs", p.rolloutRuns, "simulated rolling updates per size, strategy, deletion order and mode")
 	flag.DurationVar(&p.scaleWindow, "scale-window", p.scaleWindow, "how long the scale benchmark's steady state is measured")
 	flag.Func("rollout-replicas", "comma-separated sizes of the real node's rolling updates (default 3,5,10)", func(v string) error {
 		p.rolloutReplicas = nil

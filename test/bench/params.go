@@ -5,7 +5,7 @@ import "time"
 // params are the sizes of every benchmark. make bench uses fullParams; the quick test runs the same code with
 // quickParams so that it cannot rot.
 type params struct {
-	// gracefulTrials failovers by SIGTERM per implementation, one after another, alternating.
+	// gracefulTrials failovers by SIGTERM per group (ours, release-and-race, the baseline), one after another, in turn.
 	gracefulTrials int
 	// crashTrials failovers by SIGKILL per implementation, spread over crashGroups groups per implementation
 	// that run side by side (each waits out a whole lease per trial).
@@ -30,6 +30,14 @@ type params struct {
 	scaleTiming                timing
 	scaleWindow                time.Duration
 	scaleFailovers             int
+	// rolloutSizes are the replica counts of the simulated rolling updates, each played rolloutRuns times per
+	// strategy, deletion order and mode, with rolloutTiming.
+	rolloutSizes      []int
+	rolloutStrategies []rolloutStrategy
+	rolloutRuns       int
+	rolloutTiming     timing
+	// rolloutRandom are the deletion orders played: false the leader last, true a random order.
+	rolloutRandom []bool
 	// rolloutReplicas are the sizes of the real node's rolling updates (each with both strategies and every
 	// rolloutMode); appFailureTrials the app failures per mode.
 	rolloutReplicas  []int
@@ -53,6 +61,8 @@ func fullParams() params {
 		profileTime: 10 * time.Second, coldPods: 100,
 		scaleGroups: 100, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: time.Minute, scaleFailovers: 5,
+		rolloutSizes: []int{3, 5, 10}, rolloutStrategies: []rolloutStrategy{defaultStrategy, surgeOnlyStrategy},
+		rolloutRuns: 3, rolloutTiming: defaultTiming, rolloutRandom: []bool{false, true},
 		rolloutReplicas: []int{3, 5, 10}, appFailureTrials: 5,
 	}
 }
@@ -69,6 +79,10 @@ func quickParams() params {
 		profileTime: time.Second, coldPods: 5,
 		scaleGroups: 3, scaleReplicas: 3, scaleTiming: shortTiming,
 		scaleWindow: 5 * time.Second, scaleFailovers: 1,
+		// With 3 replicas both strategies resolve to maxSurge 1, maxUnavailable 0: one is enough, and the random
+		// order is the one that tells handover from a race.
+		rolloutSizes: []int{3}, rolloutStrategies: []rolloutStrategy{defaultStrategy},
+		rolloutRuns: 1, rolloutTiming: defaultTiming, rolloutRandom: []bool{true},
 		rolloutReplicas: []int{3}, appFailureTrials: 1,
 	}
 }

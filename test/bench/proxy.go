@@ -25,13 +25,16 @@ import (
 type countingProxy struct {
 	server *http.Server
 	addr   string
+	// lease is the election's Lease; requests naming another Lease (a candidate's) are counted apart.
+	lease string
 
 	mu     sync.Mutex
 	counts map[string]int
 }
 
-// startCountingProxy forwards to the API server of upstream with upstream's credentials.
-func startCountingProxy(upstream *rest.Config) (*countingProxy, error) {
+// startCountingProxy forwards to the API server of upstream with upstream's credentials; lease is the election's
+// Lease.
+func startCountingProxy(upstream *rest.Config, lease string) (*countingProxy, error) {
 	target, err := url.Parse(upstream.Host)
 	if err != nil {
 		return nil, fmt.Errorf("API server address %q: %w", upstream.Host, err)
@@ -44,7 +47,7 @@ func startCountingProxy(upstream *rest.Config) (*countingProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &countingProxy{addr: l.Addr().String(), counts: map[string]int{}}
+	p := &countingProxy{addr: l.Addr().String(), lease: lease, counts: map[string]int{}}
 	forward := &httputil.ReverseProxy{
 		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(target) },
 		Transport: transport,
@@ -63,6 +66,9 @@ func startCountingProxy(upstream *rest.Config) (*countingProxy, error) {
 
 func (p *countingProxy) count(r *http.Request) {
 	key := classify(r.Method, r.URL)
+	if name := objectName(r.URL); strings.HasSuffix(key, " leases") && name != "" && name != p.lease {
+		key += " (other Leases)"
+	}
 	p.mu.Lock()
 	p.counts[key]++
 	p.mu.Unlock()
@@ -88,6 +94,17 @@ func (p *countingProxy) writeKubeconfig(dir, name string) (string, error) {
 	cfg.CurrentContext = "proxy"
 	path := filepath.Join(dir, name+".proxy.kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// objectName is the object a request's path names ("" for a collection): the segment after the resource.
+func objectName(u *url.URL) string {
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for i := range parts {
+		if parts[i] == "namespaces" && i+3 < len(parts) {
+			return parts[i+3]
+		}
+	}
+	return ""
 }
 
 // classify names a request as "<verb> <resource>" with the API server's verbs: a GET is a get, a list or a

@@ -18,7 +18,7 @@ import (
 
 // phases are the benchmark's parts, in the order they run.
 // "node" brings up the real node (test/node; root), last, after every other phase has left the machine.
-var phases = []string{"inject", "failover", "load", "scale", "admission", "node"}
+var phases = []string{"inject", "failover", "load", "rollout", "scale", "admission", "node"}
 
 // binaries are the programs under test.
 type binaries struct {
@@ -31,9 +31,10 @@ type binaries struct {
 type results struct {
 	params    params
 	machine   machine
-	graceful  map[string][]time.Duration
+	graceful  *graceful
 	crash     map[string][]time.Duration
 	load      map[string]*loadResult
+	rollouts  *simulatedRollouts
 	binSize   map[string]int64
 	micro     map[string]*microResult
 	admission *admissionResult
@@ -44,7 +45,7 @@ type results struct {
 
 // complete reports whether every phase ran; the real node's rows are added when that phase ran too.
 func (r *results) complete() bool {
-	return r.micro != nil && r.graceful != nil && r.crash != nil && r.load != nil && r.scale != nil && r.admission != nil
+	return r.micro != nil && r.graceful != nil && r.crash != nil && r.load != nil && r.rollouts != nil && r.scale != nil && r.admission != nil
 }
 
 // run runs the selected phases. The CPU-bound microbenchmark goes first, on a quiet machine; the election phases
@@ -73,7 +74,7 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 		}
 	}
 
-	if selected["failover"] || selected["load"] || selected["scale"] {
+	if selected["failover"] || selected["load"] || selected["rollout"] || selected["scale"] {
 		dir := filepath.Join(workDir, "elections")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
@@ -87,7 +88,7 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 			return nil, err
 		}
 		if selected["failover"] {
-			logf("graceful failover: %d trials each, %s, alternating ours and the baseline", p.gracefulTrials, p.failoverTiming)
+			logf("graceful failover: %d trials each, %s, ours, release-and-race and the baseline in turn", p.gracefulTrials, p.failoverTiming)
 			if res.graceful, err = runGraceful(ctx, ws, p.gracefulTrials, p.failoverTiming); err != nil {
 				return nil, err
 			}
@@ -98,6 +99,12 @@ func run(ctx context.Context, p params, bins binaries, workDir, injectRaw string
 		}
 		if selected["load"] {
 			if res.load, err = runAPILoad(ctx, ws, p.loadWindow, p.loadTiming); err != nil {
+				return nil, err
+			}
+		}
+		if selected["rollout"] {
+			logf("rollouts: N = %s, %d per case, %s, handover and release-and-race", joinInts(p.rolloutSizes), p.rolloutRuns, p.rolloutTiming)
+			if res.rollouts, err = runRollouts(ctx, ws, p); err != nil {
 				return nil, err
 			}
 		}

@@ -169,7 +169,7 @@ func runScale(ctx context.Context, ws *workspace, groups, replicas int, t timing
 		res.totalRate, sumRates(res.leaseRate), res.changes)
 
 	for i := 0; i < failovers && i < len(gs); i++ {
-		d, err := gs[i].failover(ctx, syscall.SIGTERM)
+		_, d, err := gs[i].failover(ctx, syscall.SIGTERM)
 		if err != nil {
 			return nil, fmt.Errorf("scale: failover of %s: %w", gs[i].lease, err)
 		}

@@ -20,6 +20,7 @@ func (r *results) rows() []row {
 	var rows []row
 	rows = append(rows, r.failoverRows()...)
 	rows = append(rows, r.loadRows()...)
+	rows = append(rows, r.rolloutRows()...)
 	rows = append(rows, r.footprintRows()...)
 	rows = append(rows, r.admissionRows()...)
 	rows = append(rows, r.scaleRows()...)
@@ -30,13 +31,24 @@ func (r *results) rows() []row {
 func (r *results) failoverRows() []row {
 	var rows []row
 	if r.graceful != nil {
-		rows = append(rows, percentileRows("graceful failover (SIGTERM)", r.graceful, r.params.failoverTiming,
+		rows = append(rows, percentileRows("graceful failover (SIGTERM)", r.graceful.against(baselineName), r.params.failoverTiming,
 			func(q float64, o, b time.Duration) (string, *bool) {
 				switch q {
 				case 0.5:
 					return "≤ 0.1 s and ≤ 0.1× baseline", verdict(o <= 100*time.Millisecond && o*10 <= b)
 				case 0.99:
 					return "≤ 0.5 s", verdict(o <= 500*time.Millisecond)
+				}
+				return "", nil
+			})...)
+		rows = append(rows, percentileRows("direct handover (SIGTERM → successor acting; baseline: release-and-race, --handover=false)",
+			r.graceful.against(raceName), r.params.failoverTiming,
+			func(q float64, o, _ time.Duration) (string, *bool) {
+				switch q {
+				case 0.5:
+					return "≤ 0.02 s", verdict(o <= 20*time.Millisecond)
+				case 0.99:
+					return "≤ 0.05 s", verdict(o <= 50*time.Millisecond)
 				}
 				return "", nil
 			})...)
@@ -86,14 +98,24 @@ func (r *results) loadRows() []row {
 		baseline: perMin(perStandby(b)), ours: perMin(perStandby(o)), ratio: ratio(perStandby(o), perStandby(b)),
 		target: "0 periodic (a watch only)", met: verdict(periodic == 0),
 	}}
-	renewals := o.window.Seconds() / r.params.loadTiming.retry.Seconds()
-	rows = append(rows, row{
-		what:     fmt.Sprintf("API load: writes/min of the leader (renew every %s)", r.params.loadTiming.retry),
-		baseline: perMin(b.perMinute(writes(b.leader))), ours: perMin(o.perMinute(writes(o.leader))),
-		ratio:  ratio(float64(writes(o.leader)), float64(writes(b.leader))),
-		target: fmt.Sprintf("≤ 1 per renewal = %s", perMin(60/r.params.loadTiming.retry.Seconds())),
-		met:    verdict(float64(writes(o.leader)) <= renewals+1),
-	})
+	// The leader's writes to the election's Lease: one per renewal at most, whatever the interval.
+	writeRow := func(what string, l *loadResult, every time.Duration) row {
+		x := row{what: what, baseline: perMin(b.perMinute(electionWrites(b.leader))), ours: perMin(l.perMinute(electionWrites(l.leader))),
+			ratio: ratio(l.perMinute(electionWrites(l.leader)), b.perMinute(electionWrites(b.leader)))}
+		if every > 0 {
+			x.target = fmt.Sprintf("≤ 1 per renewal = %s", perMin(60/every.Seconds()))
+			x.met = verdict(float64(electionWrites(l.leader)) <= l.window.Seconds()/every.Seconds()+1)
+		}
+		return x
+	}
+	interval, what := o.renewInterval, "the elector's default renew interval"
+	if interval > 0 {
+		what = fmt.Sprintf("default renew interval %s", interval)
+	}
+	rows = append(rows, writeRow(fmt.Sprintf("API load: writes/min of the leader to the Lease, %s, %s (baseline: client-go, renewing every retry period)", r.params.loadTiming, what), o, interval))
+	if at := r.load[renewAtRetryName]; at != nil {
+		rows = append(rows, writeRow(fmt.Sprintf("API load: writes/min of the leader to the Lease, --renew-interval=%s (the retry period)", r.params.loadTiming.retry), at, r.params.loadTiming.retry))
+	}
 	bg, og := verbs(b.group()), verbs(o.group())
 	var names []string
 	for _, m := range []map[string]int{bg, og} {
@@ -115,6 +137,32 @@ func (r *results) loadRows() []row {
 		baseline: perMin(b.perMinute(total(b.group()))), ours: perMin(o.perMinute(total(o.group()))),
 		ratio: ratio(float64(total(o.group())), float64(total(b.group()))),
 	})
+	return rows
+}
+
+func (r *results) rolloutRows() []row {
+	if r.rollouts == nil {
+		return nil
+	}
+	var rows []row
+	p := r.params
+	for _, n := range p.rolloutSizes {
+		for _, s := range p.rolloutStrategies {
+			for _, random := range p.rolloutRandom {
+				c := rolloutCase{n: n, strategy: s.name, random: random}
+				c.mode = raceName
+				b := r.rollouts.changes(c)
+				c.mode = oursName
+				o := r.rollouts.changes(c)
+				rows = append(rows, row{
+					what: fmt.Sprintf("leader changes per rolling update (simulated controllers), N = %d, %s, %s, %d rollouts (baseline: release-and-race)",
+						n, s.name, map[bool]string{false: "leader deleted last", true: "old pods deleted in random order"}[random], len(o)),
+					baseline: summarizeChanges(b), ours: summarizeChanges(o), ratio: ratio(meanInts(o), meanInts(b)),
+					target: "exactly 1", met: verdict(len(o) > 0 && slices.Min(o) == 1 && slices.Max(o) == 1),
+				})
+			}
+		}
+	}
 	return rows
 }
 
