@@ -13,7 +13,10 @@ import (
 // advertiser keeps this replica's candidate Lease current from a goroutine of its own, so that the election loop
 // never waits on it: the loop offers the latest advertisement, the advertiser writes it at most once per retry
 // period (a health check that flaps costs one write per retry period at most), retrying failures with the
-// standby backoff. It writes nothing periodically.
+// standby backoff. It writes nothing periodically. One write is exempt from the pause: the first that says
+// healthy. A new pod advertises itself unhealthy ("not checked yet") as it starts and healthy once its first
+// check passes, often within the retry period; member readiness waits for that healthy advertisement, so the
+// pause would hold every new pod of a rollout back by up to a retry period for nothing.
 type advertiser struct {
 	api      CandidateAPI
 	cfg      Config
@@ -27,6 +30,8 @@ type advertiser struct {
 	current *coordinationv1.Lease
 	// last is the advertisement last written.
 	last candidate
+	// saidHealthy is set once an advertisement saying healthy was written.
+	saidHealthy bool
 }
 
 func newAdvertiser(api CandidateAPI, cfg Config, clk clock.WithDelayedExecution, log *slog.Logger, problems *problemLog, b *board) *advertiser {
@@ -63,7 +68,8 @@ func (a *advertiser) run(ctx context.Context) {
 			return
 		}
 		for {
-			if wait := lastWrite.Add(a.cfg.RetryPeriod).Sub(a.clock.Now()); !lastWrite.IsZero() && wait > 0 {
+			firstHealthy := me.Healthy && !a.saidHealthy
+			if wait := lastWrite.Add(a.cfg.RetryPeriod).Sub(a.clock.Now()); !lastWrite.IsZero() && !firstHealthy && wait > 0 {
 				if !a.sleep(ctx, wait) {
 					return
 				}
@@ -77,6 +83,7 @@ func (a *advertiser) run(ctx context.Context) {
 			lastWrite = a.clock.Now()
 			if err == nil {
 				a.current, a.last, failures = out, me, 0
+				a.saidHealthy = a.saidHealthy || me.Healthy
 				a.problems.succeeded("write the candidate Lease")
 				a.board.setAdvertised(me.Healthy)
 				break

@@ -259,3 +259,33 @@ func TestOnExitTheCandidateLeaseSaysUnhealthySoThatNoLeaderChoosesAReplicaGoingA
 		t.Fatalf("after exit the candidate Lease is %+v, want it to say healthy=false", l)
 	}
 }
+
+func TestANewPodAdvertisesItselfHealthyWithoutWaitingOutTheRetryPeriod(t *testing.T) {
+	api := newFakeLeases()
+	api.store(heldBy("leader", 3, 2))
+	clk := testclock.NewFakeClock(epoch)
+	health := &fakeHealth{}
+	health.set(false, "not checked yet")
+	cands := newFakeCandidates()
+	e, _ := startGated(t, testConfig("me"), api, cands, health, clk)
+	waitFor(t, "the unhealthy advertisement of a new pod", func() bool {
+		l := cands.advertised("me")
+		return e.board.watch().synced && l != nil && l.Annotations[CandidateHealthyAnnotation] == "false"
+	})
+	// The first check passes at once; the fake clock stands still, so a pause of one retry period would never end.
+	health.set(true, "")
+	waitFor(t, "the first healthy advertisement, without a pause", func() bool {
+		l := cands.advertised("me")
+		return l != nil && l.Annotations[CandidateHealthyAnnotation] == "true"
+	})
+	// A flap after that is paused again: the unhealthy verdict waits out the retry period.
+	health.set(false, "503")
+	time.Sleep(200 * time.Millisecond)
+	if l := cands.advertised("me"); l.Annotations[CandidateHealthyAnnotation] != "true" {
+		t.Fatalf("a flap was advertised within the retry period: %v", l.Annotations)
+	}
+	clk.Step(testConfig("me").RetryPeriod)
+	waitFor(t, "the flap advertised after the retry period", func() bool {
+		return cands.advertised("me").Annotations[CandidateHealthyAnnotation] == "false"
+	})
+}
