@@ -636,3 +636,37 @@ func TestAnAnswerFromTheServerRestartsTheBackoff(t *testing.T) {
 		t.Fatalf("after the server answered, the next failure waits %s; want the first backoff step, 125ms", wake.Sub(clk.Now()))
 	}
 }
+
+// A candidate Lease of another election can carry this election's Lease name (Lease "web", pod "web-0": candidate
+// Lease "web-web-0", the elected Lease of a workload named web-web-0), created by that candidate while this
+// Lease was absent. The policy judges a write that keeps the candidate label as a candidate write for the other
+// Lease and refuses it, so the elector must drop the label when it takes the Lease, or the election is frozen.
+func TestTakingALeaseThatCarriesACandidateLabelDropsTheLabel(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	squatter := withUID(heldBy("web-0", 0, 4), "web-0-uid")
+	squatter.Labels = map[string]string{CandidateForLabel: "web", "team": "kept"}
+	m.observe(api.store(squatter), "")
+	m.advance(context.Background())
+	if m.s.leading {
+		t.Fatal("took a Lease whose holder's lease has not run out")
+	}
+	clk.Step(4 * time.Second)
+	m.advance(context.Background())
+	got := api.current()
+	if !m.s.leading || holderOf(got) != "me" {
+		t.Fatalf("leading %v, holder %q: want this replica to take the Lease after its holder's lease ran out", m.s.leading, holderOf(got))
+	}
+	if v, ok := got.Labels[CandidateForLabel]; ok {
+		t.Fatalf("the taken Lease still carries %s=%q: the policy would refuse every write of this election", CandidateForLabel, v)
+	}
+	if got.Labels["team"] != "kept" {
+		t.Errorf("labels %v: other labels must be kept", got.Labels)
+	}
+	clk.Step(time.Second)
+	m.advance(context.Background())
+	if _, ok := api.current().Labels[CandidateForLabel]; ok || api.count("update") < 2 {
+		t.Fatalf("after a renewal (%d updates): labels %v", api.count("update"), api.current().Labels)
+	}
+}

@@ -852,4 +852,36 @@ func testHandoverAndCandidates(t *testing.T, env *controlplane.Env) {
 			t.Errorf("B creating its own candidate Lease: %v", err)
 		}
 	})
+	t.Run("a candidate Lease under another election's Lease name is taken without its label", func(t *testing.T) {
+		// Pod A's candidate Lease web-replica-a exists (above); a workload of another ServiceAccount elects in a
+		// Lease of that very name. Its elector's write keeping the candidate label is judged as a candidate write
+		// for web and refused (the election would be frozen); the elector drops the label (pkg/elector setHolder,
+		// TestTakingALeaseThatCarriesACandidateLabelDropsTheLabel), and that write is allowed.
+		name := elector.CandidateLeaseName("web", a.Name)
+		other := createPod(t, cs, ns, "api", annotatedFor("api-0", name))
+		waitCanHold(t, cs, ns, "api", name)
+		asOther := podToken(t, env, other).CoordinationV1().Leases(ns)
+		squatted, err := cs.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		take := squatted.DeepCopy()
+		take.Spec.HolderIdentity = ptr.To(other.Name)
+		take.Annotations[elector.HolderUIDAnnotation] = string(other.UID)
+		take.Spec.LeaseTransitions = ptr.To(transitionsOrZero(squatted) + 1)
+		_, err = asOther.Update(ctx, take, metav1.UpdateOptions{})
+		refusedBy(t, "the other election's elector keeping the candidate label", err, policyElectorLeases, "")
+		delete(take.Labels, elector.CandidateForLabel)
+		if _, err := asOther.Update(ctx, take, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("the other election's elector taking its Lease without the candidate label: %v", err)
+		}
+	})
+}
+
+// transitionsOrZero is the Lease's leaseTransitions, 0 when unset.
+func transitionsOrZero(l *coordinationv1.Lease) int32 {
+	if l.Spec.LeaseTransitions == nil {
+		return 0
+	}
+	return *l.Spec.LeaseTransitions
 }
