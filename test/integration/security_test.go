@@ -851,6 +851,27 @@ func testHandoverAndCandidates(t *testing.T, env *controlplane.Env) {
 		if _, err := asB.Create(ctx, candidateOf(b, "web"), metav1.CreateOptions{}); err != nil {
 			t.Errorf("B creating its own candidate Lease: %v", err)
 		}
+		// A second owner that outlives the pod (here A's pod; a Deployment would do) keeps the garbage collector
+		// from removing the candidate Lease: a dead pod advertised as healthy for ever.
+		twoOwners := candidateOf(c, "web")
+		twoOwners.OwnerReferences = append(twoOwners.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: a.Name, UID: a.UID})
+		if _, err = asC.Create(ctx, twoOwners, metav1.CreateOptions{}); err == nil {
+			_ = cs.CoordinationV1().Leases(ns).Delete(ctx, twoOwners.Name, metav1.DeleteOptions{}) // keep the next case independent
+		}
+		refusedBy(t, "a candidate Lease with a second owner", err, policyElectorLeases, "owned by its pod alone")
+		// A Lease under C's candidate name that another holder wrote (another election's Lease of that name) may
+		// not be turned into C's candidate Lease.
+		foreign, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: elector.CandidateLeaseName("web", c.Name), Namespace: ns},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-controller"), LeaseDurationSeconds: ptr.To[int32](15)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		converted := candidateOf(c, "web")
+		converted.ResourceVersion = foreign.ResourceVersion
+		_, err = asC.Update(ctx, converted, metav1.UpdateOptions{})
+		refusedBy(t, "C turning another holder's Lease into its candidate Lease", err, policyElectorLeases, "not one another pod of another name wrote")
 	})
 	t.Run("a candidate Lease under another election's Lease name is taken without its label", func(t *testing.T) {
 		// Pod A's candidate Lease web-replica-a exists (above); a workload of another ServiceAccount elects in a
