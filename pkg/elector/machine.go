@@ -224,7 +224,10 @@ func (m *machine) renew(ctx context.Context) {
 		m.awaitNewer()
 		m.log.Info("renewal conflicted; waiting for the Lease's newer state", "error", err)
 	default:
-		m.s.retryAt = m.clock.Now().Add(m.cfg.RetryPeriod)
+		// The next attempt is due a retry period after this one was sent, as client-go's renew loop ticks: counted
+		// from the failure, a renewal that timed out (a whole retry period) would wait another before its retry,
+		// and one sent at the largest renew interval would get no retry before the deadline at all.
+		m.s.retryAt = now.Add(m.cfg.RetryPeriod)
 		m.problems.failed("renew the Lease", err)
 	}
 }
