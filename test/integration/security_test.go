@@ -823,6 +823,20 @@ func testHandoverAndCandidates(t *testing.T, env *controlplane.Env) {
 		}
 		_, err = asB.Create(ctx, candidateOf(a, "web"), metav1.CreateOptions{})
 		refusedBy(t, "B creating A's candidate Lease", err, policyElectorLeases, "")
+		// The handover rule does not apply to candidate Leases: A may not "hand over" its own candidate Lease to
+		// B, which would advertise B (healthy, by A's word) under B's name and UID.
+		handedOn := own.DeepCopy()
+		handedOn.Spec.HolderIdentity = ptr.To(b.Name)
+		handedOn.Annotations[elector.HolderUIDAnnotation] = string(b.UID)
+		handedOn.Annotations[elector.HandoverFromAnnotation] = a.Name
+		handedOn.Annotations[elector.CandidateHealthyAnnotation] = "true"
+		handedOn.Spec.LeaseTransitions = ptr.To[int32](1)
+		handedOn.ResourceVersion = ""
+		if cur, err := cs.CoordinationV1().Leases(ns).Get(ctx, own.Name, metav1.GetOptions{}); err == nil {
+			handedOn.ResourceVersion = cur.ResourceVersion
+		}
+		_, err = asA.Update(ctx, handedOn, metav1.UpdateOptions{})
+		refusedBy(t, "A handing its candidate Lease over to B", err, policyElectorLeases, "")
 		bAsA := candidateOf(b, "web")
 		bAsA.Name = elector.CandidateLeaseName("web", a.Name)
 		_, err = asB.Create(ctx, bAsA, metav1.CreateOptions{})
