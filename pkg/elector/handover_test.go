@@ -341,3 +341,23 @@ func TestATimedOutRenewalIsRetriedBeforeTheRenewDeadline(t *testing.T) {
 		})
 	}
 }
+
+// A Lease deleted while this replica last saw it handed over and unconfirmed: the successor may have confirmed
+// and led since (the confirmation lost to a watch that stayed silent, then a fresh read that finds no Lease), so
+// nobody may create the Lease before the successor's full lease duration, not just the handover bound, has run
+// out; otherwise the new creator and the successor, still renewing until its next write meets the deletion,
+// lead at once.
+func TestADeletedHandedOverLeaseIsWaitedOutForTheWholeLeaseDuration(t *testing.T) {
+	cfg := testConfig("me")
+	s := state{}
+	handed := handedOver("old", "succ", 5)
+	handed.ResourceVersion = "1"
+	observe(&s, handed, "", epoch, cfg)
+	observe(&s, nil, "2", epoch.Add(cfg.handoverBound()), cfg)
+	if want := epoch.Add(4 * time.Second); s.createNotBefore.Before(want) {
+		t.Fatalf("may create the deleted Lease at +%s, want no earlier than +%s (the successor's lease duration)", s.createNotBefore.Sub(epoch), want.Sub(epoch))
+	}
+	if act, _ := decide(&s, epoch.Add(cfg.handoverBound()+time.Millisecond), cfg); act != wait {
+		t.Fatalf("decide right after the deletion = %s, want wait", act)
+	}
+}

@@ -183,8 +183,10 @@ func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time,
 		s.createNotBefore = later(s.createNotBefore, now.Add(cfg.LeaseDuration+cfg.RetryPeriod))
 	}
 	if l == nil && s.lease != nil && holderOf(s.lease) != "" {
-		// Deleted while held: the last holder may act until its lease runs out as this replica saw it.
-		s.createNotBefore = later(s.createNotBefore, expiryOf(s, cfg))
+		// Deleted while held: the last holder may act until its lease runs out as this replica saw it. Not the
+		// handover bound: a successor may have confirmed (and led since) without this replica seeing it, when a
+		// silent watch was restarted from a read that found the Lease gone.
+		s.createNotBefore = later(s.createNotBefore, s.observedAt.Add(leaseDurationOf(s.lease, cfg.LeaseDuration)))
 	}
 	if !s.known || recordChanged(s.lease, l) {
 		s.observedAt = now
