@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
@@ -668,5 +669,36 @@ func TestTakingALeaseThatCarriesACandidateLabelDropsTheLabel(t *testing.T) {
 	m.advance(context.Background())
 	if _, ok := api.current().Labels[CandidateForLabel]; ok || api.count("update") < 2 {
 		t.Fatalf("after a renewal (%d updates): labels %v", api.count("update"), api.current().Labels)
+	}
+}
+
+// A replica whose watch went silent misses what happened to the Lease before it was deleted; its fresh read finds
+// only that it is gone. Whoever acquired or renewed it meanwhile did so before the deletion and may lead for a
+// renew deadline after its last renewal, so the Lease is not created before a renew deadline after the deletion
+// was seen, even when the last state this replica saw was a free Lease.
+func TestADeletionSeenLateIsWaitedOutForARenewDeadline(t *testing.T) {
+	cfg := testConfig("me")
+	for _, tc := range []struct {
+		name string
+		last *coordinationv1.Lease
+	}{
+		{"last seen free", heldBy("", 3, 4)},
+		{"last seen handed over", handedOver("old", "succ", 3)},
+		{"last seen held", withUID(heldBy("other", 3, 4), "other-uid")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := state{}
+			last := tc.last.DeepCopy()
+			last.ResourceVersion = "1"
+			observe(&s, last, "", epoch, cfg)
+			seen := epoch.Add(10 * time.Second) // the watch was silent; the restart's read finds no Lease
+			observe(&s, nil, "", seen, cfg)
+			if act, wake := decide(&s, seen, cfg); act != wait || wake.Before(seen.Add(cfg.RenewDeadline)) {
+				t.Fatalf("decide when the deletion is seen = %s (wake +%s), want to wait until a renew deadline (%s) has passed", act, wake.Sub(seen), cfg.RenewDeadline)
+			}
+			if act, _ := decide(&s, seen.Add(cfg.RenewDeadline), cfg); act != create {
+				t.Fatalf("decide a renew deadline after the deletion was seen = %s, want create", act)
+			}
+		})
 	}
 }
