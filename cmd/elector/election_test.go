@@ -767,6 +767,18 @@ func (h *harness) testLabelledMember(t *testing.T) {
 		st, err := r.status()
 		return err == nil && st.Name == "ghost"
 	})
+	// In member readiness a replica is also unready until its candidate Lease is written (a start-up write that
+	// can take longer than the Lease watch on a loaded machine): wait for it, so that the answers below are about
+	// the label alone.
+	waitUntil(t, 5*time.Second, r.name+" to advertise itself as a candidate", func() bool {
+		resp, err := http.Get(r.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return err == nil && !strings.Contains(string(body), "not a candidate yet")
+	})
 	if code := r.readyz(time.Second); code != http.StatusServiceUnavailable {
 		t.Errorf("a standby labelled leader: /readyz %d, want 503", code)
 	}

@@ -32,7 +32,7 @@ func options() []option {
 		{"lease-duration", "LEASE_DURATION", elector.DefaultLeaseDuration.String(), "how long a Lease is valid after its last renewal (Go duration, > renew-deadline)"},
 		{"renew-deadline", "RENEW_DEADLINE", elector.DefaultRenewDeadline.String(), "how long after its last renewal the leader stays ready and keeps trying to renew before it steps down (> retry-period, < lease-duration)"},
 		{"retry-period", "RETRY_PERIOD", elector.DefaultRetryPeriod.String(), "how often the leader renews, and the pause between failed attempts (> 0, < renew-deadline)"},
-		{"renew-interval", "ELECTOR_RENEW_INTERVAL", "", "how often the leader renews after a successful renewal (Go duration from retry-period to renew-deadline - retry-period; default: renew-deadline - 3 x retry-period, at least retry-period: 4s with 15s/10s/2s)"},
+		{"renew-interval", "ELECTOR_RENEW_INTERVAL", "", "how often the leader renews after a successful renewal (Go duration from retry-period to renew-deadline - 2 x retry-period; default: renew-deadline - 3 x retry-period, at least retry-period: 4s with 15s/10s/2s)"},
 		{"handover", "ELECTOR_HANDOVER", "true", "true: a leader that steps down, loses its application's health or shuts down writes the Lease over to a chosen healthy replica; false: it releases the Lease to a race"},
 		{"port", "ELECTOR_PORT", "8642", "the HTTP port (1-65535)"},
 		{"control-socket", "ELECTOR_CONTROL_SOCKET", "@leader-election", "the Unix socket for POST /stepdown, reachable from inside the pod only (a leading @: Linux's abstract namespace, scoped to the pod's network namespace)"},

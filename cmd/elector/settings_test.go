@@ -66,9 +66,10 @@ func TestRenewIntervalAndHandoverAreCheckedAgainstTheOtherDurations(t *testing.T
 		args []string
 		want string // "" = accepted
 	}{
-		{[]string{"--renew-interval=8s"}, ""},
+		{[]string{"--renew-interval=6s"}, ""},
+		{[]string{"--renew-interval=8s"}, "renew-interval (8s) must be from retry-period (2s) to renew-deadline - 2 x retry-period (6s)"},
 		{[]string{"--renew-interval=2s"}, ""},
-		{[]string{"--renew-interval=9s"}, "renew-interval (9s) must be from retry-period (2s) to renew-deadline - retry-period (8s)"},
+		{[]string{"--renew-interval=9s"}, "renew-interval (9s) must be from retry-period (2s) to renew-deadline - 2 x retry-period (6s)"},
 		{[]string{"--renew-interval=1s"}, "renew-interval (1s) must be from retry-period (2s)"},
 		{[]string{"--renew-interval=soon"}, `--renew-interval="soon": not a duration`},
 		// Fast timings: the default falls back to the retry period, the interval client-go uses.

@@ -153,13 +153,13 @@ func DefaultRenewInterval(renewDeadline, retryPeriod time.Duration) time.Duratio
 }
 
 // CheckRenewInterval checks a renew interval against the other durations: from retry-period (renewing more often
-// than failed attempts are retried buys nothing) to renew-deadline - retry-period (a renewal that fails must leave
-// room for at least one retry with its full timeout before the deadline; the retry period itself, client-go's
-// behaviour, is always accepted). Readiness does not depend on it: a leader is ready for renew-deadline after its
+// than failed attempts are retried buys nothing) to renew-deadline - 2 x retry-period (a renewal that times out
+// takes a retry period, and its retry, sent a retry period after it, needs another one to complete before the
+// deadline; the retry period itself, client-go's behaviour, is always accepted). Readiness does not depend on it: a leader is ready for renew-deadline after its
 // last successful renewal, whatever the interval.
 func CheckRenewInterval(renewInterval, renewDeadline, retryPeriod time.Duration) error {
-	if upper := max(retryPeriod, renewDeadline-retryPeriod); renewInterval < retryPeriod || renewInterval > upper {
-		return fmt.Errorf("renew-interval (%s) must be from retry-period (%s) to renew-deadline - retry-period (%s), so that a failed renewal is retried at least once before the renew deadline (%s)",
+	if upper := max(retryPeriod, renewDeadline-2*retryPeriod); renewInterval < retryPeriod || renewInterval > upper {
+		return fmt.Errorf("renew-interval (%s) must be from retry-period (%s) to renew-deadline - 2 x retry-period (%s), so that a renewal that times out is retried at least once, with its full timeout, before the renew deadline (%s)",
 			renewInterval, retryPeriod, upper, renewDeadline)
 	}
 	return nil

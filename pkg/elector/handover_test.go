@@ -270,3 +270,94 @@ func (f *fakeHealth) set(healthy bool, reason string) {
 
 func (f *fakeHealth) Healthy() (bool, string)  { return f.healthy, f.reason }
 func (f *fakeHealth) Changed() <-chan struct{} { return f.changed }
+
+// timingOutLeases makes every update, once timing out is on, take its whole timeout (the fake clock moves to the
+// request's deadline) and fail: an API server that accepts connections but does not answer.
+type timingOutLeases struct {
+	*fakeLeases
+	clk       *testclock.FakeClock
+	timingOut bool
+	sent      []time.Duration // when each timed-out update was sent, from the clock's start
+}
+
+func (f *timingOutLeases) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if !f.timingOut {
+		return f.fakeLeases.Update(ctx, l)
+	}
+	f.sent = append(f.sent, f.clk.Now().Sub(epoch))
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return nil, context.DeadlineExceeded
+	}
+	// The context's deadline is on the real clock: the request's timeout is how far ahead of real time it is.
+	f.clk.Step(time.Until(deadline).Round(10 * time.Millisecond))
+	return nil, context.DeadlineExceeded
+}
+
+// A renewal that times out is retried before the renew deadline, at every accepted renew interval, and the
+// default interval keeps the three attempts docs/elector.md promises (at 15s/10s/2s: +4, +6, +8, deadline +10).
+func TestATimedOutRenewalIsRetriedBeforeTheRenewDeadline(t *testing.T) {
+	cfg := testConfig("me")
+	cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
+	largest := cfg.RetryPeriod
+	for d := cfg.RetryPeriod; d <= cfg.RenewDeadline; d += 100 * time.Millisecond {
+		if CheckRenewInterval(d, cfg.RenewDeadline, cfg.RetryPeriod) == nil {
+			largest = d
+		}
+	}
+	for _, tc := range []struct {
+		name         string
+		interval     time.Duration
+		wantAttempts int
+	}{
+		{"default interval", DefaultRenewInterval(cfg.RenewDeadline, cfg.RetryPeriod), 3},
+		{"largest accepted interval " + largest.String(), largest, 2},
+		{"the retry period (client-go)", cfg.RetryPeriod, 0}, // 0: at least 2, however many fit
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := cfg
+			cfg.RenewInterval = tc.interval
+			clk := testclock.NewFakeClock(epoch)
+			api := &timingOutLeases{fakeLeases: newFakeLeases(), clk: clk}
+			m := newTestMachine(t, cfg, api, clk)
+			createFirst(m, clk)
+			acquiredAt := clk.Now()
+			api.timingOut = true
+			for m.s.leading && clk.Now().Before(acquiredAt.Add(2*cfg.RenewDeadline)) {
+				m.advance(context.Background())
+				clk.Step(10 * time.Millisecond)
+			}
+			// Renewals only: once it gave up, the standby's first acquisition of its own Lease is another update.
+			attempts := 0
+			for _, at := range api.sent {
+				if epoch.Add(at).Before(acquiredAt.Add(cfg.RenewDeadline)) {
+					attempts++
+				}
+			}
+			if attempts < 2 || tc.wantAttempts != 0 && attempts != tc.wantAttempts {
+				t.Fatalf("renew interval %s: %d renewal attempts before giving up (sent at %v after the clock's start, leader since %v), want %d: a renewal that times out must be retried before the renew deadline",
+					tc.interval, attempts, api.sent, acquiredAt.Sub(epoch), max(2, tc.wantAttempts))
+			}
+		})
+	}
+}
+
+// A Lease deleted while this replica last saw it handed over and unconfirmed: the successor may have confirmed
+// and led since (the confirmation lost to a watch that stayed silent, then a fresh read that finds no Lease), so
+// nobody may create the Lease before the successor's full lease duration, not just the handover bound, has run
+// out; otherwise the new creator and the successor, still renewing until its next write meets the deletion,
+// lead at once.
+func TestADeletedHandedOverLeaseIsWaitedOutForTheWholeLeaseDuration(t *testing.T) {
+	cfg := testConfig("me")
+	s := state{}
+	handed := handedOver("old", "succ", 5)
+	handed.ResourceVersion = "1"
+	observe(&s, handed, "", epoch, cfg)
+	observe(&s, nil, "2", epoch.Add(cfg.handoverBound()), cfg)
+	if want := epoch.Add(4 * time.Second); s.createNotBefore.Before(want) {
+		t.Fatalf("may create the deleted Lease at +%s, want no earlier than +%s (the successor's lease duration)", s.createNotBefore.Sub(epoch), want.Sub(epoch))
+	}
+	if act, _ := decide(&s, epoch.Add(cfg.handoverBound()+time.Millisecond), cfg); act != wait {
+		t.Fatalf("decide right after the deletion = %s, want wait", act)
+	}
+}

@@ -224,7 +224,10 @@ func (m *machine) renew(ctx context.Context) {
 		m.awaitNewer()
 		m.log.Info("renewal conflicted; waiting for the Lease's newer state", "error", err)
 	default:
-		m.s.retryAt = m.clock.Now().Add(m.cfg.RetryPeriod)
+		// The next attempt is due a retry period after this one was sent, as client-go's renew loop ticks: counted
+		// from the failure, a renewal that timed out (a whole retry period) would wait another before its retry,
+		// and one sent at the largest renew interval would get no retry before the deadline at all.
+		m.s.retryAt = now.Add(m.cfg.RetryPeriod)
 		m.problems.failed("renew the Lease", err)
 	}
 }
@@ -322,13 +325,19 @@ func (m *machine) release(ctx context.Context, why string) error {
 	}
 }
 
-// setHolder writes this pod into the Lease as its holder: the pod name, and its UID in the annotation.
+// setHolder writes this pod into the Lease as its holder: the pod name, and its UID in the annotation. It drops a
+// candidate label: the elected Lease is nobody's candidate Lease, but a candidate Lease of another election can
+// carry its name (Lease "web" and pod "web-0" advertise in Lease "web-web-0", which may be another workload's
+// elected Lease, created first by the candidate while that workload's Lease was absent). Kept, the label would
+// make the elector-leases policy judge every write of this election as a candidate write for the other Lease and
+// refuse it for ever; dropped, the Lease is taken like any other once its holder's lease has run out.
 func setHolder(l *coordinationv1.Lease, cfg Config) {
 	l.Spec.HolderIdentity = ptr.To(cfg.Identity)
 	if l.Annotations == nil {
 		l.Annotations = map[string]string{}
 	}
 	l.Annotations[HolderUIDAnnotation] = cfg.UID
+	delete(l.Labels, CandidateForLabel)
 }
 
 // releaseRetryPause is the pause before the next release attempt after a transport error: 25ms, doubling, at most

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
@@ -634,5 +635,70 @@ func TestAnAnswerFromTheServerRestartsTheBackoff(t *testing.T) {
 	api.setFail(func(string) error { return context.DeadlineExceeded })
 	if wake := m.advance(context.Background()); wake.Sub(clk.Now()) != 125*time.Millisecond {
 		t.Fatalf("after the server answered, the next failure waits %s; want the first backoff step, 125ms", wake.Sub(clk.Now()))
+	}
+}
+
+// A candidate Lease of another election can carry this election's Lease name (Lease "web", pod "web-0": candidate
+// Lease "web-web-0", the elected Lease of a workload named web-web-0), created by that candidate while this
+// Lease was absent. The policy judges a write that keeps the candidate label as a candidate write for the other
+// Lease and refuses it, so the elector must drop the label when it takes the Lease, or the election is frozen.
+func TestTakingALeaseThatCarriesACandidateLabelDropsTheLabel(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	squatter := withUID(heldBy("web-0", 0, 4), "web-0-uid")
+	squatter.Labels = map[string]string{CandidateForLabel: "web", "team": "kept"}
+	m.observe(api.store(squatter), "")
+	m.advance(context.Background())
+	if m.s.leading {
+		t.Fatal("took a Lease whose holder's lease has not run out")
+	}
+	clk.Step(4 * time.Second)
+	m.advance(context.Background())
+	got := api.current()
+	if !m.s.leading || holderOf(got) != "me" {
+		t.Fatalf("leading %v, holder %q: want this replica to take the Lease after its holder's lease ran out", m.s.leading, holderOf(got))
+	}
+	if v, ok := got.Labels[CandidateForLabel]; ok {
+		t.Fatalf("the taken Lease still carries %s=%q: the policy would refuse every write of this election", CandidateForLabel, v)
+	}
+	if got.Labels["team"] != "kept" {
+		t.Errorf("labels %v: other labels must be kept", got.Labels)
+	}
+	clk.Step(time.Second)
+	m.advance(context.Background())
+	if _, ok := api.current().Labels[CandidateForLabel]; ok || api.count("update") < 2 {
+		t.Fatalf("after a renewal (%d updates): labels %v", api.count("update"), api.current().Labels)
+	}
+}
+
+// A replica whose watch went silent misses what happened to the Lease before it was deleted; its fresh read finds
+// only that it is gone. Whoever acquired or renewed it meanwhile did so before the deletion and may lead for a
+// renew deadline after its last renewal, so the Lease is not created before a renew deadline after the deletion
+// was seen, even when the last state this replica saw was a free Lease.
+func TestADeletionSeenLateIsWaitedOutForARenewDeadline(t *testing.T) {
+	cfg := testConfig("me")
+	for _, tc := range []struct {
+		name string
+		last *coordinationv1.Lease
+	}{
+		{"last seen free", heldBy("", 3, 4)},
+		{"last seen handed over", handedOver("old", "succ", 3)},
+		{"last seen held", withUID(heldBy("other", 3, 4), "other-uid")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := state{}
+			last := tc.last.DeepCopy()
+			last.ResourceVersion = "1"
+			observe(&s, last, "", epoch, cfg)
+			seen := epoch.Add(10 * time.Second) // the watch was silent; the restart's read finds no Lease
+			observe(&s, nil, "", seen, cfg)
+			if act, wake := decide(&s, seen, cfg); act != wait || wake.Before(seen.Add(cfg.RenewDeadline)) {
+				t.Fatalf("decide when the deletion is seen = %s (wake +%s), want to wait until a renew deadline (%s) has passed", act, wake.Sub(seen), cfg.RenewDeadline)
+			}
+			if act, _ := decide(&s, seen.Add(cfg.RenewDeadline), cfg); act != create {
+				t.Fatalf("decide a renew deadline after the deletion was seen = %s, want create", act)
+			}
+		})
 	}
 }

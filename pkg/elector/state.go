@@ -182,9 +182,18 @@ func observe(s *state, l *coordinationv1.Lease, deletedAt string, now time.Time,
 		// holder has run out by then, and any replica that remembers the token creates the Lease first.
 		s.createNotBefore = later(s.createNotBefore, now.Add(cfg.LeaseDuration+cfg.RetryPeriod))
 	}
+	if l == nil && s.lease != nil {
+		// Deleted, and this replica may have missed changes before the deletion (a watch that stayed silent is
+		// restarted from a read, which finds only that the Lease is gone): someone may have acquired or renewed
+		// it meanwhile. Every such write was sent before the deletion, which came before now, so whoever sent it
+		// stops leading within a renew deadline from now.
+		s.createNotBefore = later(s.createNotBefore, now.Add(cfg.RenewDeadline))
+	}
 	if l == nil && s.lease != nil && holderOf(s.lease) != "" {
-		// Deleted while held: the last holder may act until its lease runs out as this replica saw it.
-		s.createNotBefore = later(s.createNotBefore, expiryOf(s, cfg))
+		// Deleted while held: the last holder may act until its lease runs out as this replica saw it. Not the
+		// handover bound: a successor may have confirmed (and led since) without this replica seeing it, when a
+		// silent watch was restarted from a read that found the Lease gone.
+		s.createNotBefore = later(s.createNotBefore, s.observedAt.Add(leaseDurationOf(s.lease, cfg.LeaseDuration)))
 	}
 	if !s.known || recordChanged(s.lease, l) {
 		s.observedAt = now

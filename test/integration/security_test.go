@@ -923,6 +923,20 @@ func testHandoverAndCandidates(t *testing.T, env *controlplane.Env) {
 		}
 		_, err = asB.Create(ctx, candidateOf(a, "web"), metav1.CreateOptions{})
 		refusedBy(t, "B creating A's candidate Lease", err, policyElectorLeases, "")
+		// The handover rule does not apply to candidate Leases: A may not "hand over" its own candidate Lease to
+		// B, which would advertise B (healthy, by A's word) under B's name and UID.
+		handedOn := own.DeepCopy()
+		handedOn.Spec.HolderIdentity = ptr.To(b.Name)
+		handedOn.Annotations[elector.HolderUIDAnnotation] = string(b.UID)
+		handedOn.Annotations[elector.HandoverFromAnnotation] = a.Name
+		handedOn.Annotations[elector.CandidateHealthyAnnotation] = "true"
+		handedOn.Spec.LeaseTransitions = ptr.To[int32](1)
+		handedOn.ResourceVersion = ""
+		if cur, err := cs.CoordinationV1().Leases(ns).Get(ctx, own.Name, metav1.GetOptions{}); err == nil {
+			handedOn.ResourceVersion = cur.ResourceVersion
+		}
+		_, err = asA.Update(ctx, handedOn, metav1.UpdateOptions{})
+		refusedBy(t, "A handing its candidate Lease over to B", err, policyElectorLeases, "")
 		bAsA := candidateOf(b, "web")
 		bAsA.Name = elector.CandidateLeaseName("web", a.Name)
 		_, err = asB.Create(ctx, bAsA, metav1.CreateOptions{})
@@ -951,5 +965,58 @@ func testHandoverAndCandidates(t *testing.T, env *controlplane.Env) {
 		if _, err := asB.Create(ctx, candidateOf(b, "web"), metav1.CreateOptions{}); err != nil {
 			t.Errorf("B creating its own candidate Lease: %v", err)
 		}
+		// A second owner that outlives the pod (here A's pod; a Deployment would do) keeps the garbage collector
+		// from removing the candidate Lease: a dead pod advertised as healthy for ever.
+		twoOwners := candidateOf(c, "web")
+		twoOwners.OwnerReferences = append(twoOwners.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: a.Name, UID: a.UID})
+		if _, err = asC.Create(ctx, twoOwners, metav1.CreateOptions{}); err == nil {
+			_ = cs.CoordinationV1().Leases(ns).Delete(ctx, twoOwners.Name, metav1.DeleteOptions{}) // keep the next case independent
+		}
+		refusedBy(t, "a candidate Lease with a second owner", err, policyElectorLeases, "owned by its pod alone")
+		// A Lease under C's candidate name that another holder wrote (another election's Lease of that name) may
+		// not be turned into C's candidate Lease.
+		foreign, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: elector.CandidateLeaseName("web", c.Name), Namespace: ns},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-controller"), LeaseDurationSeconds: ptr.To[int32](15)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		converted := candidateOf(c, "web")
+		converted.ResourceVersion = foreign.ResourceVersion
+		_, err = asC.Update(ctx, converted, metav1.UpdateOptions{})
+		refusedBy(t, "C turning another holder's Lease into its candidate Lease", err, policyElectorLeases, "not one another pod of another name wrote")
 	})
+	t.Run("a candidate Lease under another election's Lease name is taken without its label", func(t *testing.T) {
+		// Pod A's candidate Lease web-replica-a exists (above); a workload of another ServiceAccount elects in a
+		// Lease of that very name. Its elector's write keeping the candidate label is judged as a candidate write
+		// for web and refused (the election would be frozen); the elector drops the label (pkg/elector setHolder,
+		// TestTakingALeaseThatCarriesACandidateLabelDropsTheLabel), and that write is allowed.
+		name := elector.CandidateLeaseName("web", a.Name)
+		other := createPod(t, cs, ns, "api", annotatedFor("api-0", name))
+		waitCanHold(t, cs, ns, "api", name)
+		asOther := podToken(t, env, other).CoordinationV1().Leases(ns)
+		squatted, err := cs.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		take := squatted.DeepCopy()
+		take.Spec.HolderIdentity = ptr.To(other.Name)
+		take.Annotations[elector.HolderUIDAnnotation] = string(other.UID)
+		take.Spec.LeaseTransitions = ptr.To(transitionsOrZero(squatted) + 1)
+		_, err = asOther.Update(ctx, take, metav1.UpdateOptions{})
+		refusedBy(t, "the other election's elector keeping the candidate label", err, policyElectorLeases, "")
+		delete(take.Labels, elector.CandidateForLabel)
+		if _, err := asOther.Update(ctx, take, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("the other election's elector taking its Lease without the candidate label: %v", err)
+		}
+	})
+}
+
+// transitionsOrZero is the Lease's leaseTransitions, 0 when unset.
+func transitionsOrZero(l *coordinationv1.Lease) int32 {
+	if l.Spec.LeaseTransitions == nil {
+		return 0
+	}
+	return *l.Spec.LeaseTransitions
 }
