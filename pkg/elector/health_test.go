@@ -200,6 +200,24 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 	token := transitionsOf(api.current())
 
 	health.set(false, "HTTP 503 from :8080/ready")
+	// It first leaves the Service: unready at once, still the leader, still renewing, for ServiceLeaveTime.
+	waitFor(t, "the leader to turn unready", func() bool { ok, _ := e.Ready(); return !ok })
+	left := clk.Now()
+	renewals := api.count("update")
+	for clk.Since(left) < ServiceLeaveTime {
+		if st := e.Status(); !st.IsLeader || holderOf(api.current()) != "me" {
+			t.Fatalf("%s after leaving the Service: isLeader %v, holder %q; want the Lease kept until %s have passed",
+				clk.Since(left), st.IsLeader, holderOf(api.current()), ServiceLeaveTime)
+		}
+		if ok, why := e.Ready(); ok || !strings.Contains(why, "leaving the Service") {
+			t.Fatalf("%s after leaving the Service: ready %v (%s)", clk.Since(left), ok, why)
+		}
+		clk.Step(cfg.RetryPeriod) // the loop wakes at least once per retry period
+		waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	}
+	if n := api.count("update") - renewals; n < int(ServiceLeaveTime/cfg.RetryPeriod)-1 {
+		t.Errorf("%d Lease writes while out of the Service for %s: the leader must keep renewing", n, ServiceLeaveTime)
+	}
 	waitFor(t, "the handover", func() bool { return holderOf(api.current()) == "succ" })
 	got := api.current()
 	if handoverFromOf(got) != "me" || holderUIDOfTest(got) != "succ-uid" || transitionsOf(got) != token+1 {
@@ -222,6 +240,41 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+func TestRunALeaderWhoseAppRecoversWhileLeavingTheServiceRejoinsItAndKeepsTheLease(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	health := &fakeHealth{}
+	health.set(true, "")
+	cands := newFakeCandidates()
+	cfg := testConfig("me")
+	cfg.Handover = true
+	e, _ := startGated(t, cfg, api, cands, health, clk)
+	waitLeading(t, e, clk)
+	waitFor(t, "the leader's candidate watch", func() bool { _, w := cands.counts(); return w == 1 })
+	succ := candidateLease(testConfig("succ"), candidate{Name: "succ", UID: "succ-uid", Healthy: true, Started: epoch}, epoch)
+	if _, err := cands.Create(context.Background(), succ); err != nil {
+		t.Fatal(err)
+	}
+
+	health.set(false, "HTTP 503")
+	waitFor(t, "the leader to leave the Service", func() bool { ok, _ := e.Ready(); return !ok })
+	clk.Step(ServiceLeaveTime / 2)
+	waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	health.set(true, "")
+	waitFor(t, "the leader to rejoin the Service", func() bool { ok, _ := e.Ready(); return ok })
+	for range 2 * int(ServiceLeaveTime/cfg.RetryPeriod) {
+		clk.Step(cfg.RetryPeriod)
+		waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	}
+	if got := api.current(); holderOf(got) != "me" || handoverFromOf(got) != "" || !e.Status().IsLeader {
+		t.Fatalf("holder %q, handover-from %q, leader %v: a leader whose app recovered while leaving must keep the Lease",
+			holderOf(got), handoverFromOf(got), e.Status().IsLeader)
+	}
+	if ok, why := e.Ready(); !ok {
+		t.Fatalf("not ready after recovering: %s", why)
 	}
 }
 

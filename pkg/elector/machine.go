@@ -79,6 +79,15 @@ func (m *machine) advance(ctx context.Context) time.Time {
 			m.renew(ctx)
 		case reread:
 			m.reread(ctx)
+		case leaveService:
+			m.s.leftServiceAt = m.clock.Now()
+			m.log.Warn("leaving the Service before handing the Lease over: readiness fails, the Lease is still renewed",
+				"reason", m.s.app.reason, "handOverIn", ServiceLeaveTime)
+			m.publish()
+		case rejoinService:
+			m.s.leftServiceAt = time.Time{}
+			m.log.Info("back in the Service: the application recovered or no healthy successor is left", "appHealthy", m.s.app.healthy())
+			m.publish()
 		case handOver:
 			why := "the application is unhealthy: " + m.s.app.reason
 			if err := m.leave(ctx, causeUnhealthy, why); err != nil {
@@ -151,7 +160,7 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 	m.failures, m.s.retryAt, m.s.maybeHolder = 0, time.Time{}, false
 	m.problems.succeeded(op)
 	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
-	m.s.leading, m.s.lastRenewSent = true, sent
+	m.s.leading, m.s.lastRenewSent, m.s.leftServiceAt = true, sent, time.Time{}
 	noteToken(&m.s, out)
 	m.metrics.leading(true)
 	m.metrics.renewed(sent)
@@ -376,6 +385,7 @@ func (m *machine) snapshot() Snapshot {
 		LastRenewSent: m.s.lastRenewSent,
 		HandoverFrom:  handoverFromOf(m.s.lease),
 		App:           appStatusOf(m.s.app),
+		LeftService:   m.s.leading && !m.s.leftServiceAt.IsZero(),
 	}
 	if m.s.lease != nil {
 		s.ObservedExpiry = expiryOf(&m.s, m.cfg)
