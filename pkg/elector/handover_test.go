@@ -205,7 +205,7 @@ func TestWithoutHandoverOrSuccessorTheLeaderReleases(t *testing.T) {
 			m := newTestMachine(t, cfg, api, clk)
 			createFirst(m, clk)
 			withCandidates(m, tc.cands...)
-			if err := m.stepDown(context.Background()); err != nil {
+			if err := stepDown(t, m, clk); err != nil {
 				t.Fatal(err)
 			}
 			if got := api.current(); holderOf(got) != "" || handoverFromOf(got) != "" {

@@ -47,9 +47,11 @@ type state struct {
 	app appState
 	// successorKnown is set (before each decision) when the leader's candidate watch knows a healthy successor.
 	successorKnown bool
-	// leftServiceAt is when this leader, unhealthy with a healthy successor known, made its readiness fail so as
-	// to leave the Service before handing the Lease over (ServiceLeaveTime later); zero while it serves. It is
-	// cleared when the application recovers or the successor is gone, and on every new tenure.
+	// steppingDown is set by a step-down request until this leader has left the Lease.
+	steppingDown bool
+	// leftServiceAt is when this leader, stepping down or unhealthy with a healthy successor known, made its
+	// readiness fail so as to leave the Service before it leaves the Lease (ServiceLeaveTime later); zero while it
+	// serves. It is cleared when the application recovers or the successor is gone, and on every new tenure.
 	leftServiceAt time.Time
 }
 
@@ -69,13 +71,13 @@ const (
 	giveUp
 	// reread the Lease: a write conflicted and the watch did not bring the newer state in time.
 	reread
-	// leaveService: this leader's application is unhealthy and a healthy successor is known; turn unready and keep
-	// the Lease until the Service has dropped this pod (ServiceLeaveTime), then hand over.
+	// leaveService: this leader steps down, or its application is unhealthy and a healthy successor is known; turn
+	// unready and keep the Lease until the Service has dropped this pod (ServiceLeaveTime), then hand over.
 	leaveService
 	// rejoinService: the application recovered (or the successor is gone) while leaving; turn ready again.
 	rejoinService
-	// handOver the Lease to a healthy successor: this leader's application is unhealthy and it has been out of
-	// the Service for ServiceLeaveTime.
+	// handOver the Lease to a healthy successor (or release it when stepping down without one): this leader has
+	// been out of the Service for ServiceLeaveTime.
 	handOver
 )
 
@@ -96,11 +98,11 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 			}
 			return wait, earlier(s.awaitingUntil, giveUpAt)
 		}
-		// With no healthy successor the leader keeps the Lease: an unhealthy leader serves no worse than no leader
-		// at all, and it may recover; it hands over as soon as a healthy candidate appears. It first leaves the
-		// Service and keeps renewing: its pod is still Ready and labelled, and the Service would otherwise send
-		// requests to it after the Lease moved, answers from a non-leader.
-		leaving := !s.app.healthy() && s.successorKnown
+		// With no healthy successor an unhealthy leader keeps the Lease: it serves no worse than no leader at all,
+		// and it may recover; it hands over as soon as a healthy candidate appears. Whether stepping down or
+		// unhealthy, it first leaves the Service and keeps renewing: its pod is still Ready and labelled, and the
+		// Service would otherwise send requests to it after the Lease moved, answers from a non-leader.
+		leaving := s.steppingDown || (!s.app.healthy() && s.successorKnown)
 		handOverAt := s.leftServiceAt.Add(ServiceLeaveTime)
 		switch {
 		case leaving && s.leftServiceAt.IsZero():

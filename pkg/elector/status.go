@@ -23,9 +23,10 @@ type Snapshot struct {
 	HandoverFrom string
 	// App is the application's health (zero when leadership is not health-gated).
 	App AppStatus
-	// LeftService is set while this leader, unhealthy, stays out of the Service before it hands the Lease over:
-	// it still leads (GET / says so) but its readiness fails, in both readiness modes.
-	LeftService bool
+	// LeavingService says why, while this leader stays out of the Service before it leaves the Lease (stepping
+	// down, or its application unhealthy); "" while it serves. It still leads (GET / says so), but its readiness
+	// fails, in both readiness modes.
+	LeavingService string
 }
 
 // Fresh reports whether this replica leads and renewed within the renew deadline: the only state in which it
@@ -110,9 +111,9 @@ func formatTime(t time.Time) string {
 // is unready, so that a Service selecting the label never lists it beside the real leader.
 func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Config) (bool, string) {
 	switch {
-	case s.LeftService:
-		return false, fmt.Sprintf("leaving the Service: the application is unhealthy (%s); the Lease goes to a healthy replica once this pod is out of the Service (%s)",
-			s.App.Reason, ServiceLeaveTime)
+	case s.LeavingService != "":
+		return false, fmt.Sprintf("leaving the Service: %s; the Lease goes to another replica once this pod is out of the Service (%s)",
+			s.LeavingService, ServiceLeaveTime)
 	case s.Fresh(now, cfg.RenewDeadline):
 		return true, "leader"
 	case s.Leading:

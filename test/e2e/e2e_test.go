@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
@@ -220,7 +221,12 @@ func suite(t *testing.T, mode string) {
 		moved := tr.firstHolderOtherThan(old, failed)
 		t.Logf("app of leader %s failing from %s; Lease moved at +%s; first answer from the new leader %s at +%s; the app check's detection time %s, so the goal is <= %s",
 			old, failed.Format("15:04:05.000"), moved.Sub(failed).Round(time.Millisecond), next, served.Sub(failed).Round(time.Millisecond),
-			detection, detection+500*time.Millisecond)
+			detection, detection+elector.ServiceLeaveTime+500*time.Millisecond)
+		// The old leader leaves the Service (its /readyz fails) and hands the Lease over elector.ServiceLeaveTime
+		// later: its last answer must come before the Lease moved. How long before is the wait's margin.
+		lastOld := tr.lastAnswerFrom(old, failed)
+		t.Logf("old leader %s last answered at +%s, %s before the Lease moved (it left the Service %s before the move)",
+			old, lastOld.Sub(failed).Round(time.Millisecond), moved.Sub(lastOld).Round(time.Millisecond), elector.ServiceLeaveTime)
 		if holder := w.holder(t.Context()); holder == old {
 			t.Errorf("the Lease is back with %s while its app still fails its check", old)
 		}
