@@ -173,14 +173,15 @@ func (c Config) renewInterval() time.Duration {
 	return c.RetryPeriod
 }
 
-// ServiceLeaveTime is how long a leader that leaves because its application failed its check stays out of the
-// Service, still holding and renewing the Lease, before it hands the Lease over. Its pod is Ready and labelled
-// leader until then, so a handover at once would let the Service send requests to a pod that no longer leads. The
-// wait covers what the readiness probe needs to see /readyz turn 503 (ProbeDetectionTime: period 1s + timeout 1s)
-// plus what it takes for the endpoint to leave the data path: the kubelet's status write, the EndpointSlice
-// controller, and kube-proxy, which applies a change at most once per minSyncPeriod (1s by default) after its
-// last sync. On the real node (test/e2e) the old leader's last answer came at most 2.2s after it turned
-// unready; 3s leaves a margin for a loaded node.
+// ServiceLeaveTime is how long a leader that steps down, or whose application failed its check, stays out of the
+// Service, still holding and renewing the Lease, before it leaves the Lease. Its pod is Ready and labelled leader
+// until then, so a handover at once would let the Service send requests to a pod that no longer leads. The wait
+// covers what the readiness probe needs to see /readyz turn 503 (ProbeDetectionTime: period 1s + timeout 1s) plus
+// what it takes for the endpoint to leave the data path: the kubelet's status write, the EndpointSlice controller,
+// and kube-proxy, which applies a change at most once per minSyncPeriod (1s by default) after its last sync: about
+// 2.2s in the worst phase. On the real node (test/e2e's step-down, where only /readyz takes the pod out) the old
+// leader's last answer through the ClusterIP came 0.74-0.78s after it turned unready; 3s covers the worst phase
+// with a margin for a loaded node.
 const ServiceLeaveTime = ProbeDetectionTime + time.Second
 
 // handoverBound is how long a Lease handed over to a successor waits for the successor's confirmation before
