@@ -180,7 +180,7 @@ func (c Config) renewInterval() time.Duration {
 // what it takes for the endpoint to leave the data path: the kubelet's status write, the EndpointSlice controller,
 // and kube-proxy, which applies a change at most once per minSyncPeriod (1s by default) after its last sync: about
 // 2.2s in the worst phase. On the real node (test/e2e's step-down, where only /readyz takes the pod out) the old
-// leader's last answer through the ClusterIP came 0.74-0.78s after it turned unready; 3s covers the worst phase
+// leader's last answer through the ClusterIP came 0.29-0.78s after it turned unready; 3s covers the worst phase
 // with a margin for a loaded node.
 const ServiceLeaveTime = ProbeDetectionTime + time.Second
 
