@@ -104,11 +104,11 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// ready decides /readyz and explains a refusal. A leader leaving the Service before a handover is unready in
-// both modes. A fresh leader is ready in both modes (in member mode even
-// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone). In
-// member mode, a replica still labelled leader-election/role=leader (labelledLeader) that is not a fresh leader
-// is unready, so that a Service selecting the label never lists it beside the real leader.
+// ready decides /readyz and explains a refusal. A leader leaving the Service before it leaves the Lease is unready
+// in both modes. A fresh leader is ready in both modes (in member mode even with its watch down: its renewals
+// prove it is in contact, and label routing sends traffic to it alone). In member mode, a replica still labelled
+// leader-election/role=leader (labelledLeader) that is not a fresh leader is unready, so that a Service selecting
+// the label never lists it beside the real leader.
 func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Config) (bool, string) {
 	switch {
 	case s.LeavingService != "":
