@@ -182,7 +182,21 @@ func TestRunAnUnhealthyStandbyNeverTakesTheLeaseAndTakesItAtOnceWhenHealthy(t *t
 	}
 }
 
-func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *testing.T) {
+// gatedLeader is a health-gated elector with handover and its fakes.
+type gatedLeader struct {
+	e      *Elector
+	events *fakeEvents
+	api    *fakeLeases
+	cands  *fakeCandidates
+	health *fakeHealth
+	clk    *testclock.FakeClock
+	cfg    Config
+}
+
+// gatedLeaderWithSuccessor runs a healthy, health-gated elector with handover until it leads, then advertises a
+// healthy candidate "succ" for it to hand over to.
+func gatedLeaderWithSuccessor(t *testing.T) gatedLeader {
+	t.Helper()
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	health := &fakeHealth{}
@@ -197,6 +211,12 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 	if _, err := cands.Create(context.Background(), succ); err != nil {
 		t.Fatal(err)
 	}
+	return gatedLeader{e: e, events: events, api: api, cands: cands, health: health, clk: clk, cfg: cfg}
+}
+
+func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *testing.T) {
+	g := gatedLeaderWithSuccessor(t)
+	e, events, api, cands, health, clk, cfg := g.e, g.events, g.api, g.cands, g.health, g.clk, g.cfg
 	token := transitionsOf(api.current())
 
 	health.set(false, "HTTP 503 from :8080/ready")
@@ -244,20 +264,8 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 }
 
 func TestRunALeaderWhoseAppRecoversWhileLeavingTheServiceRejoinsItAndKeepsTheLease(t *testing.T) {
-	api := newFakeLeases()
-	clk := testclock.NewFakeClock(epoch)
-	health := &fakeHealth{}
-	health.set(true, "")
-	cands := newFakeCandidates()
-	cfg := testConfig("me")
-	cfg.Handover = true
-	e, _ := startGated(t, cfg, api, cands, health, clk)
-	waitLeading(t, e, clk)
-	waitFor(t, "the leader's candidate watch", func() bool { _, w := cands.counts(); return w == 1 })
-	succ := candidateLease(testConfig("succ"), candidate{Name: "succ", UID: "succ-uid", Healthy: true, Started: epoch}, epoch)
-	if _, err := cands.Create(context.Background(), succ); err != nil {
-		t.Fatal(err)
-	}
+	g := gatedLeaderWithSuccessor(t)
+	e, api, health, clk, cfg := g.e, g.api, g.health, g.clk, g.cfg
 
 	health.set(false, "HTTP 503")
 	waitFor(t, "the leader to leave the Service", func() bool { ok, _ := e.Ready(); return !ok })
