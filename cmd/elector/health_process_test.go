@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
 // TestHealthGatedElection runs electors whose application check (--app-check, httpGet) asks an HTTP server of
@@ -122,7 +124,22 @@ func (h *harness) testLeaderTurnsUnhealthy(t *testing.T) {
 	token := *h.lease(t, "flip").Spec.LeaseTransitions
 	start := time.Now()
 	app.set(leader.name, false)
-	handed := g.history.waitFor(t, mark, 5*time.Second, "the handover", func(e leaseEntry) bool { return e.holder != leader.name })
+	// It first leaves the Service: /readyz 503 while it still leads and holds the Lease.
+	deadline := time.Now().Add(5 * time.Second)
+	for leader.readyz(time.Second) == http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still ready 5s after its app started failing (check period 1s)", leader.name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	unready := time.Now()
+	if st, err := leader.status(); err != nil || !st.IsLeader {
+		t.Fatalf("the leader's GET / just after it turned unready: %+v (%v); want still leading while it leaves the Service", st, err)
+	}
+	handed := g.history.waitFor(t, mark, 5*time.Second+elector.ServiceLeaveTime, "the handover", func(e leaseEntry) bool { return e.holder != leader.name })
+	if out := handed.at.Sub(unready); out < elector.ServiceLeaveTime-100*time.Millisecond {
+		t.Fatalf("handed over %s after turning unready; want the whole ServiceLeaveTime (%s) out of the Service first", out, elector.ServiceLeaveTime)
+	}
 	if handed.holder != healthy.name || handed.handoverFrom != leader.name || handed.transitions != token+1 {
 		t.Fatalf("first state after the leader's app failed: %+v; want a handover to %s (the healthy one) with token %d", handed, healthy.name, token+1)
 	}

@@ -240,7 +240,7 @@ HTTP, on the one port:
   POST /stepdown   refused over TCP (403): a service mesh forwards outside traffic from loopback
 
 On the control socket (--control-socket), from inside the pod only:
-  POST /stepdown   release the Lease so another replica takes over, e.g.
+  POST /stepdown   leave the Service (unready for 3s, still leading), then hand the Lease over, e.g.
                    curl --abstract-unix-socket leader-election -X POST http://localhost/stepdown
   GET  /           the same answer as on the HTTP port
 

@@ -173,6 +173,17 @@ func (c Config) renewInterval() time.Duration {
 	return c.RetryPeriod
 }
 
+// ServiceLeaveTime is how long a leader that steps down, or whose application failed its check, stays out of the
+// Service, still holding and renewing the Lease, before it leaves the Lease. Its pod is Ready and labelled leader
+// until then, so a handover at once would let the Service send requests to a pod that no longer leads. The wait
+// covers what the readiness probe needs to see /readyz turn 503 (ProbeDetectionTime: period 1s + timeout 1s) plus
+// what it takes for the endpoint to leave the data path: the kubelet's status write, the EndpointSlice controller,
+// and kube-proxy, which applies a change at most once per minSyncPeriod (1s by default) after its last sync: about
+// 2.2s in the worst phase. On the real node (test/e2e's step-down, where only /readyz takes the pod out) the old
+// leader's last answer through the ClusterIP came 0.29-0.78s after it turned unready; 3s covers the worst phase
+// with a margin for a loaded node.
+const ServiceLeaveTime = ProbeDetectionTime + time.Second
+
 // handoverBound is how long a Lease handed over to a successor waits for the successor's confirmation before
 // anyone may take it: two retry periods. The successor needs one watch event and one write (milliseconds), and a
 // failed first write is retried within a retry period; the bound is far below the lease duration, so a dead or

@@ -203,7 +203,7 @@ func (e *Elector) loop(ctx context.Context, observations <-chan observation) err
 		case <-candidatesChanged:
 		case <-timer.C():
 		case reply := <-e.stepDowns:
-			reply <- e.machine.stepDown(ctx)
+			e.machine.requestStepDown(reply)
 		}
 		timer.Stop()
 	}
@@ -229,7 +229,8 @@ func (e *Elector) syncCandidateWatch(ctx context.Context, leading bool) {
 
 // StepDown hands the Lease over to a healthy candidate, or releases it, if this replica holds it (ErrNotLeader
 // otherwise) and keeps this replica from taking it back for one lease duration, unless nobody else has taken it
-// by then.
+// by then. The leader first leaves the Service for ServiceLeaveTime (its readiness fails, it keeps renewing), so
+// StepDown returns after that.
 func (e *Elector) StepDown(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {

@@ -76,7 +76,13 @@ func TestDecideWithHealthAndHandover(t *testing.T) {
 		{"another's unconfirmed handover waits within the bound", state{known: true, lease: handedOver("old", "succ", 3), observedAt: now.Add(-999 * time.Millisecond)}, wait},
 		{"another's unconfirmed handover is taken after the bound (2 retry periods)", state{known: true, lease: handedOver("old", "succ", 3), observedAt: now.Add(-time.Second)}, acquire},
 		{"a confirmed Lease runs the whole lease duration", state{known: true, lease: withUID(heldBy("succ", 3, 4), "succ-uid"), observedAt: now.Add(-time.Second)}, wait},
-		{"unhealthy leader with a healthy successor hands over", state{known: true, leading: true, lastRenewSent: now, app: unhealthy, successorKnown: true}, handOver},
+		{"unhealthy leader with a healthy successor first leaves the Service", state{known: true, leading: true, lastRenewSent: now, app: unhealthy, successorKnown: true}, leaveService},
+		{"a leader out of the Service keeps renewing", state{known: true, leading: true, lastRenewSent: now.Add(-time.Second), app: unhealthy, successorKnown: true, leftServiceAt: now.Add(-time.Second)}, renew},
+		{"a leader out of the Service waits out the leave time", state{known: true, leading: true, lastRenewSent: now, app: unhealthy, successorKnown: true, leftServiceAt: now.Add(-ServiceLeaveTime + time.Millisecond)}, wait},
+		{"a leader out of the Service for the leave time hands over", state{known: true, leading: true, lastRenewSent: now, app: unhealthy, successorKnown: true, leftServiceAt: now.Add(-ServiceLeaveTime)}, handOver},
+		{"a leader whose app recovered while leaving rejoins the Service", state{known: true, leading: true, lastRenewSent: now, successorKnown: true, leftServiceAt: now.Add(-time.Second)}, rejoinService},
+		{"a leader whose successor went away while leaving rejoins the Service", state{known: true, leading: true, lastRenewSent: now, app: unhealthy, leftServiceAt: now.Add(-time.Second)}, rejoinService},
+		{"a leader out of the Service past its deadline still gives up", state{known: true, leading: true, lastRenewSent: now.Add(-2 * time.Second), app: unhealthy, successorKnown: true, leftServiceAt: now.Add(-ServiceLeaveTime)}, giveUp},
 		{"unhealthy leader without a successor keeps renewing", state{known: true, leading: true, lastRenewSent: now.Add(-time.Second), app: unhealthy}, renew},
 		{"healthy leader with a successor renews", state{known: true, leading: true, lastRenewSent: now.Add(-time.Second), successorKnown: true}, renew},
 		{"an unhealthy leader past its deadline gives up", state{known: true, leading: true, lastRenewSent: now.Add(-2 * time.Second), app: unhealthy, successorKnown: true}, giveUp},
@@ -86,6 +92,19 @@ func TestDecideWithHealthAndHandover(t *testing.T) {
 				t.Fatalf("decide = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestALeaderLeavingTheServiceWakesForItsRenewalsAndForTheHandover(t *testing.T) {
+	cfg := testConfig("me")
+	unhealthy := appState{gated: true, unhealthy: true, reason: "503"}
+	s := state{known: true, leading: true, lastRenewSent: epoch, app: unhealthy, successorKnown: true, leftServiceAt: epoch}
+	if act, wake := decide(&s, epoch.Add(100*time.Millisecond), cfg); act != wait || !wake.Equal(epoch.Add(cfg.RetryPeriod)) {
+		t.Fatalf("just after leaving: %s until +%s, want wait until the next renewal at +%s", act, wake.Sub(epoch), cfg.RetryPeriod)
+	}
+	s.lastRenewSent = epoch.Add(ServiceLeaveTime - 100*time.Millisecond)
+	if act, wake := decide(&s, s.lastRenewSent, cfg); act != wait || !wake.Equal(epoch.Add(ServiceLeaveTime)) {
+		t.Fatalf("near the end of the leave time: %s until +%s, want wait until the handover at +%s", act, wake.Sub(epoch), ServiceLeaveTime)
 	}
 }
 
@@ -186,7 +205,7 @@ func TestWithoutHandoverOrSuccessorTheLeaderReleases(t *testing.T) {
 			m := newTestMachine(t, cfg, api, clk)
 			createFirst(m, clk)
 			withCandidates(m, tc.cands...)
-			if err := m.stepDown(context.Background()); err != nil {
+			if err := stepDown(t, m, clk); err != nil {
 				t.Fatal(err)
 			}
 			if got := api.current(); holderOf(got) != "" || handoverFromOf(got) != "" {
@@ -214,6 +233,13 @@ func TestAnUnhealthyLeaderHandsOverOnlyWhenAHealthySuccessorAppears(t *testing.T
 	}
 	m.candidates.apply("succ", candidate{Name: "succ", UID: "succ-uid", Healthy: true}, true)
 	m.advance(context.Background())
+	if ok, why := ready(m.snapshot(), watchState{}, false, clk.Now(), cfg); ok || !m.s.leading || holderOf(api.current()) != "me" {
+		t.Fatalf("ready %v (%s), leading %v, holder %q: want out of the Service, still holding the Lease", ok, why, m.s.leading, holderOf(api.current()))
+	}
+	for elapsed := time.Duration(0); elapsed < ServiceLeaveTime; elapsed += cfg.RetryPeriod {
+		clk.Step(cfg.RetryPeriod)
+		m.advance(context.Background())
+	}
 	if got := api.current(); m.s.leading || holderOf(got) != "succ" || handoverFromOf(got) != "me" {
 		t.Fatalf("leading %v, holder %q: want a handover to succ once it is a healthy candidate", m.s.leading, holderOf(got))
 	}

@@ -182,7 +182,21 @@ func TestRunAnUnhealthyStandbyNeverTakesTheLeaseAndTakesItAtOnceWhenHealthy(t *t
 	}
 }
 
-func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *testing.T) {
+// gatedLeader is a health-gated elector with handover and its fakes.
+type gatedLeader struct {
+	e      *Elector
+	events *fakeEvents
+	api    *fakeLeases
+	cands  *fakeCandidates
+	health *fakeHealth
+	clk    *testclock.FakeClock
+	cfg    Config
+}
+
+// gatedLeaderWithSuccessor runs a healthy, health-gated elector with handover until it leads, then advertises a
+// healthy candidate "succ" for it to hand over to.
+func gatedLeaderWithSuccessor(t *testing.T) gatedLeader {
+	t.Helper()
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	health := &fakeHealth{}
@@ -197,9 +211,33 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 	if _, err := cands.Create(context.Background(), succ); err != nil {
 		t.Fatal(err)
 	}
+	return gatedLeader{e: e, events: events, api: api, cands: cands, health: health, clk: clk, cfg: cfg}
+}
+
+func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *testing.T) {
+	g := gatedLeaderWithSuccessor(t)
+	e, events, api, cands, health, clk, cfg := g.e, g.events, g.api, g.cands, g.health, g.clk, g.cfg
 	token := transitionsOf(api.current())
 
 	health.set(false, "HTTP 503 from :8080/ready")
+	// It first leaves the Service: unready at once, still the leader, still renewing, for ServiceLeaveTime.
+	waitFor(t, "the leader to turn unready", func() bool { ok, _ := e.Ready(); return !ok })
+	left := clk.Now()
+	renewals := api.count("update")
+	for clk.Since(left) < ServiceLeaveTime {
+		if st := e.Status(); !st.IsLeader || holderOf(api.current()) != "me" {
+			t.Fatalf("%s after leaving the Service: isLeader %v, holder %q; want the Lease kept until %s have passed",
+				clk.Since(left), st.IsLeader, holderOf(api.current()), ServiceLeaveTime)
+		}
+		if ok, why := e.Ready(); ok || !strings.Contains(why, "leaving the Service") {
+			t.Fatalf("%s after leaving the Service: ready %v (%s)", clk.Since(left), ok, why)
+		}
+		clk.Step(cfg.RetryPeriod) // the loop wakes at least once per retry period
+		waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	}
+	if n := api.count("update") - renewals; n < int(ServiceLeaveTime/cfg.RetryPeriod)-1 {
+		t.Errorf("%d Lease writes while out of the Service for %s: the leader must keep renewing", n, ServiceLeaveTime)
+	}
 	waitFor(t, "the handover", func() bool { return holderOf(api.current()) == "succ" })
 	got := api.current()
 	if handoverFromOf(got) != "me" || holderUIDOfTest(got) != "succ-uid" || transitionsOf(got) != token+1 {
@@ -222,6 +260,29 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+func TestRunALeaderWhoseAppRecoversWhileLeavingTheServiceRejoinsItAndKeepsTheLease(t *testing.T) {
+	g := gatedLeaderWithSuccessor(t)
+	e, api, health, clk, cfg := g.e, g.api, g.health, g.clk, g.cfg
+
+	health.set(false, "HTTP 503")
+	waitFor(t, "the leader to leave the Service", func() bool { ok, _ := e.Ready(); return !ok })
+	clk.Step(ServiceLeaveTime / 2)
+	waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	health.set(true, "")
+	waitFor(t, "the leader to rejoin the Service", func() bool { ok, _ := e.Ready(); return ok })
+	for range 2 * int(ServiceLeaveTime/cfg.RetryPeriod) {
+		clk.Step(cfg.RetryPeriod)
+		waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
+	}
+	if got := api.current(); holderOf(got) != "me" || handoverFromOf(got) != "" || !e.Status().IsLeader {
+		t.Fatalf("holder %q, handover-from %q, leader %v: a leader whose app recovered while leaving must keep the Lease",
+			holderOf(got), handoverFromOf(got), e.Status().IsLeader)
+	}
+	if ok, why := e.Ready(); !ok {
+		t.Fatalf("not ready after recovering: %s", why)
 	}
 }
 

@@ -41,6 +41,9 @@ type machine struct {
 
 	s        state
 	failures int // consecutive failed standby writes, for the backoff
+
+	// stepDownReplies wait for the end of a step-down in progress (see requestStepDown).
+	stepDownReplies []chan<- error
 }
 
 // observe folds a Lease seen through the watch into the state; nil means the Lease does not exist.
@@ -79,11 +82,27 @@ func (m *machine) advance(ctx context.Context) time.Time {
 			m.renew(ctx)
 		case reread:
 			m.reread(ctx)
+		case leaveService:
+			m.s.leftServiceAt = m.clock.Now()
+			m.log.Warn("leaving the Service before handing the Lease over: readiness fails, the Lease is still renewed",
+				"reason", m.leavingReason(), "handOverIn", ServiceLeaveTime)
+			m.publish()
+		case rejoinService:
+			m.s.leftServiceAt = time.Time{}
+			m.log.Info("back in the Service: the application recovered or no healthy successor is left", "appHealthy", m.s.app.healthy())
+			m.publish()
 		case handOver:
-			why := "the application is unhealthy: " + m.s.app.reason
-			if err := m.leave(ctx, causeUnhealthy, why); err != nil {
-				m.log.Warn("could not leave the Lease while unhealthy", "error", err)
+			cause, why := causeUnhealthy, "the application is unhealthy: "+m.s.app.reason
+			if m.s.steppingDown {
+				// Kept away from the Lease for one lease duration from when it leaves it.
+				cause, why = causeStepDown, "stepped down on request"
+				m.s.holdOffUntil = m.clock.Now().Add(m.cfg.LeaseDuration)
 			}
+			err := m.leave(ctx, cause, why)
+			if err != nil {
+				m.log.Warn("could not leave the Lease", "cause", cause, "error", err)
+			}
+			m.answerStepDowns(err)
 		case giveUp:
 			m.stopLeading("Lost", corev1.EventTypeWarning, fmt.Sprintf(
 				"no successful renewal within the renew deadline (%s)", m.cfg.RenewDeadline))
@@ -151,7 +170,7 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 	m.failures, m.s.retryAt, m.s.maybeHolder = 0, time.Time{}, false
 	m.problems.succeeded(op)
 	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
-	m.s.leading, m.s.lastRenewSent = true, sent
+	m.s.leading, m.s.lastRenewSent, m.s.leftServiceAt, m.s.steppingDown = true, sent, time.Time{}, false
 	noteToken(&m.s, out)
 	m.metrics.leading(true)
 	m.metrics.renewed(sent)
@@ -242,24 +261,48 @@ func (m *machine) stopLeading(reason, eventType, why string) {
 	m.recorder.record(m.s.lease, eventType, reason, fmt.Sprintf("%s stopped leading: %s", m.cfg.Identity, why))
 	m.log.Warn("stopped leading", "reason", why)
 	m.publish()
+	// A step-down in progress has nothing left to do: this replica no longer leads.
+	m.answerStepDowns(nil)
 }
 
-// stepDown hands the Lease over (or releases it) on request and keeps away from it for one lease duration, unless it is still
-// free by then.
-func (m *machine) stepDown(ctx context.Context) error {
+// requestStepDown starts a step-down: the leader leaves the Service at once, keeps the Lease for ServiceLeaveTime
+// (see decide), then hands it over (or releases it) and keeps away from it for one lease duration, unless it is
+// still free by then. reply (buffered) gets the outcome then; ErrNotLeader at once on a standby.
+func (m *machine) requestStepDown(reply chan<- error) {
 	if !m.s.leading {
-		return ErrNotLeader
+		reply <- ErrNotLeader
+		return
 	}
-	m.s.holdOffUntil = m.clock.Now().Add(m.cfg.LeaseDuration)
-	return m.leave(ctx, causeStepDown, "stepped down on request")
+	m.s.steppingDown = true
+	m.stepDownReplies = append(m.stepDownReplies, reply)
+}
+
+// answerStepDowns ends the step-down in progress, if any, with err.
+func (m *machine) answerStepDowns(err error) {
+	for _, reply := range m.stepDownReplies {
+		reply <- err
+	}
+	m.stepDownReplies, m.s.steppingDown = nil, false
+}
+
+// leavingReason says why a leader is leaving the Service.
+func (m *machine) leavingReason() string {
+	if m.s.steppingDown {
+		return "stepping down on request"
+	}
+	return "the application is unhealthy (" + m.s.app.reason + ")"
 }
 
 // shutdown hands the Lease over (or releases it) if this replica holds it, or releases it if it may hold it
-// because its last acquisition's outcome is unknown, so that a standby takes over at once.
+// because its last acquisition's outcome is unknown, so that a standby takes over at once. The pod is
+// terminating and already out of the Service, so it does not wait: a step-down in progress ends here.
 func (m *machine) shutdown(ctx context.Context) error {
 	if m.s.leading {
-		return m.leave(ctx, causeShutdown, "shutting down")
+		err := m.leave(ctx, causeShutdown, "shutting down")
+		m.answerStepDowns(err)
+		return err
 	}
+	m.answerStepDowns(nil)
 	if !m.s.maybeHolder {
 		return nil
 	}
@@ -385,6 +428,9 @@ func (m *machine) snapshot() Snapshot {
 		LastRenewSent: m.s.lastRenewSent,
 		HandoverFrom:  handoverFromOf(m.s.lease),
 		App:           appStatusOf(m.s.app),
+	}
+	if m.s.leading && !m.s.leftServiceAt.IsZero() {
+		s.LeavingService = m.leavingReason()
 	}
 	if m.s.lease != nil {
 		s.ObservedExpiry = expiryOf(&m.s, m.cfg)

@@ -3,6 +3,7 @@ package elector
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,7 +184,7 @@ func TestStepDownReleasesKeepsTheTokenAndHoldsOffForOneLeaseDuration(t *testing.
 	m := newTestMachine(t, testConfig("me"), api, clk)
 	m.observe(api.store(heldBy("", 5, 2)), "")
 	m.advance(context.Background())
-	if err := m.stepDown(context.Background()); err != nil {
+	if err := stepDown(t, m, clk); err != nil {
 		t.Fatal(err)
 	}
 	if got := api.current(); holderOf(got) != "" || transitionsOf(got) != 6 {
@@ -204,11 +205,74 @@ func TestStepDownReleasesKeepsTheTokenAndHoldsOffForOneLeaseDuration(t *testing.
 	}
 }
 
+// stepDown asks m to step down and drives it with the clock until it answered: a leader first leaves the
+// Service for ServiceLeaveTime, renewing, and answers once it has left the Lease.
+func stepDown(t *testing.T, m *machine, clk *testclock.FakeClock) error {
+	t.Helper()
+	reply := make(chan error, 1)
+	m.requestStepDown(reply)
+	for range 100 {
+		m.advance(context.Background())
+		select {
+		case err := <-reply:
+			return err
+		default:
+		}
+		if ok, why := ready(m.snapshot(), watchState{}, false, clk.Now(), m.cfg); ok {
+			t.Fatalf("ready (%s) while stepping down", why)
+		}
+		clk.Step(100 * time.Millisecond)
+	}
+	t.Fatal("the step-down never ended")
+	return nil
+}
+
+func TestAStepDownLeavesTheServiceFirstAndKeepsTheLeaseForTheLeaveTime(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	createFirst(m, clk)
+	reply := make(chan error, 1)
+	m.requestStepDown(reply)
+	m.advance(context.Background())
+	start := clk.Now()
+	for clk.Since(start) < ServiceLeaveTime {
+		if ok, why := ready(m.snapshot(), watchState{}, false, clk.Now(), m.cfg); ok || !strings.Contains(why, "stepping down") {
+			t.Fatalf("%s into the step-down: ready %v (%s), want unready while leaving the Service", clk.Since(start), ok, why)
+		}
+		if !m.s.leading || holderOf(api.current()) != "me" || len(reply) != 0 {
+			t.Fatalf("%s into the step-down: leading %v, holder %q: the Lease must stay until the Service dropped this pod", clk.Since(start), m.s.leading, holderOf(api.current()))
+		}
+		clk.Step(100 * time.Millisecond)
+		m.advance(context.Background())
+	}
+	if err := <-reply; err != nil || m.s.leading || holderOf(api.current()) != "" {
+		t.Fatalf("after %s: %v, leading %v, holder %q; want released", ServiceLeaveTime, err, m.s.leading, holderOf(api.current()))
+	}
+}
+
+func TestAShutdownDuringAStepDownLeavesAtOnce(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	createFirst(m, clk)
+	reply := make(chan error, 1)
+	m.requestStepDown(reply)
+	m.advance(context.Background())
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-reply; err != nil || holderOf(api.current()) != "" {
+		t.Fatalf("step-down answered %v, holder %q: SIGTERM does not wait out the leave time", err, holderOf(api.current()))
+	}
+}
+
 func TestStepDownOnAStandbyIsRefused(t *testing.T) {
 	api := newFakeLeases()
-	m := newTestMachine(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
 	m.observe(api.store(heldBy("other", 1, 2)), "")
-	if err := m.stepDown(context.Background()); !errors.Is(err, ErrNotLeader) {
+	if err := stepDown(t, m, clk); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("step-down on a standby: %v, want ErrNotLeader", err)
 	}
 	if n := api.count("update"); n != 0 {

@@ -47,6 +47,12 @@ type state struct {
 	app appState
 	// successorKnown is set (before each decision) when the leader's candidate watch knows a healthy successor.
 	successorKnown bool
+	// steppingDown is set by a step-down request until this leader has left the Lease.
+	steppingDown bool
+	// leftServiceAt is when this leader, stepping down or unhealthy with a healthy successor known, made its
+	// readiness fail so as to leave the Service before it leaves the Lease (ServiceLeaveTime later); zero while it
+	// serves. It is cleared when the application recovers or the successor is gone, and on every new tenure.
+	leftServiceAt time.Time
 }
 
 // action is the next step of the election loop.
@@ -65,12 +71,18 @@ const (
 	giveUp
 	// reread the Lease: a write conflicted and the watch did not bring the newer state in time.
 	reread
-	// handOver the Lease to a healthy successor: this leader's application is unhealthy.
+	// leaveService: this leader steps down, or its application is unhealthy and a healthy successor is known; turn
+	// unready and keep the Lease until the Service has dropped this pod (ServiceLeaveTime), then hand over.
+	leaveService
+	// rejoinService: the application recovered (or the successor is gone) while leaving; turn ready again.
+	rejoinService
+	// handOver the Lease to a healthy successor (or release it when stepping down without one): this leader has
+	// been out of the Service for ServiceLeaveTime.
 	handOver
 )
 
 func (a action) String() string {
-	return [...]string{"wait", "create", "acquire", "renew", "give up", "reread", "hand over"}[a]
+	return [...]string{"wait", "create", "acquire", "renew", "give up", "reread", "leave the Service", "rejoin the Service", "hand over"}[a]
 }
 
 // decide returns the next action and, for wait, when to look again (zero: only an observation can help).
@@ -86,14 +98,26 @@ func decide(s *state, now time.Time, cfg Config) (action, time.Time) {
 			}
 			return wait, earlier(s.awaitingUntil, giveUpAt)
 		}
-		if !s.app.healthy() && s.successorKnown {
-			// With no healthy successor the leader keeps the Lease: an unhealthy leader serves no worse than no
-			// leader at all, and it may recover; it hands over as soon as a healthy candidate appears.
+		// With no healthy successor an unhealthy leader keeps the Lease: it serves no worse than no leader at all,
+		// and it may recover; it hands over as soon as a healthy candidate appears. Whether stepping down or
+		// unhealthy, it first leaves the Service and keeps renewing: its pod is still Ready and labelled, and the
+		// Service would otherwise send requests to it after the Lease moved, answers from a non-leader.
+		leaving := s.steppingDown || (!s.app.healthy() && s.successorKnown)
+		handOverAt := s.leftServiceAt.Add(ServiceLeaveTime)
+		switch {
+		case leaving && s.leftServiceAt.IsZero():
+			return leaveService, time.Time{}
+		case !leaving && !s.leftServiceAt.IsZero():
+			return rejoinService, time.Time{}
+		case leaving && !now.Before(handOverAt):
 			return handOver, time.Time{}
 		}
 		renewAt := later(s.lastRenewSent.Add(cfg.renewInterval()), s.retryAt)
 		if !now.Before(renewAt) {
 			return renew, time.Time{}
+		}
+		if leaving {
+			return wait, earlier(earlier(renewAt, giveUpAt), handOverAt)
 		}
 		return wait, earlier(renewAt, giveUpAt)
 	}

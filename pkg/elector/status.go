@@ -23,6 +23,10 @@ type Snapshot struct {
 	HandoverFrom string
 	// App is the application's health (zero when leadership is not health-gated).
 	App AppStatus
+	// LeavingService says why, while this leader stays out of the Service before it leaves the Lease (stepping
+	// down, or its application unhealthy); "" while it serves. It still leads (GET / says so), but its readiness
+	// fails, in both readiness modes.
+	LeavingService string
 }
 
 // Fresh reports whether this replica leads and renewed within the renew deadline: the only state in which it
@@ -100,12 +104,16 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// ready decides /readyz and explains a refusal. A fresh leader is ready in both modes (in member mode even
-// with its watch down: its renewals prove it is in contact, and label routing sends traffic to it alone). In
-// member mode, a replica still labelled leader-election/role=leader (labelledLeader) that is not a fresh leader
-// is unready, so that a Service selecting the label never lists it beside the real leader.
+// ready decides /readyz and explains a refusal. A leader leaving the Service before it leaves the Lease is unready
+// in both modes. A fresh leader is ready in both modes (in member mode even with its watch down: its renewals
+// prove it is in contact, and label routing sends traffic to it alone). In member mode, a replica still labelled
+// leader-election/role=leader (labelledLeader) that is not a fresh leader is unready, so that a Service selecting
+// the label never lists it beside the real leader.
 func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Config) (bool, string) {
 	switch {
+	case s.LeavingService != "":
+		return false, fmt.Sprintf("leaving the Service: %s; the Lease goes to another replica once this pod is out of the Service (%s)",
+			s.LeavingService, ServiceLeaveTime)
 	case s.Fresh(now, cfg.RenewDeadline):
 		return true, "leader"
 	case s.Leading:

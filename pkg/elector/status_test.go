@@ -17,6 +17,8 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 	sent := epoch
 	leading := Snapshot{Known: true, Holder: "me", Leading: true, LastRenewSent: sent}
 	standby := Snapshot{Known: true, Holder: "other"}
+	leavingLeader := leading
+	leavingLeader.LeavingService = "the application is unhealthy (HTTP 503)"
 	for _, tc := range []struct {
 		name   string
 		cfg    Config
@@ -38,6 +40,8 @@ func TestReadinessIsDerivedFromTheTimeOfTheLastRenewal(t *testing.T) {
 		{"member that leads, fresh", member, leading, true, time.Second, true, "leader"},
 		{"member that leads, fresh, watch down", member, leading, false, time.Second, true, "leader"},
 		{"member that leads, stale", member, leading, true, 2 * time.Second, false, "stale leader"},
+		{"fresh leader leaving the Service", leader, leavingLeader, true, time.Second, false, "leaving the Service: the application is unhealthy"},
+		{"fresh member leader leaving the Service", member, leavingLeader, true, time.Second, false, "leaving the Service: the application is unhealthy"},
 	} {
 		ok, reason := ready(tc.snap, watchState{synced: tc.synced, lastActivity: sent.Add(tc.at)}, false, sent.Add(tc.at), tc.cfg)
 		if ok != tc.want || !strings.Contains(reason, tc.reason) {

@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
@@ -220,11 +223,45 @@ func suite(t *testing.T, mode string) {
 		moved := tr.firstHolderOtherThan(old, failed)
 		t.Logf("app of leader %s failing from %s; Lease moved at +%s; first answer from the new leader %s at +%s; the app check's detection time %s, so the goal is <= %s",
 			old, failed.Format("15:04:05.000"), moved.Sub(failed).Round(time.Millisecond), next, served.Sub(failed).Round(time.Millisecond),
-			detection, detection+500*time.Millisecond)
+			detection, detection+elector.ServiceLeaveTime+500*time.Millisecond)
+		// The old leader leaves the Service (its /readyz fails) and hands the Lease over elector.ServiceLeaveTime
+		// later: its last answer must come before the Lease moved. How long before is the wait's margin.
+		lastOld := tr.lastAnswerFrom(old, failed)
+		t.Logf("old leader %s last answered at +%s, %s before the Lease moved (it left the Service %s before the move)",
+			old, lastOld.Sub(failed).Round(time.Millisecond), moved.Sub(lastOld).Round(time.Millisecond), elector.ServiceLeaveTime)
 		if holder := w.holder(t.Context()); holder == old {
 			t.Errorf("the Lease is back with %s while its app still fails its check", old)
 		}
 		w.postToPod(pod, "/ready")
+		w.settled(3)
+	})
+
+	scenario("leader steps down on its control socket: it leaves the Service before the Lease moves", func(t *testing.T) {
+		old := w.settled(3)
+		pid := w.taskPID(w.pod(old), inject.ContainerName)
+		asked := time.Now()
+		// The control socket is an abstract Unix socket, scoped to the pod's network namespace: ask from inside it.
+		out, err := exec.CommandContext(t.Context(), "nsenter", "-t", strconv.Itoa(pid), "-n", "curl", "-sS", "-m", "15",
+			"--abstract-unix-socket", "leader-election", "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}", "http://localhost/stepdown").CombinedOutput()
+		answered := time.Now()
+		if err != nil || strings.TrimSpace(string(out)) != "200" {
+			t.Fatalf("step-down on the control socket of %s: %q %v", old, out, err)
+		}
+		var next string
+		var served time.Time
+		w.poll(30*time.Second, "an answer from a replica other than "+old, func(context.Context) (bool, error) {
+			next, served = tr.firstAnswerOtherThan(old, asked)
+			return next != "", nil
+		})
+		// Its app stays healthy: only the elector's /readyz takes the pod out of the Service, so the old leader's
+		// last answer measures what the wait (elector.ServiceLeaveTime) must cover on this node.
+		moved, lastOld := tr.firstHolderOtherThan(old, asked), tr.lastAnswerFrom(old, asked)
+		t.Logf("step-down of %s: answered after %s; its last answer through the Service at +%s; the Lease moved at +%s; first answer from %s at +%s",
+			old, answered.Sub(asked).Round(time.Millisecond), lastOld.Sub(asked).Round(time.Millisecond), moved.Sub(asked).Round(time.Millisecond),
+			next, served.Sub(asked).Round(time.Millisecond))
+		if moved.Sub(asked) < elector.ServiceLeaveTime {
+			t.Errorf("the Lease moved %s after the step-down request, before the leader had been out of the Service for %s", moved.Sub(asked), elector.ServiceLeaveTime)
+		}
 		w.settled(3)
 	})
 

@@ -274,6 +274,19 @@ func (tr *traffic) holdersBetween(from, to time.Time) []string {
 	return out
 }
 
+// lastAnswerFrom is when pod last answered a request sent after since; zero if it has not.
+func (tr *traffic) lastAnswerFrom(pod string, since time.Time) time.Time {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var last time.Time
+	for _, a := range tr.answers {
+		if a.sent.After(since) && a.pod == pod {
+			last = a.got
+		}
+	}
+	return last
+}
+
 // firstAnswerOtherThan is the first pod other than pod that answered a request sent after since, and when.
 func (tr *traffic) firstAnswerOtherThan(pod string, since time.Time) (string, time.Time) {
 	tr.mu.Lock()
