@@ -80,6 +80,17 @@ func TestBadSettingsExitWithCode2AndSayWhatIsWrong(t *testing.T) {
 		{"port zero", valid, []string{"--port=0"}, []string{`--port="0": not a port; use a number from 1 to 65535`}},
 		{"port too high", with("ELECTOR_PORT=70000"), nil, []string{`ELECTOR_PORT="70000": not a port`}},
 		{"port not a number", with("ELECTOR_PORT=http"), nil, []string{`ELECTOR_PORT="http": not a port`}},
+		{"app check exec", with(`ELECTOR_APP_CHECK={"exec":{"command":["cat","/tmp/ready"]}}`), nil, []string{
+			`ELECTOR_APP_CHECK="{\"exec\"`, "exec", "cannot run a command in the application's; use httpGet, tcpSocket or grpc"}},
+		{"app check with a named port", valid, []string{`--app-check={"httpGet":{"path":"/healthz","port":"http"}}`}, []string{
+			`--app-check=`, `httpGet.port: "http" is not accepted: want a port number from 1 to 65535`}},
+		{"app check aimed outside the pod", with(`ELECTOR_APP_CHECK={"tcpSocket":{"port":5432,"host":"10.0.0.1"}}`), nil, []string{
+			`tcpSocket.host: "10.0.0.1" is not accepted`, "loopback"}},
+		{"app check not JSON", with("ELECTOR_APP_CHECK=http://:8080/healthz"), nil, []string{
+			`ELECTOR_APP_CHECK="http://:8080/healthz": not a probe in JSON`}},
+		{"app check with two handlers and a negative period", with(`ELECTOR_APP_CHECK={"grpc":{"port":9090},"tcpSocket":{"port":9090},"periodSeconds":-1}`), nil, []string{
+			"more than one check", "periodSeconds: -1 is not accepted"}},
+		{"pod IP not an IP", with("POD_IP=pod-7"), nil, []string{`POD_IP="pod-7": not an IP address`}},
 		{"unknown flag", valid, []string{"--lease=demo"}, []string{"flag provided but not defined: -lease"}},
 		{"stray argument", valid, []string{"run"}, []string{`unexpected argument "run"`}},
 		{"several problems at once", []string{"POD_NAME=p-0"}, []string{"--port=-1", "--readiness=x"}, []string{

@@ -50,7 +50,12 @@ func serve(s settings, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "elector: %v\n", err)
 		return exitUsage
 	}
-	e, err := elector.New(s.config, leases, events, elector.Options{Logger: log})
+	checker, err := newAppCheck(s)
+	if err != nil {
+		fmt.Fprintf(stderr, "elector: application check (from %s): %v\n", s.sources["app-check"], err)
+		return exitUsage
+	}
+	e, err := elector.New(s.config, leases, events, electorOptions(log, checker))
 	if err != nil {
 		fmt.Fprintf(stderr, "elector: %v\n", err)
 		return exitUsage
@@ -58,6 +63,13 @@ func serve(s settings, stderr io.Writer) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
+	checked := make(chan struct{})
+	if checker != nil {
+		go func() { defer close(checked); checker.Run(ctx) }()
+		log.Info("leadership follows the application's health", "check", checker.String())
+	} else {
+		close(checked)
+	}
 	server := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	var code atomic.Int32 // exitOK unless the HTTP server fails
 	controlServer := &http.Server{Handler: e.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -86,6 +98,7 @@ func serve(s settings, stderr io.Writer) int {
 			_ = srv.Close()
 		}
 	}
+	<-checked // a check in flight ends with ctx
 	log.Info("stopped")
 	return int(code.Load())
 }

@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/leader-election/leader-election/pkg/appcheck"
 	"github.com/leader-election/leader-election/pkg/elector"
 )
 
@@ -34,6 +37,8 @@ func options() []option {
 		{"bind-address", "ELECTOR_BIND_ADDRESS", "", "the address the HTTP server listens on (default: all addresses)"},
 		{"readiness", "ELECTOR_READINESS", string(elector.ReadinessLeader), "leader: /readyz is 200 on the leader only; member: 200 on every replica following the Lease, 503 on a leader whose last renewal is older than the renew deadline"},
 		{"pod-labels-file", "ELECTOR_POD_LABELS_FILE", "", "the pod's labels as a downward API file; in member readiness a replica labelled leader-election/role=leader that is not a fresh leader is unready (default: none)"},
+		{"app-check", "ELECTOR_APP_CHECK", "", "the application's health check, JSON of a Kubernetes probe with a numeric port: httpGet, tcpSocket or grpc, with its timing (the webhook hands over the app's readinessProbe); leadership follows its verdict (default: not gated)"},
+		{"pod-ip", "POD_IP", "", "this pod's IP (downward API status.podIP), where --app-check goes when it names no host, as the kubelet's probes do (default: 127.0.0.1)"},
 		{"kubeconfig", "KUBECONFIG", "", "kubeconfig file, for running outside a pod (default: in-cluster configuration)"},
 	}
 }
@@ -43,6 +48,10 @@ type settings struct {
 	config      elector.Config
 	port        int
 	bindAddress string
+	// appCheck is the application's health check (nil: leadership is not health-gated); podIP is where a check
+	// without a host goes ("" = 127.0.0.1).
+	appCheck *corev1.Probe
+	podIP    string
 	// kubeconfig is the kubeconfig path or list ("" = in-cluster); kubeconfigSource names where it came from.
 	kubeconfig, kubeconfigSource string
 	// sources describe where each value came from, by flag name, for messages about them.
@@ -163,6 +172,18 @@ func checkSettings(v map[string]value) (settings, error) {
 	}
 
 	s.config.LabelsFile = v["pod-labels-file"].raw
+	if raw := v["app-check"].raw; raw != "" {
+		if probe, err := appcheck.Parse(raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v["app-check"].source, err))
+		} else {
+			s.appCheck = &probe
+		}
+	}
+	if ip := v["pod-ip"].raw; ip != "" && net.ParseIP(ip) == nil {
+		bad("pod-ip", "not an IP address; use the downward API's status.podIP")
+	} else {
+		s.podIP = ip
+	}
 	s.kubeconfig, s.kubeconfigSource = v["kubeconfig"].raw, v["kubeconfig"].source
 	return s, errors.Join(errs...)
 }

@@ -55,6 +55,31 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 	}
 }
 
+func TestAppCheckIsParsedAndLeftOffByDefault(t *testing.T) {
+	base := map[string]string{"POD_NAME": "p", "POD_UID": "u", "POD_NAMESPACE": "ns", "LEASE_NAME": "demo"}
+	s, err := parseSettings(nil, envOf(base))
+	if err != nil || s.appCheck != nil || s.podIP != "" {
+		t.Fatalf("default: check %+v, pod IP %q, err %v; want not gated", s.appCheck, s.podIP, err)
+	}
+	base["ELECTOR_APP_CHECK"] = `{"grpc":{"port":9090,"service":"ledger"},"periodSeconds":2,"failureThreshold":1}`
+	base["POD_IP"] = "fd00::7"
+	s, err = parseSettings(nil, envOf(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.appCheck == nil || s.appCheck.GRPC == nil || s.appCheck.GRPC.Port != 9090 || *s.appCheck.GRPC.Service != "ledger" ||
+		s.appCheck.PeriodSeconds != 2 || s.appCheck.FailureThreshold != 1 || s.podIP != "fd00::7" {
+		t.Errorf("check %+v, pod IP %q", s.appCheck, s.podIP)
+	}
+	checker, err := newAppCheck(s)
+	if err != nil || checker == nil || !strings.Contains(checker.String(), "grpc [fd00::7]:9090") {
+		t.Errorf("checker %v, %v", checker, err)
+	}
+	if checker, err := newAppCheck(settings{}); checker != nil || err != nil {
+		t.Errorf("without --app-check: %v, %v; want no checker", checker, err)
+	}
+}
+
 func TestStatusRowsAndTable(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 10, 0, time.UTC)
 	leases := []coordinationv1.Lease{

@@ -20,6 +20,8 @@ func FuzzMutate(f *testing.F) {
 	f.Add("true", "", "", "", "", "", "", "100m", "", true, []byte(`{"spec":{"containers":[{"name":"app","resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}}`))
 	f.Add("true", "", "", "", "", "", "", "200m", "", false, []byte(`{"spec":{"resources":{"requests":{"cpu":"1"},"limits":{"cpu":"1"}},"containers":[{"name":"app","resources":{"requests":{"cpu":"1"}}}]}}`))
 	f.Add("", "", "", "", "", "", "", "", "", true, []byte(`{"metadata":{"annotations":{"leader-election/injected":"v0.1.0/75b6e75a814e"}},"spec":{"initContainers":[{"name":"leader-elector","image":"busybox","restartPolicy":"Always"}]}}`))
+	f.Add("true", "", "", "", "", "", "", "", "", false, []byte(`{"metadata":{"annotations":{"leader-election/health-check":"grpc://:grpc/x.v1.X","leader-election/health-failure-threshold":"2"}},"spec":{"containers":[{"name":"app","ports":[{"name":"grpc","containerPort":9090}],"readinessProbe":{"exec":{"command":["true"]}}}]}}`))
+	f.Add("true", "", "", "", "", "", "", "", "istio", false, []byte(`{"metadata":{"annotations":{"leader-election/health-container":"b","leader-election/handover":"false"}},"spec":{"containers":[{"name":"a"},{"name":"b","ports":[{"name":"h","containerPort":80}],"readinessProbe":{"httpGet":{"port":"h","host":"localhost"}}}]}}`))
 	f.Fuzz(func(t *testing.T, enabled, lease, dur, renew, retry, port, traffic, cpuLimit, mesh string, enforced bool, podJSON []byte) {
 		pod := deploymentPod(nil)
 		_ = yaml.Unmarshal(podJSON, pod) // any shape that decodes, over a valid replica
@@ -58,6 +60,7 @@ func FuzzMutate(f *testing.F) {
 			return
 		}
 		checkOnlyAppended(t, pod, out)
+		checkElectorAcceptsTheCheck(t, out)
 		again, changedAgain, err := Mutate(out, testConfig(), enforced)
 		if err != nil || changedAgain || again != out {
 			t.Fatalf("reinvocation: changed=%v err=%v", changedAgain, err)

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	"github.com/leader-election/leader-election/pkg/appcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml and *.err.txt from the current output")
@@ -58,6 +60,7 @@ func TestGolden(t *testing.T) {
 			if !changed && !equality.Semantic.DeepEqual(pod, out) {
 				t.Errorf("Mutate reported no change but returned a different pod")
 			}
+			checkElectorAcceptsTheCheck(t, out)
 			again, changedAgain, err := Mutate(out, cfg, enforced)
 			if err != nil || changedAgain || !equality.Semantic.DeepEqual(again, out) {
 				t.Errorf("reinvocation changed the pod (changed=%v, err=%v)", changedAgain, err)
@@ -93,5 +96,22 @@ func compareGolden(t *testing.T, path string, got []byte) {
 	}
 	if string(want) != string(got) {
 		t.Errorf("%s differs (rerun with -update if the change is intended)\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+// checkElectorAcceptsTheCheck fails when the webhook hands the elector a health check that the elector's own
+// settings would refuse (it would exit 2 and crash-loop).
+func checkElectorAcceptsTheCheck(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	c, _ := containerNamed(pod, ContainerName)
+	if c == nil {
+		return
+	}
+	for _, e := range c.Env {
+		if e.Name == EnvAppCheck {
+			if _, err := appcheck.Parse(e.Value); err != nil {
+				t.Errorf("the elector refuses %s=%s: %v", EnvAppCheck, e.Value, err)
+			}
+		}
 	}
 }

@@ -32,6 +32,20 @@ const (
 	// AnnotationMesh says whether the elector bypasses a service mesh's proxy: MeshIstio or MeshNone. The webhook
 	// writes the value it resolved, so a reinvocation rebuilds the same container.
 	AnnotationMesh = Prefix + "mesh"
+	// AnnotationHealthCheck says what the elector checks before it leads (issue 13): HealthCheckReadiness (the
+	// health container's readinessProbe), HealthCheckNone, or an explicit check such as http://:8080/healthz.
+	AnnotationHealthCheck = Prefix + "health-check"
+	// AnnotationHealthContainer names the container whose readinessProbe (and port names) the check uses.
+	AnnotationHealthContainer = Prefix + "health-container"
+	// AnnotationHealthFailureThreshold overrides the check's failureThreshold: failures in a row before the
+	// application counts as unhealthy and its elector hands leadership over.
+	AnnotationHealthFailureThreshold = Prefix + "health-failure-threshold"
+	// AnnotationHealthGate is written by the webhook: whether leadership follows a health check, which one, or why
+	// not (an exec readinessProbe, none at all), so what the elector gates on is visible on the pod.
+	AnnotationHealthGate = Prefix + "health-gate"
+	// AnnotationHandover chooses a direct handover to a chosen successor ("true", the default) or releasing the
+	// Lease to a race ("false") when the leader steps down.
+	AnnotationHandover = Prefix + "handover"
 	// AnnotationInjected is written by the webhook: "<version>/<config hash>".
 	AnnotationInjected = Prefix + "injected"
 
@@ -51,6 +65,14 @@ const (
 	TrafficLabel = "label"
 	// TrafficReadiness makes only the leader ready: simplest, but Deployments never report all replicas available.
 	TrafficReadiness = "readiness"
+)
+
+// AnnotationHealthCheck's values besides an explicit check.
+const (
+	// HealthCheckReadiness hands the elector the health container's readinessProbe (the default).
+	HealthCheckReadiness = "readiness"
+	// HealthCheckNone leaves leadership ungated by the application's health.
+	HealthCheckNone = "none"
 )
 
 // Mesh modes (AnnotationMesh).
@@ -79,4 +101,10 @@ const (
 	// EnvPodLabelsFile points the elector at the pod's labels (downward API volume), so that a replica labelled
 	// leader-election/role=leader that is not a fresh leader reports unready.
 	EnvPodLabelsFile = "ELECTOR_POD_LABELS_FILE"
+	// EnvHandover is "true" (hand the Lease to a chosen successor) or "false" (release it to a race).
+	EnvHandover = "ELECTOR_HANDOVER"
+	// EnvAppCheck is the application's health check as JSON of a probe; absent when leadership is not gated.
+	EnvAppCheck = "ELECTOR_APP_CHECK"
+	// EnvPodIP is the pod's IP (downward API status.podIP), where a check without a host goes.
+	EnvPodIP = "POD_IP"
 )

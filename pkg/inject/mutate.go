@@ -42,7 +42,7 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 		}
 		return pod, false, nil
 	}
-	out, err = inject(pod, cfg)
+	out, err = inject(pod, cfg, nil)
 	if err != nil {
 		return pod, false, err
 	}
@@ -50,9 +50,10 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 }
 
 // inject builds the injected pod. It never changes what the user wrote: it sets labels, annotations and the
-// ServiceAccount name, and appends volumes and containers whose names and ports fit beside the user's.
-func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
-	s, err := settingsFor(pod, cfg)
+// ServiceAccount name, and appends volumes and containers whose names and ports fit beside the user's. kept, when
+// not nil, is the health check of an earlier injection of this pod (reinvocation), used instead of resolving it.
+func inject(pod *corev1.Pod, cfg Config, kept *keptHealth) (*corev1.Pod, error) {
+	s, err := settingsFor(pod, cfg, kept)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +93,7 @@ func inject(pod *corev1.Pod, cfg Config) (*corev1.Pod, error) {
 	delete(out.Labels, LabelRole)
 	out.Annotations[AnnotationLeaseName] = s.LeaseName
 	out.Annotations[AnnotationMesh] = s.Mesh
+	out.Annotations[AnnotationHealthGate] = s.HealthGate
 	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)
 	return out, nil
 }
@@ -143,8 +145,12 @@ func wayOut(pod *corev1.Pod) string {
 // on every admission, so the digest's input is built in one stack buffer from fixed-width numbers (durations
 // in nanoseconds, CPU in millicores, memory in bytes) rather than formatted strings: one allocation, the result.
 func settingsHash(s Settings, mode SidecarMode) string {
-	buf := make([]byte, 0, 512)
-	for _, str := range []string{s.LeaseName, s.Traffic, s.Image, string(mode), s.Mesh} {
+	buf := make([]byte, 0, 1024)
+	handover := "false"
+	if s.Handover {
+		handover = "true"
+	}
+	for _, str := range []string{s.LeaseName, s.Traffic, s.Image, string(mode), s.Mesh, s.AppCheck, s.HealthGate, handover} {
 		buf = append(buf, str...)
 		buf = append(buf, 0) // no string may run into the next
 	}

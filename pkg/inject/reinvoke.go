@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/leader-election/leader-election/pkg/appcheck"
 )
 
 // recognise accepts a pod that already carries the elector only when it is this webhook's own injection: the pod
@@ -14,12 +16,17 @@ import (
 // copied leader-election/injected annotation beside a container merely named like the elector) is refused, so
 // a namespace's enforce policy cannot be passed by imitation. Every field the API server defaults is set in the
 // build, so the stored, defaulted pod of a reinvocation compares equal.
+//
+// The health check is the one setting taken from the stored elector rather than rebuilt: it comes from the
+// application's readinessProbe, which a later webhook may rewrite (Istio points every probe at its agent), and the
+// check of the first injection is still right. It proves nothing about who injected the container and grants
+// nothing: any check it can hold, the pod's own readinessProbe could have asked for.
 func recognise(pod *corev1.Pod, cfg Config) error {
 	refuse := func(why string) error {
 		return fmt.Errorf("the pod carries annotation %s=%q and a container named %q, but they are not what this webhook injects for this pod (%s); remove both and let the webhook inject the elector",
 			AnnotationInjected, pod.Annotations[AnnotationInjected], ContainerName, why)
 	}
-	want, err := inject(withoutElector(pod), cfg)
+	want, err := inject(withoutElector(pod), cfg, storedHealth(pod))
 	if err != nil {
 		return refuse(err.Error())
 	}
@@ -42,7 +49,7 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 			return refuse(fmt.Sprintf("volume %q differs", m.Name))
 		}
 	}
-	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh} {
+	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh, AnnotationHealthGate} {
 		if pod.Annotations[key] != want.Annotations[key] {
 			return refuse(fmt.Sprintf("annotation %s is %q, want %q", key, pod.Annotations[key], want.Annotations[key]))
 		}
@@ -138,5 +145,39 @@ func volumeNamed(pod *corev1.Pod, name string) *corev1.Volume {
 			return &pod.Spec.Volumes[i]
 		}
 	}
+	return nil
+}
+
+// keptHealth is the health check an earlier injection of the pod resolved: ELECTOR_APP_CHECK ("" = not gated)
+// and the health gate annotation.
+type keptHealth struct {
+	appCheck, gate string
+}
+
+// storedHealth reads the health check of the pod's elector and its health gate annotation.
+func storedHealth(pod *corev1.Pod) *keptHealth {
+	kept := &keptHealth{gate: pod.Annotations[AnnotationHealthGate]}
+	if c, _ := containerNamed(pod, ContainerName); c != nil {
+		for _, e := range c.Env {
+			if e.Name == EnvAppCheck {
+				kept.appCheck = e.Value
+			}
+		}
+	}
+	return kept
+}
+
+// apply puts the kept check into s, refusing a check the elector would refuse and a gate annotation that does
+// not say what the check does.
+func (k *keptHealth) apply(s *Settings) []error {
+	if k.appCheck != "" {
+		if _, err := appcheck.Parse(k.appCheck); err != nil {
+			return []error{fmt.Errorf("the elector's %s is not a check it can run: %w", EnvAppCheck, err)}
+		}
+	}
+	if (k.appCheck != "") != strings.HasPrefix(k.gate, gated) {
+		return []error{fmt.Errorf("annotation %s is %q, which does not say what the elector's %s does", AnnotationHealthGate, k.gate, EnvAppCheck)}
+	}
+	s.AppCheck, s.HealthGate = k.appCheck, k.gate
 	return nil
 }

@@ -25,6 +25,11 @@ type Settings struct {
 	// Mesh is MeshIstio or MeshNone; ProxyUser is the user (and group) the elector runs as under MeshIstio.
 	Mesh      string
 	ProxyUser int64
+	// AppCheck is the application's health check as ELECTOR_APP_CHECK's JSON ("" = leadership not gated);
+	// HealthGate says what is checked, or why nothing (AnnotationHealthGate).
+	AppCheck, HealthGate string
+	// Handover is true when a stepping-down leader hands the Lease to a chosen successor.
+	Handover bool
 }
 
 // AnnotationError is a refused annotation value; its message names the key, the value and what is accepted.
@@ -38,7 +43,7 @@ func (e *AnnotationError) Error() string {
 
 // settingsFor resolves a pod's settings, validating every annotation it sets. All bad values are reported
 // together, so a user fixes them in one round trip.
-func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
+func settingsFor(pod *corev1.Pod, cfg Config, kept *keptHealth) (Settings, error) {
 	ann := pod.Annotations
 	s := Settings{
 		LeaseDuration: cfg.LeaseDuration,
@@ -124,6 +129,14 @@ func settingsFor(pod *corev1.Pod, cfg Config) (Settings, error) {
 	}
 	errs = append(errs, resolveResources(pod, &s)...)
 	if err := resolveMesh(pod, &s); err != nil {
+		errs = append(errs, err)
+	}
+	if kept != nil {
+		errs = append(errs, kept.apply(&s)...)
+	} else {
+		errs = append(errs, resolveHealth(pod, &s)...)
+	}
+	if err := resolveHandover(pod, &s); err != nil {
 		errs = append(errs, err)
 	}
 	return s, errors.Join(errs...)

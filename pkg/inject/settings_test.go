@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -8,6 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/leader-election/leader-election/pkg/appcheck"
 )
 
 // deploymentPod is a replica of Deployment "web" with the given annotations added to the opt-in.
@@ -119,6 +123,44 @@ func TestRefusedAnnotations(t *testing.T) {
 			[]string{AnnotationMesh, `"linkerd"`, `"istio" or "none"`}},
 		{"mesh empty", map[string]string{AnnotationMesh: ""},
 			[]string{AnnotationMesh, `""`}},
+		{"health check unknown word", map[string]string{AnnotationHealthCheck: "liveness"},
+			[]string{AnnotationHealthCheck, `"liveness"`, `"readiness", "none", or a check of the pod's own port`, "grpc://:9090[/service]"}},
+		{"health check scheme unknown", map[string]string{AnnotationHealthCheck: "ftp://:21"},
+			[]string{AnnotationHealthCheck, `"ftp://:21"`, `scheme "ftp"`}},
+		{"health check without a port", map[string]string{AnnotationHealthCheck: "http:///healthz"},
+			[]string{AnnotationHealthCheck, `"http:///healthz"`, "no port"}},
+		{"health check port out of range", map[string]string{AnnotationHealthCheck: "tcp://:70000"},
+			[]string{AnnotationHealthCheck, "tcpSocket.port: 70000"}},
+		{"health check aimed outside the pod", map[string]string{AnnotationHealthCheck: "http://10.0.0.1:8080/healthz"},
+			[]string{AnnotationHealthCheck, `host "10.0.0.1" is outside the pod`}},
+		{"health check aimed at the metadata service", map[string]string{AnnotationHealthCheck: "http://169.254.169.254:80/latest"},
+			[]string{AnnotationHealthCheck, `host "169.254.169.254" is outside the pod`}},
+		{"health check by DNS name", map[string]string{AnnotationHealthCheck: "tcp://db.shop.svc:5432"},
+			[]string{AnnotationHealthCheck, `host "db.shop.svc" is outside the pod`}},
+		{"grpc check with a host", map[string]string{AnnotationHealthCheck: "grpc://127.0.0.1:9090"},
+			[]string{AnnotationHealthCheck, "takes no host"}},
+		{"tcp check with a path", map[string]string{AnnotationHealthCheck: "tcp://:5432/db"},
+			[]string{AnnotationHealthCheck, "a tcp check has no path"}},
+		{"grpc service with a slash", map[string]string{AnnotationHealthCheck: "grpc://:9090/a/b"},
+			[]string{AnnotationHealthCheck, `"a/b" is not a gRPC service name`}},
+		{"health check port name unknown", map[string]string{AnnotationHealthCheck: "http://:web/healthz"},
+			[]string{AnnotationHealthCheck, `port "web" is not a port name of container "app"`}},
+		{"health check readiness without any readinessProbe", map[string]string{AnnotationHealthCheck: "readiness"},
+			[]string{AnnotationHealthCheck, `"readiness"`, "no regular container has a readinessProbe", "http://, tcp:// or grpc://"}},
+		{"health container unknown", map[string]string{AnnotationHealthContainer: "db"},
+			[]string{AnnotationHealthContainer, `"db"`, "one of the pod's regular containers: app"}},
+		{"health container without a readinessProbe", map[string]string{AnnotationHealthContainer: "app"},
+			[]string{AnnotationHealthContainer, `container "app" has no readinessProbe`}},
+		{"failure threshold a duration", map[string]string{AnnotationHealthFailureThreshold: "30s", AnnotationHealthCheck: "tcp://:8080"},
+			[]string{AnnotationHealthFailureThreshold, `"30s"`, "from 1 to 100"}},
+		{"failure threshold zero", map[string]string{AnnotationHealthFailureThreshold: "0", AnnotationHealthCheck: "tcp://:8080"},
+			[]string{AnnotationHealthFailureThreshold, `"0"`}},
+		{"failure threshold with no check", map[string]string{AnnotationHealthFailureThreshold: "2", AnnotationHealthCheck: "none"},
+			[]string{AnnotationHealthFailureThreshold, `"2"`, "want it unset", `is "none"`}},
+		{"failure threshold where nothing is checked", map[string]string{AnnotationHealthFailureThreshold: "2"},
+			[]string{AnnotationHealthFailureThreshold, `"2"`, "want it only with a health check", "no regular container has a readinessProbe"}},
+		{"handover not a boolean", map[string]string{AnnotationHandover: "yes"},
+			[]string{AnnotationHandover, `"yes"`, `"true"`, `"false"`}},
 		{"two bad values reported together", map[string]string{AnnotationPort: "x", AnnotationTraffic: "y"},
 			[]string{AnnotationPort, AnnotationTraffic}},
 	}
@@ -138,6 +180,97 @@ func TestRefusedAnnotations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHealthCheckHandOver checks what each health setting gives the elector (the golden cases show whole pods).
+func TestHealthCheckHandOver(t *testing.T) {
+	withProbe := func(p *corev1.Probe, annotations map[string]string) *corev1.Pod {
+		pod := deploymentPod(annotations)
+		pod.Spec.Containers[0].Ports[0].Name = "http"
+		pod.Spec.Containers[0].ReadinessProbe = p
+		return pod
+	}
+	httpProbe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}, PeriodSeconds: 2}
+	for _, tt := range []struct {
+		name      string
+		pod       *corev1.Pod
+		wantCheck string // ELECTOR_APP_CHECK, "" = absent
+		wantGate  string
+		wantPodIP bool
+	}{
+		{"readinessProbe by default, named port resolved, API defaults filled", withProbe(httpProbe, nil),
+			`{"httpGet":{"path":"/ready","port":8080,"scheme":"HTTP"},"timeoutSeconds":1,"periodSeconds":2,"successThreshold":1,"failureThreshold":3}`,
+			`gated: readinessProbe of container "app"`, true},
+		{"failure threshold override", withProbe(httpProbe, map[string]string{AnnotationHealthFailureThreshold: "1"}),
+			`{"httpGet":{"path":"/ready","port":8080,"scheme":"HTTP"},"timeoutSeconds":1,"periodSeconds":2,"successThreshold":1,"failureThreshold":1}`,
+			`gated: readinessProbe of container "app"`, true},
+		{"none", withProbe(httpProbe, map[string]string{AnnotationHealthCheck: "none"}), "", "not gated: leader-election/health-check is none", false},
+		{"no readinessProbe", deploymentPod(nil), "", "not gated: no regular container has a readinessProbe", false},
+		{"exec readinessProbe", withProbe(&corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}, nil),
+			"", `not gated: container "app" has an exec readinessProbe, which the elector cannot run (set leader-election/health-check`, false},
+		{"readinessProbe aimed outside the pod, by default", withProbe(&corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(5432), Host: "10.1.2.3"}}}, nil),
+			"", `not gated: container "app" has a readinessProbe with tcpSocket.host "10.1.2.3", which the elector cannot run`, false},
+		{"explicit check with a port name", withProbe(nil, map[string]string{AnnotationHealthCheck: "https://localhost:http/live?full=1"}),
+			`{"httpGet":{"path":"/live?full=1","port":8080,"host":"localhost","scheme":"HTTPS"},"timeoutSeconds":1,"periodSeconds":10,"successThreshold":1,"failureThreshold":3}`,
+			"gated: leader-election/health-check", true},
+		{"explicit grpc check", withProbe(nil, map[string]string{AnnotationHealthCheck: "grpc://:9090/ledger.v1.Ledger"}),
+			`{"grpc":{"port":9090,"service":"ledger.v1.Ledger"},"timeoutSeconds":1,"periodSeconds":10,"successThreshold":1,"failureThreshold":3}`,
+			"gated: leader-election/health-check", true},
+		{"explicit tcp check under Istio goes to loopback", withProbe(nil, map[string]string{AnnotationHealthCheck: "tcp://:8080", AnnotationMesh: MeshIstio}),
+			`{"tcpSocket":{"port":8080},"timeoutSeconds":1,"periodSeconds":10,"successThreshold":1,"failureThreshold":3}`,
+			"gated: leader-election/health-check", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := Mutate(tt.pod, testConfig(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			elector, _ := containerNamed(out, ContainerName)
+			env := map[string]corev1.EnvVar{}
+			for _, e := range elector.Env {
+				env[e.Name] = e
+			}
+			if got := env[EnvAppCheck].Value; got != tt.wantCheck {
+				t.Errorf("%s = %s\nwant %s", EnvAppCheck, got, tt.wantCheck)
+			}
+			if tt.wantCheck != "" {
+				if _, err := appcheck.Parse(tt.wantCheck); err != nil {
+					t.Errorf("the elector would refuse the check: %v", err)
+				}
+			}
+			if gate := out.Annotations[AnnotationHealthGate]; !strings.HasPrefix(gate, tt.wantGate) {
+				t.Errorf("%s = %q, want it to begin %q", AnnotationHealthGate, gate, tt.wantGate)
+			}
+			if _, ok := env[EnvPodIP]; ok != tt.wantPodIP {
+				t.Errorf("%s present %v, want %v", EnvPodIP, ok, tt.wantPodIP)
+			}
+			if env[EnvHandover].Value != "true" {
+				t.Errorf("%s = %q, want the default true", EnvHandover, env[EnvHandover].Value)
+			}
+		})
+	}
+}
+
+// TestHealthSettingsChangeTheInjectedHash: a pod whose check differs is visibly a different injection.
+func TestHealthSettingsChangeTheInjectedHash(t *testing.T) {
+	hashes := map[string]string{}
+	for _, ann := range []map[string]string{
+		nil,
+		{AnnotationHealthCheck: "tcp://:8080"},
+		{AnnotationHealthCheck: "tcp://:8081"},
+		{AnnotationHealthCheck: "tcp://:8080", AnnotationHealthFailureThreshold: "1"},
+		{AnnotationHandover: "false"},
+	} {
+		out, _, err := Mutate(deploymentPod(ann), testConfig(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := out.Annotations[AnnotationInjected]
+		if other, seen := hashes[h]; seen {
+			t.Errorf("%v and %s share the injected annotation %s", ann, other, h)
+		}
+		hashes[h] = fmt.Sprint(ann)
 	}
 }
 

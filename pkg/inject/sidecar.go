@@ -60,6 +60,7 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 			{Name: EnvPort, Value: strconv.Itoa(int(s.Port))},
 			{Name: EnvReadiness, Value: readiness},
 			{Name: EnvPodLabelsFile, Value: podLabelsFile},
+			{Name: EnvHandover, Value: strconv.FormatBool(s.Handover)},
 		},
 		Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: s.Port, Protocol: corev1.ProtocolTCP}},
 		// Readiness is checked every second and fails on the first miss: a leader that stopped renewing must
@@ -100,6 +101,15 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 			{Name: tokenVolume, MountPath: tokenMountPath, ReadOnly: true},
 			{Name: podInfoVolumeName, MountPath: podInfoMountPath, ReadOnly: true},
 		},
+	}
+	if s.AppCheck != "" {
+		// The check goes where the kubelet's probe would, the pod IP, except under Istio: there the elector runs
+		// as the proxy's user, and Istio's iptables rules send that user's connections to the pod's own IP into
+		// the proxy's inbound listener; loopback (the elector's default) reaches the application directly.
+		if s.Mesh != MeshIstio {
+			c.Env = append(c.Env, fieldEnv(EnvPodIP, "status.podIP"))
+		}
+		c.Env = append(c.Env, corev1.EnvVar{Name: EnvAppCheck, Value: s.AppCheck})
 	}
 	if native {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)

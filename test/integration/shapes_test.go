@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -128,6 +129,48 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		_, err := cs.CoreV1().Pods(ns).Create(t.Context(), fake, metav1.CreateOptions{})
 		if err == nil || !strings.Contains(err.Error(), "not what this webhook injects") {
 			t.Fatalf("look-alike elector in an enforcing namespace: %v, want a refusal", err)
+		}
+	})
+
+	t.Run("the app's readinessProbe becomes the elector's check, and its stored injection is recognised", func(t *testing.T) {
+		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+		for _, tc := range []struct {
+			name      string
+			probe     corev1.Probe
+			wantCheck string
+		}{
+			// Written without the fields the API server defaults: the webhook sees the defaulted probe, a
+			// reinvocation the same, and both must build one env.
+			{"http-named-port", corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("http")}}},
+				`{"httpGet":{"path":"/","port":8080,"scheme":"HTTP"},"timeoutSeconds":1,"periodSeconds":10,"successThreshold":1,"failureThreshold":3}`},
+			{"grpc", corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}, PeriodSeconds: 2},
+				`{"grpc":{"port":9090,"service":""},"timeoutSeconds":1,"periodSeconds":2,"successThreshold":1,"failureThreshold":3}`},
+		} {
+			pod := ownedByReplicaSet(plainPod(tc.name), "api-5f7d8", "5f7d8")
+			pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "grpc", ContainerPort: 9090}}
+			pod.Spec.Containers[0].ReadinessProbe = &tc.probe
+			stored := createPod(t, cs, ns, "web", pod)
+			elector := findContainer(stored.Spec.InitContainers, inject.ContainerName)
+			if elector == nil {
+				t.Fatalf("%s: not injected", tc.name)
+			}
+			env := map[string]corev1.EnvVar{}
+			for _, e := range elector.Env {
+				env[e.Name] = e
+			}
+			if got := env[inject.EnvAppCheck].Value; got != tc.wantCheck {
+				t.Errorf("%s: %s = %s\nwant %s", tc.name, inject.EnvAppCheck, got, tc.wantCheck)
+			}
+			if e := env[inject.EnvPodIP]; e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+				t.Errorf("%s: %s = %+v, want the downward API's status.podIP", tc.name, inject.EnvPodIP, e)
+			}
+			if gate := stored.Annotations[inject.AnnotationHealthGate]; gate != `gated: readinessProbe of container "app"` {
+				t.Errorf("%s: %s = %q", tc.name, inject.AnnotationHealthGate, gate)
+			}
+			second := createPod(t, cs, ns, "web", storedCopy(stored, tc.name+"-copy"))
+			if !equality.Semantic.DeepEqual(second.Spec.InitContainers, stored.Spec.InitContainers) {
+				t.Errorf("%s: the stored injection sent again changed:\n got %+v\nwant %+v", tc.name, second.Spec.InitContainers, stored.Spec.InitContainers)
+			}
 		}
 	})
 
