@@ -91,7 +91,7 @@ func cut(text, prefix, suffix string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(text, prefix), suffix)
 }
 
-// healthVariables adds the health gate's variables: appCheck (ELECTOR_APP_CHECK, '' when not gated), healthGate
+// healthVariables adds the health gate's variables: appCheck (ELECTOR_APP_CHECK, ” when not gated), healthGate
 // (the annotation's text) and healthErrors.
 func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	q := celString
@@ -342,7 +342,6 @@ func badPath(path string) string {
 	return fmt.Sprintf(`(%[1]s.matches('^//[^/?#]') || %[1]s.matches('#.') || %[1]s.matches('[\\x00-\\x1f\\x7f]') || `+
 		`(%[1]s.indexOf('?') >= 0 ? %[1]s.substring(0, %[1]s.indexOf('?')) : %[1]s).matches('%%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)'))`, path)
 }
-
 
 // envVariant is one of the elector's env lists (JSON-decoded), with its traffic-mode "readiness" twin, and the
 // CEL condition under which the elector has it.
