@@ -240,6 +240,7 @@ func annotationCases() []annotationCase {
 	}
 	const (
 		lease, renew, retry = inject.AnnotationLeaseDuration, inject.AnnotationRenewDeadline, inject.AnnotationRetryPeriod
+		hc, thr             = inject.AnnotationHealthCheck, inject.AnnotationHealthFailureThreshold
 	)
 	return []annotationCase{
 		{"minutes", a(lease, "90s", renew, "1m", retry, "1500ms"), false, "", ""},
@@ -302,6 +303,40 @@ func annotationCases() []annotationCase {
 			"the requests beyond a pod-level budget are refused by the API server's own validation of the pod, with its message: CEL cannot add up the containers' quantities", "pod-level-resources"},
 		{"guaranteed-limit", a(inject.AnnotationMemoryLimit, "128Mi"), false, "", "guaranteed"},
 		{"istio-mesh-none", a(inject.AnnotationMesh, inject.MeshNone), false, "", "istio-classic-sidecar"},
+		{"handover-true", a(inject.AnnotationHandover, "true"), false, "", ""},
+		{"handover-word", a(inject.AnnotationHandover, "yes"), true, "", ""},
+		{"check-http-query", a(hc, "http://:8080/ready?a=1&b=<2>"), false, "", ""},
+		{"check-https-localhost", a(hc, "https://localhost:8443/x", thr, "+05"), false, "", ""},
+		{"check-tcp-ipv6-loopback", a(hc, "tcp://[::1]:5432"), false, "", ""},
+		{"check-tcp-ipv4-loopback", a(hc, "tcp://127.0.0.2:5432"), false, "", ""},
+		{"check-grpc-no-service", a(hc, "grpc://:9090"), false, "", ""},
+		{"check-grpc-service-escaped", a(hc, "grpc://:9090/a\"b\\c\td"), false, "", ""},
+		{"check-port-name", a(hc, "http://:http/x"), false, "", "health-http-readiness"},
+		{"check-no-scheme", a(hc, "8080"), true, "", ""},
+		{"check-no-port", a(hc, "http://localhost/x"), true, "", ""},
+		{"check-empty-port", a(hc, "tcp://localhost:"), true, "", ""},
+		{"check-host-outside", a(hc, "tcp://198.18.0.1:80"), true, "", ""},
+		{"check-tcp-path", a(hc, "tcp://:80/x"), true, "", ""},
+		{"check-grpc-host", a(hc, "grpc://localhost:9090"), true, "", ""},
+		{"check-grpc-bad-service", a(hc, "grpc://:9090/a?b"), true, "", ""},
+		{"check-scheme", a(hc, "ftp://:21"), true, "", ""},
+		{"check-port-zero", a(hc, "http://:0/"), true, "", ""},
+		{"check-port-range-and-path", a(hc, "http://:70000//x/y"), true, "", ""},
+		{"check-port-name-unknown", a(hc, "tcp://:nope"), true, "", ""},
+		{"check-port-name-unknown-named", a(hc, "tcp://:nope"), true, "", "health-http-readiness"},
+		{"check-bad-escape", a(hc, "http://:80/a%zz"), true, "", ""},
+		{"check-none-with-container", a(hc, inject.HealthCheckNone, inject.AnnotationHealthContainer, "app"), true, "", ""},
+		{"check-none-with-threshold", a(hc, inject.HealthCheckNone, thr, "2"), true, "", ""},
+		{"check-readiness-without-probe", a(hc, inject.HealthCheckReadiness), true, "", ""},
+		{"container-without-probe", a(inject.AnnotationHealthContainer, "app"), true, "", ""},
+		{"container-explicit-check", a(inject.AnnotationHealthContainer, "app", hc, "tcp://:http"), false, "", "health-http-readiness"},
+		{"threshold-zero", a(thr, "0"), true, "", "health-http-readiness"},
+		{"threshold-high", a(thr, "101"), true, "", "health-http-readiness"},
+		{"threshold-signed", a(thr, "+7"), false, "", "health-http-readiness"},
+		{"threshold-without-check", a(thr, "2"), true, "", ""},
+		{"threshold-exec-probe", a(thr, "2"), true, "", "health-exec-readiness"},
+		{"tcp-probe-threshold", a(thr, "9"), false, "", "health-tcp-readiness"},
+		{"grpc-probe-none", a(hc, inject.HealthCheckNone), false, "", "health-grpc-readiness"},
 		{"several", a(inject.AnnotationPort, "0", inject.AnnotationTraffic, "x", lease, "x"), true,
 			"several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message", ""},
 	}
