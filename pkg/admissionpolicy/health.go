@@ -165,18 +165,19 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	add("xValidate", fmt.Sprintf("variables.xScheme in ['http', 'https'] ? [%[1]s ? %[2]s : '', %[3]s ? %[4]s : ''].filter(s, s != '') : "+
 		"variables.xScheme == 'tcp' ? (%[1]s ? [%[5]s] : []) : variables.xScheme == 'grpc' && %[1]s ? [%[6]s] : []",
 		portRange, portRangeWhy("httpGet"), badPath("variables.xPath"), pathWhy, portRangeWhy("tcpSocket"), portRangeWhy("grpc")))
-	add("xError", fmt.Sprintf("variables.xSep < 0 ? %s : size(variables.xSplit) != 2 || variables.xPortText == '' ? %s : "+
-		"!variables.xHostLoopback ? %s : "+
-		"!variables.xPortNumeric && size(variables.xContainers) > 0 && size(variables.xNamed) == 0 ? %s : "+
+	// Why the check is refused ('' when it is not), in explicitCheck's order; a port name the container lacks has
+	// a message of its own.
+	add("xPortNameMissing", "!variables.xPortNumeric && size(variables.xContainers) > 0 && size(variables.xNamed) == 0")
+	add("xWhy", fmt.Sprintf("variables.xSep < 0 ? %s : size(variables.xSplit) != 2 || variables.xPortText == '' ? %s : "+
+		"!variables.xHostLoopback ? %s : variables.xPortNameMissing ? '' : "+
 		"!(variables.xScheme in ['http', 'https', 'tcp', 'grpc']) ? %s : "+
 		"variables.xScheme == 'tcp' && variables.xPath != '' ? %s : "+
 		"variables.xScheme == 'grpc' && variables.xHost != '' ? %s : "+
 		"variables.xScheme == 'grpc' && variables.xService.matches('[/?#]') ? %s : "+
-		"size(variables.xValidate) > 0 ? %s : ''",
-		badCheck(q("not a check")), badCheck(q("no port")), badCheck(hostWhy),
-		annotationError(HC, ann(HC), portNameText), badCheck(schemeWhy),
-		badCheck(tcpPathWhy), badCheck(grpcHostWhy), badCheck(serviceWhy),
-		badCheck("variables.xValidate.join('; ')")))
+		"variables.xValidate.join('; ')",
+		q("not a check"), q("no port"), hostWhy, schemeWhy, tcpPathWhy, grpcHostWhy, serviceWhy))
+	add("xError", fmt.Sprintf("variables.xWhy != '' ? %s : variables.xPortNameMissing ? %s : ''",
+		badCheck("variables.xWhy"), annotationError(HC, ann(HC), portNameText)))
 	timing := func(initialDelay, timeout, period, success, failure string) string {
 		return fmt.Sprintf("%s + ',\"timeoutSeconds\":' + %s + ',\"periodSeconds\":' + %s + ',\"successThreshold\":' + %s + ',\"failureThreshold\":' + %s",
 			initialDelay, timeout, period, success, failure)
@@ -236,6 +237,8 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	readinessText := refusal(healthPod(map[string]string{HC: inject.HealthCheckReadiness}, nil), false)
 	askedHC := HC + `="` + inject.HealthCheckReadiness + `"`
 	readinessFrame := strings.SplitN(readinessText, noProbeWhy, 2)
+	add("hAsked", fmt.Sprintf("[variables.hcSet ? %s + %s : '', variables.hContSet ? %s + %s : ''].filter(s, s != '').join(', ')",
+		q(HC+"="), quoted(ann(HC)), q(HCont+"="), quoted(ann(HCont))))
 	// A container without a readinessProbe is the health container only when named (AnnotationHealthContainer).
 	askedContainer := HCont + `="` + phContainer + `"`
 	noProbeNamed := cut(refusal(healthPod(map[string]string{HCont: phContainer}, nil), false),
@@ -243,11 +246,7 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	add("rWhy", fmt.Sprintf("!variables.hFound ? %s : %s", q(noProbeWhy), template(noProbeNamed, name("variables.hContainers[0].name"))))
 	add("rExplicit", "variables.hcSet || variables.hContSet")
 	readinessError := func(why string) string {
-		return template(readinessText, map[string]string{
-			askedHC: fmt.Sprintf("[variables.hcSet ? %s + %s : '', variables.hContSet ? %s + %s : ''].filter(s, s != '').join(', ')",
-				q(HC+"="), quoted(ann(HC)), q(HCont+"="), quoted(ann(HCont))),
-			noProbeWhy: why,
-		})
+		return template(readinessText, map[string]string{askedHC: "variables.hAsked", noProbeWhy: why})
 	}
 	execInner := strings.ReplaceAll(appcheck.Validate(*execProbe).Error(), "\n", "; ")
 	cannotRunWhy := template(cut(refusal(healthPod(map[string]string{HC: inject.HealthCheckReadiness}, execProbe), false), readinessFrame[0], readinessFrame[1]),
@@ -267,10 +266,11 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 		q(gateOf(healthPod(map[string]string{HC: inject.HealthCheckNone}, nil))), q(gateOf(healthPod(map[string]string{HC: "tcp://:1"}, nil))),
 		q(notGated), cannotRunGate, readinessGate))
 	add("hGated", "!variables.hNone && (variables.hReadiness ? variables.rHas && !(variables.rPortNamed && size(variables.rNamed) == 0) && size(variables.rFieldErrors) == 0 : variables.xError == '')")
+	add("rWhyRefused", fmt.Sprintf("!variables.rHas ? variables.rWhy : %s", cannotRunWhy))
 	add("hCheckError", fmt.Sprintf("variables.hNone || (variables.hContSet && !variables.hFound) ? '' : !variables.hReadiness ? variables.xError : "+
-		"!variables.rHas ? (variables.rExplicit ? %s : '') : variables.rPortNamed && size(variables.rNamed) == 0 ? %s : "+
-		"size(variables.rFieldErrors) > 0 && variables.rExplicit ? %s : ''",
-		readinessError("variables.rWhy"), portNameErr, readinessError(cannotRunWhy)))
+		"variables.rHas && variables.rPortNamed && size(variables.rNamed) == 0 ? %s : "+
+		"variables.rExplicit && (!variables.rHas || size(variables.rFieldErrors) > 0) ? %s : ''",
+		portNameErr, readinessError("variables.rWhyRefused")))
 	unset := func(key string) string {
 		return fmt.Sprintf("(%s ? [%s] : [])", has(key), annotationError(key, ann(key), q(wantOf(healthPod(map[string]string{HC: inject.HealthCheckNone, key: "1"}, nil)))))
 	}
