@@ -133,7 +133,8 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	add("xHost", "size(variables.xSplit) == 2 ? variables.xSplit[0] : ''")
 	add("xPortText", "size(variables.xSplit) == 2 ? variables.xSplit[1] : ''")
 	add("xHostLoopback", "variables.xHost == '' || variables.xHost.lowerAscii() == 'localhost' || (isIP(variables.xHost) && ip(variables.xHost).isLoopback())")
-	add("xPortNumeric", "variables.xPortText.matches('^[+-]?[0-9]{1,9}$')")
+	// intstr.Parse: a number when strconv.ParseInt takes it as an int32, else a port name.
+	add("xPortNumeric", "variables.xPortText.matches('^[+-]?0*[0-9]{1,10}$') && int(variables.xPortText) >= -2147483648 && int(variables.xPortText) <= 2147483647")
 	add("xNamed", "variables.xPortNumeric || size(variables.xContainers) == 0 ? [] : "+portsOf("variables.xContainers[0]", "variables.xPortText"))
 	add("xPort", "variables.xPortNumeric ? int(variables.xPortText) : size(variables.xNamed) > 0 ? variables.xNamed[0].containerPort : 0")
 	add("xService", "variables.xPath.startsWith('/') ? variables.xPath.substring(1) : variables.xPath")

@@ -315,6 +315,8 @@ func annotationCases() []annotationCase {
 		{"check-ipv4-mapped-loopback", a(hc, "tcp://[::ffff:127.0.0.1]:80"), true,
 			"an IPv4-mapped IPv6 host is refused as outside the pod: the API server's CEL ip() refuses IPv4-mapped addresses, as it does in every IP field; write 127.0.0.1", ""},
 		{"check-port-beyond-int32", a(hc, "tcp://:4294975392"), true, "", ""},
+		{"check-port-int32", a(hc, "tcp://:2147483647"), true, "", ""},
+		{"check-port-leading-zeros", a(hc, "tcp://:+000000000080"), false, "", ""},
 		{"check-localhost-upper", a(hc, "tcp://LocalHost:80"), false, "", ""},
 		{"check-no-scheme", a(hc, "8080"), true, "", ""},
 		{"check-no-port", a(hc, "http://localhost/x"), true, "", ""},
