@@ -220,15 +220,24 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	execField, execWant := fieldError(execProbe, `["`+phPath+`"]`)
 	hostField, hostWant := fieldError(httpProbe(intstr.FromInt32(1), phHost, "/"), `"`+phHost+`"`)
 	pathField, pathWant := fieldError(httpProbe(intstr.FromInt32(1), "", "//"+phHost), `"//`+phHost+`"`)
+	headerProbe := httpProbe(intstr.FromInt32(1), "", "/")
+	headerProbe.HTTPGet.HTTPHeaders = []corev1.HTTPHeader{{Name: phService, Value: "x"}}
+	headerField, headerWant := fieldError(headerProbe, strconv.Quote(phService)+`: "x"`)
+	headerPrefix := cut(headerField, "", "0]")
+	// Every header httpguts refuses: a name that is not an HTTP token, a value with a control character but tab.
+	add("rBadHeaders", "variables.rKind == 'http' && has(variables.rProbe.httpGet.httpHeaders) ? variables.rProbe.httpGet.httpHeaders.filter(h, "+
+		"!h.name.matches(\"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$\") || (has(h.value) && h.value.matches('[\\x00-\\x08\\x0a-\\x1f\\x7f]'))) : []")
 	tcpHostField := strings.Replace(hostField, "httpGet", "tcpSocket", 1)
 	hostOK := "(variables.rHost == '' || variables.rHost.lowerAscii() == 'localhost' || (isIP(variables.rHost) && ip(variables.rHost).isLoopback()))"
 	add("rFieldErrors", fmt.Sprintf("variables.rKind == 'exec' ? [[%[1]s, '[' + (has(variables.rProbe.exec.command) ? variables.rProbe.exec.command.map(c, %[2]s).join(' ') : '') + ']', %[3]s]] : "+
-		"variables.rKind == 'http' ? [[%[4]s, %[5]s, %[6]s], [%[7]s, %[8]s, %[9]s]].filter(e, e[0] != '') : "+
+		"variables.rKind == 'http' ? [[%[4]s, %[5]s, %[6]s], [%[7]s, %[8]s, %[9]s]].filter(e, e[0] != '') + "+
+		"variables.rBadHeaders.map(h, [%[12]s + string(variables.rProbe.httpGet.httpHeaders.indexOf(h)) + ']', %[13]s + ': ' + %[14]s, %[15]s]) : "+
 		"variables.rKind == 'tcp' && !%[10]s ? [[%[11]s, %[5]s, %[6]s]] : []",
 		q(execField), quoted("c"), q(execWant),
 		fmt.Sprintf("%s ? '' : %s", hostOK, q(hostField)), quoted("variables.rHost"), q(hostWant),
 		fmt.Sprintf("%s ? %s : ''", badPath("variables.rPath"), q(pathField)), quoted("variables.rPath"), q(pathWant),
-		hostOK, q(tcpHostField)))
+		hostOK, q(tcpHostField),
+		q(headerPrefix), quotedControl("h.name"), quotedControl("(has(h.value) ? h.value : '')"), q(headerWant)))
 
 	// The readiness check's refusals and gate texts, from Mutate's.
 	name := func(c string) map[string]string { return map[string]string{`"` + phContainer + `"`: quoted(c)} }
@@ -336,6 +345,24 @@ func keptMismatch() string {
 		panic("pkg/inject's wording changed: " + text)
 	}
 	return template(text[start:end], map[string]string{strconv.Quote(gate): quoted("variables.storedGate")})
+}
+
+// quotedControl is quoted for a string that may hold any control character, as Go's %q writes them.
+func quotedControl(e string) string {
+	q := quoted(e)
+	inner := strings.TrimSuffix(strings.TrimPrefix(q, `'"' + `), ` + '"'`)
+	var b strings.Builder
+	b.WriteString(inner)
+	for r := rune(0); r <= 0x7f; r++ {
+		if r == 0x20 {
+			r = 0x7f
+		}
+		text := strconv.QuoteRune(r)
+		if text = text[1 : len(text)-1]; text != string(r) && !strings.Contains(inner, celString(string(r))) {
+			fmt.Fprintf(&b, ".replace(%s, %s)", celString(string(r)), celString(text))
+		}
+	}
+	return `'"' + ` + b.String() + ` + '"'`
 }
 
 // badPath is a CEL condition: url.Parse refuses the path, or finds a host or a fragment in it (appcheck.Validate).

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -170,6 +171,64 @@ func TestPolicyParity(t *testing.T) {
 	})
 	t.Logf("parity over %d annotation cases: %d identical, %d listed differences, %d refused in both with the same message, %d differing",
 		len(cases), annotationTally[identicalPods], annotationTally[listedDifference], annotationTally[refusedAlike], annotationTally[differentOutcome])
+
+	// readinessProbes the golden cases do not hold: what the check's JSON must escape, and what the elector
+	// cannot run, by default (not gated, the gate saying why) and asked for by annotation (refused).
+	probeTally := map[int]int{}
+	probes := probeCases()
+	for _, tc := range probes {
+		t.Run("probes/"+tc.name, func(t *testing.T) {
+			pod := readGoldenPod(t, filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", "plain.in.yaml"))
+			pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+			pod.Spec.Containers[0].ReadinessProbe = &tc.probe
+			for k, v := range tc.annotations {
+				pod.Annotations[k] = v
+			}
+			outcome, differences := compareModes(t, cs, pod, nsPolicy, nsWebhook, parityConfig(false), false)
+			if len(differences) > 0 {
+				t.Errorf("the modes differ:\n%s", strings.Join(differences, "\n"))
+				outcome = differentOutcome
+			}
+			probeTally[outcome]++
+		})
+	}
+	t.Logf("parity over %d readinessProbe cases: %d identical, %d refused in both with the same message, %d differing",
+		len(probes), probeTally[identicalPods], probeTally[refusedAlike], probeTally[differentOutcome])
+}
+
+// probeCase is a readinessProbe of the plain golden pod's container (which declares port http=8080), with
+// annotations.
+type probeCase struct {
+	name        string
+	probe       corev1.Probe
+	annotations map[string]string
+}
+
+func probeCases() []probeCase {
+	httpGet := func(path, host string, headers ...corev1.HTTPHeader) corev1.Probe {
+		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Host: host, Port: intstr.FromString("http"), HTTPHeaders: headers}}}
+	}
+	grpc := func(service string) corev1.Probe {
+		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090, Service: &service}}, InitialDelaySeconds: 4}
+	}
+	tcp := func(host string) corev1.Probe {
+		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(5432), Host: host}}, PeriodSeconds: 7}
+	}
+	readiness := map[string]string{inject.AnnotationHealthCheck: inject.HealthCheckReadiness}
+	return []probeCase{
+		{"header-escaped", httpGet("/r?a=1&b=<2>", "", corev1.HTTPHeader{Name: "X-A", Value: "a\t\"b\" \\ &<c>"}), nil},
+		{"header-control-character", httpGet("/", "", corev1.HTTPHeader{Name: "X-A", Value: "ok"}, corev1.HTTPHeader{Name: "X-B", Value: "a\x01b"}), nil},
+		{"header-control-character-asked", httpGet("/", "", corev1.HTTPHeader{Name: "X-B", Value: "a\x01b"}), readiness},
+		{"path-query-unvalidated", httpGet("/r?x=%zz", "127.0.0.1"), nil},
+		{"path-bad-escape", httpGet("/a%zz", ""), nil},
+		{"path-fragment-asked", httpGet("/a#frag", ""), readiness},
+		{"grpc-service-escaped", grpc("svc\"\\\n\x02\u2028"), nil},
+		{"grpc-no-service", corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}}, nil},
+		{"tcp-host-loopback", tcp("localhost"), nil},
+		{"tcp-host-outside", tcp("198.18.0.1"), nil},
+		{"tcp-host-outside-asked", tcp("198.18.0.1"), readiness},
+		{"exec-two-args", corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/tmp/\"ready\""}}}}, nil},
+	}
 }
 
 // policyRefused reports whether the policies refuse pod in ns.
