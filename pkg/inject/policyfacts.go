@@ -28,7 +28,7 @@ func Placeholders() Settings {
 		Mesh:          MeshIstio,
 		ProxyUser:     987654,
 		AppCheck:      "placeholder-app-check",
-		HealthGate:    "placeholder-health-gate",
+		HealthGate:    "placeholder-health-gate", // an annotation, not in the elector: the generator computes it apart
 		// true, not false: a zero value could not tell the generator that the setting exists; ELECTOR_HANDOVER's
 		// "true" is the only string "true" in the elector.
 		Handover: true,
