@@ -91,7 +91,7 @@ func cut(text, prefix, suffix string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(text, prefix), suffix)
 }
 
-// healthVariables adds the health gate's variables: appCheck (ELECTOR_APP_CHECK, ” when not gated), healthGate
+// healthVariables adds the health gate's variables: appCheck (ELECTOR_APP_CHECK, empty when not gated), healthGate
 // (the annotation's text) and healthErrors.
 func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	q := celString
