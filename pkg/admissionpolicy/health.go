@@ -403,46 +403,87 @@ func envVariants(f inject.PolicyFacts) []envVariant {
 	}
 }
 
-// envList is the CEL construction of the elector's env (of CEL type typePath): one list per variant, chosen by
-// its condition.
+// commonPrefix is how many env entries, from the first, every variant has alike.
+func commonPrefix(variants []envVariant) int {
+	n := len(variants[0].env)
+	for _, v := range variants[1:] {
+		i := 0
+		for i < n && i < len(v.env) && reflect.DeepEqual(v.env[i], variants[0].env[i]) && reflect.DeepEqual(v.alt[i], variants[0].alt[i]) {
+			i++
+		}
+		n = i
+	}
+	return n
+}
+
+// chooseVariant is the CEL choice among one expression per variant, by the variants' conditions (the last one's
+// is true).
+func chooseVariant(variants []envVariant, exprs []string) string {
+	expr := exprs[len(exprs)-1]
+	for i := len(variants) - 2; i >= 0; i-- {
+		expr = fmt.Sprintf("(%s ? %s : %s)", variants[i].cond, exprs[i], expr)
+	}
+	return expr
+}
+
+// envList is the CEL construction of the elector's env (of CEL type typePath): the entries every variant has,
+// then the ones its variant adds, chosen by its condition.
 func envList(b *builder, f inject.PolicyFacts, typePath string) (string, error) {
 	variants := envVariants(f)
-	expr := ""
-	for i := len(variants) - 1; i >= 0; i-- {
-		v := variants[i]
-		items := make([]string, len(v.env))
-		for j := range v.env {
-			e, err := b.construct(v.env[j], v.alt[j], typePath, "env")
+	common := commonPrefix(variants)
+	build := func(env, alt []any) (string, error) {
+		items := make([]string, len(env))
+		for j := range env {
+			e, err := b.construct(env[j], alt[j], typePath, "env")
 			if err != nil {
 				return "", err
 			}
 			items[j] = e
 		}
-		if expr == "" {
-			expr = celList(items)
-			continue
-		}
-		expr = fmt.Sprintf("(%s ? %s : %s)", v.cond, celList(items), expr)
+		return celList(items), nil
 	}
-	return expr, nil
-}
-
-// envMatches is the condition that the elector's env (got) is the one the injection builds.
-func envMatches(b *builder, f inject.PolicyFacts, got string, skip map[string]bool) (string, error) {
-	variants := envVariants(f)
-	expr := ""
-	t := reflect.TypeOf([]corev1.EnvVar{})
-	for i := len(variants) - 1; i >= 0; i-- {
-		v := variants[i]
-		c, err := b.matches(got, v.env, v.alt, t, "env", skip)
-		if err != nil {
+	prefix, err := build(variants[0].env[:common], variants[0].alt[:common])
+	if err != nil {
+		return "", err
+	}
+	tails := make([]string, len(variants))
+	for i, v := range variants {
+		if tails[i], err = build(v.env[common:], v.alt[common:]); err != nil {
 			return "", err
 		}
-		if expr == "" {
-			expr = c
-			continue
-		}
-		expr = fmt.Sprintf("(%s ? %s : %s)", v.cond, c, expr)
 	}
-	return expr, nil
+	return prefix + " + " + chooseVariant(variants, tails), nil
+}
+
+// envMatches is the condition that the elector's env (got) is the one the injection builds: its variant's
+// length, the common entries, and its variant's own.
+func envMatches(b *builder, f inject.PolicyFacts, got string, skip map[string]bool) (string, error) {
+	variants := envVariants(f)
+	common := commonPrefix(variants)
+	t := reflect.TypeOf(corev1.EnvVar{})
+	match := func(v envVariant, from, to int) (string, error) {
+		conds := []string{"true"}
+		for i := from; i < to; i++ {
+			c, err := b.matches(fmt.Sprintf("%s[%d]", got, i), v.env[i], v.alt[i], t, "env", skip)
+			if err != nil {
+				return "", err
+			}
+			conds = append(conds, c)
+		}
+		return "(" + strings.Join(conds, " && ") + ")", nil
+	}
+	sizes := make([]string, len(variants))
+	tails := make([]string, len(variants))
+	for i, v := range variants {
+		sizes[i] = strconv.Itoa(len(v.env))
+		var err error
+		if tails[i], err = match(v, common, len(v.env)); err != nil {
+			return "", err
+		}
+	}
+	prefix, err := match(variants[0], 0, common)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("size(%s) == %s && %s && %s", got, chooseVariant(variants, sizes), prefix, chooseVariant(variants, tails)), nil
 }
