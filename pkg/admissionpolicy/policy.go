@@ -348,7 +348,15 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 		q(inject.MeshIstio), f.NonRootUID, f.IstioProxyUser))
 	add("meshErrors", fmt.Sprintf("variables.meshValid ? [] : [%s]", annotationError(inject.AnnotationMesh, ann(inject.AnnotationMesh), q(wantOf(samplePod(map[string]string{inject.AnnotationMesh: "x"}))))))
 
-	add("settingsErrors", "variables.leaseNameErrors + variables.durationErrors + variables.valueErrors + variables.resourceErrors + variables.meshErrors")
+	// Health gate (resolveHealth, keptHealth) and handover (resolveHandover).
+	healthVariables(add, f)
+	add("handoverValid", fmt.Sprintf("!(%[1]s) || %[2]s in ['true', 'false']", has(inject.AnnotationHandover), ann(inject.AnnotationHandover)))
+	add("handover", fmt.Sprintf("!(%s) || %s != 'false'", has(inject.AnnotationHandover), ann(inject.AnnotationHandover)))
+	add("handoverErrors", fmt.Sprintf("variables.handoverValid ? [] : [%s]",
+		annotationError(inject.AnnotationHandover, ann(inject.AnnotationHandover), q(wantOf(samplePod(map[string]string{inject.AnnotationHandover: "x"}))))))
+
+	add("settingsErrors", "variables.leaseNameErrors + variables.durationErrors + variables.valueErrors + variables.resourceErrors + variables.meshErrors + "+
+		"variables.healthErrors + variables.handoverErrors")
 
 	// Unsupported pods (refuseUnsupported), with the way out Mutate gives.
 	wayRepl := map[string]string{wayOut(false): "variables.wayOut"}
@@ -440,6 +448,10 @@ func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, erro
 	// field is the condition that the elector's field name is what the injection builds, in either sidecar mode.
 	field := func(name string) (string, error) {
 		cond := func(want, alt map[string]any) (string, error) {
+			if name == "env" {
+				c, err := envMatches(b, f, "variables.elector.env", skip)
+				return "has(variables.elector.env) && " + c, err
+			}
 			v, ok := want[name]
 			if !ok {
 				return "!has(variables.elector." + name + ")", nil
@@ -557,6 +569,8 @@ func electorBuilder() *builder {
 		float64(p.Port):                   "variables.port",
 		float64(p.ProxyUser):              "variables.user",
 		inject.Facts().PodInfoVolume.Name: "variables.podInfoVolume",
+		p.AppCheck:                        "variables.appCheck",
+		strconv.FormatBool(p.Handover):    "string(variables.handover)",
 	}, map[string]string{
 		"resources": "Object.spec.initContainers.resources{requests: variables.requests, limits: variables.limits}",
 	})
@@ -568,8 +582,18 @@ func electorBuilder() *builder {
 func injection() (string, error) {
 	f := inject.Facts()
 	b := electorBuilder()
+	// The env depends on the health gate and the mesh (envList), so it is built apart for each list's type.
+	env, err := envList(b, f, "Object.spec.initContainers.env")
+	if err != nil {
+		return "", err
+	}
+	b.whole["env"] = env
 	container, err := b.construct(toJSON(f.Elector), toJSON(f.ElectorReadiness), "Object.spec.initContainers", "")
 	if err != nil {
+		return "", err
+	}
+	delete(b.whole, "env")
+	if b.whole["env"], err = envList(b, f, "Object.spec.containers.env"); err != nil {
 		return "", err
 	}
 	b.whole["resources"] = "Object.spec.containers.resources{requests: variables.requests, limits: variables.limits}"
@@ -597,8 +621,8 @@ func injection() (string, error) {
 		return fmt.Sprintf("(has(object.spec.%[1]s) ? %[2]s.map(x, JSONPatch{op: 'add', path: '/spec/%[1]s/-', value: x}) : [JSONPatch{op: 'add', path: '/spec/%[1]s', value: %[2]s}])", field, value)
 	}
 	volumes := fmt.Sprintf("((variables.newTokenVolume == '' ? [] : [%s]) + [%s])", tokenVol, podInfoVol)
-	annotations := fmt.Sprintf("{%s: string(variables.leaseName), %s: string(variables.mesh), %s: string(params.data[%s]) + '/%s'}",
-		celString(inject.AnnotationLeaseName), celString(inject.AnnotationMesh), celString(inject.AnnotationInjected), celString(ParamVersion), InjectedSuffix)
+	annotations := fmt.Sprintf("{%s: string(variables.leaseName), %s: string(variables.mesh), %s: string(variables.healthGate), %s: string(params.data[%s]) + '/%s'}",
+		celString(inject.AnnotationLeaseName), celString(inject.AnnotationMesh), celString(inject.AnnotationHealthGate), celString(inject.AnnotationInjected), celString(ParamVersion), InjectedSuffix)
 	roleRemoval := fmt.Sprintf("(%[1]s in variables.labels ? [JSONPatch{op: 'remove', path: '/metadata/labels/' + %[2]s}] : [])", celString(inject.LabelRole), esc(inject.LabelRole))
 	expr := fmt.Sprintf(`!variables.takesPart || size(variables.errors) > 0 ? [] :
 variables.hasElector ? %[1]s :

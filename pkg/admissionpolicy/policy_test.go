@@ -47,12 +47,14 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 	}
 	patch := maps[0].Spec.Mutations[0].JSONPatch.Expression
 	f := inject.Facts()
-	for _, want := range []string{inject.ContainerName, f.TokenMountPath, f.PodInfoMountPath, f.PortName, inject.EnvLeaseName, inject.EnvPodLabelsFile, inject.LabelMember} {
+	for _, want := range []string{inject.ContainerName, f.TokenMountPath, f.PodInfoMountPath, f.PortName, inject.EnvLeaseName, inject.EnvPodLabelsFile, inject.LabelMember,
+		inject.EnvHandover, inject.EnvAppCheck, inject.EnvPodIP, inject.AnnotationHealthGate} {
 		if !strings.Contains(patch, want) {
 			t.Errorf("the injection does not mention %q", want)
 		}
 	}
-	for _, placeholder := range []string{inject.Placeholders().LeaseName, inject.Placeholders().Image, inject.PlaceholderTokenVolume, "54321", "987654"} {
+	p := inject.Placeholders()
+	for _, placeholder := range []string{p.LeaseName, p.Image, inject.PlaceholderTokenVolume, "54321", "987654", p.AppCheck, p.HealthGate} {
 		for _, v := range maps[0].Spec.Variables {
 			if strings.Contains(v.Expression, placeholder) {
 				t.Errorf("variable %s still holds placeholder %q", v.Name, placeholder)

@@ -27,6 +27,11 @@ func Placeholders() Settings {
 		MemoryLimit:   resource.MustParse("4"),
 		Mesh:          MeshIstio,
 		ProxyUser:     987654,
+		AppCheck:      "placeholder-app-check",
+		HealthGate:    "placeholder-health-gate", // an annotation, not in the elector: the generator computes it apart
+		// true, not false: a zero value could not tell the generator that the setting exists; ELECTOR_HANDOVER's
+		// "true" is the only string "true" in the elector.
+		Handover: true,
 	}
 }
 
@@ -41,6 +46,10 @@ type PolicyFacts struct {
 	// with traffic mode "readiness" (the fields that differ depend on the traffic mode); ElectorRegular and
 	// ElectorRegularReadiness the same as a regular container (sidecar mode "container").
 	Elector, ElectorReadiness, ElectorRegular, ElectorRegularReadiness corev1.Container
+	// UngatedEnv is the elector's env when leadership is not health-gated (Placeholders' AppCheck empty);
+	// GatedNoMeshEnv its env when gated outside Istio. Elector's own env is the gated one under Istio: the env
+	// vars the check adds depend on both.
+	UngatedEnv, GatedNoMeshEnv []corev1.EnvVar
 	// NonRootUID is the user the elector runs as outside Istio; IstioProxyUser Istio's default proxy user.
 	NonRootUID, IstioProxyUser int64
 	// TokenVolume and PodInfoVolume are the volumes Mutate appends (the token volume only when the pod has none).
@@ -62,11 +71,15 @@ func Facts() PolicyFacts {
 	readiness.Traffic = TrafficReadiness
 	none := placeholders
 	none.Mesh = MeshNone
+	ungated := placeholders
+	ungated.AppCheck = ""
 	return PolicyFacts{
 		Elector:                 electorContainer(placeholders, true, PlaceholderTokenVolume),
 		ElectorReadiness:        electorContainer(readiness, true, PlaceholderTokenVolume),
 		ElectorRegular:          electorContainer(placeholders, false, PlaceholderTokenVolume),
 		ElectorRegularReadiness: electorContainer(readiness, false, PlaceholderTokenVolume),
+		UngatedEnv:              electorContainer(ungated, true, PlaceholderTokenVolume).Env,
+		GatedNoMeshEnv:          electorContainer(none, true, PlaceholderTokenVolume).Env,
 		NonRootUID:              *electorContainer(none, true, PlaceholderTokenVolume).SecurityContext.RunAsUser,
 		IstioProxyUser:          istioProxyUser,
 		TokenVolume:             tokenVolume(),

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -31,7 +32,9 @@ import (
 // policyDifferences lists the golden cases whose pod (or refusal message) differs between admission modes, and
 // why; docs/policy-mode.md has the same table. A case listed here must differ, and a case that differs must be
 // listed: a new golden case fails TestPolicyParity until both modes agree or the difference is explained here.
-var policyDifferences = map[string]string{}
+var policyDifferences = map[string]string{
+	"health-bad-values": "several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message",
+}
 
 // parityConfig is the configuration both modes inject with: pkg/inject's golden tests' own.
 func parityConfig(container bool) inject.Config {
@@ -168,6 +171,64 @@ func TestPolicyParity(t *testing.T) {
 	})
 	t.Logf("parity over %d annotation cases: %d identical, %d listed differences, %d refused in both with the same message, %d differing",
 		len(cases), annotationTally[identicalPods], annotationTally[listedDifference], annotationTally[refusedAlike], annotationTally[differentOutcome])
+
+	// readinessProbes the golden cases do not hold: what the check's JSON must escape, and what the elector
+	// cannot run, by default (not gated, the gate saying why) and asked for by annotation (refused).
+	probeTally := map[int]int{}
+	probes := probeCases()
+	for _, tc := range probes {
+		t.Run("probes/"+tc.name, func(t *testing.T) {
+			pod := readGoldenPod(t, filepath.Join(controlplane.RepoRoot(), "pkg", "inject", "testdata", "plain.in.yaml"))
+			pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+			pod.Spec.Containers[0].ReadinessProbe = &tc.probe
+			for k, v := range tc.annotations {
+				pod.Annotations[k] = v
+			}
+			outcome, differences := compareModes(t, cs, pod, nsPolicy, nsWebhook, parityConfig(false), false)
+			if len(differences) > 0 {
+				t.Errorf("the modes differ:\n%s", strings.Join(differences, "\n"))
+				outcome = differentOutcome
+			}
+			probeTally[outcome]++
+		})
+	}
+	t.Logf("parity over %d readinessProbe cases: %d identical, %d refused in both with the same message, %d differing",
+		len(probes), probeTally[identicalPods], probeTally[refusedAlike], probeTally[differentOutcome])
+}
+
+// probeCase is a readinessProbe of the plain golden pod's container (which declares port http=8080), with
+// annotations.
+type probeCase struct {
+	name        string
+	probe       corev1.Probe
+	annotations map[string]string
+}
+
+func probeCases() []probeCase {
+	httpGet := func(path, host string, headers ...corev1.HTTPHeader) corev1.Probe {
+		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Host: host, Port: intstr.FromString("http"), HTTPHeaders: headers}}}
+	}
+	grpc := func(service string) corev1.Probe {
+		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090, Service: &service}}, InitialDelaySeconds: 4}
+	}
+	tcp := func(host string) corev1.Probe {
+		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(5432), Host: host}}, PeriodSeconds: 7}
+	}
+	readiness := map[string]string{inject.AnnotationHealthCheck: inject.HealthCheckReadiness}
+	return []probeCase{
+		{"header-escaped", httpGet("/r?a=1&b=<2>", "", corev1.HTTPHeader{Name: "X-A", Value: "a\t\"b\" \\ &<c>"}), nil},
+		{"header-control-character", httpGet("/", "", corev1.HTTPHeader{Name: "X-A", Value: "ok"}, corev1.HTTPHeader{Name: "X-B", Value: "a\x01b"}), nil},
+		{"header-control-character-asked", httpGet("/", "", corev1.HTTPHeader{Name: "X-B", Value: "a\x01b"}), readiness},
+		{"path-query-unvalidated", httpGet("/r?x=%zz", "127.0.0.1"), nil},
+		{"path-bad-escape", httpGet("/a%zz", ""), nil},
+		{"path-fragment-asked", httpGet("/a#frag", ""), readiness},
+		{"grpc-service-escaped", grpc("svc\"\\\n\x02\u2028"), nil},
+		{"grpc-no-service", corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9090}}}, nil},
+		{"tcp-host-loopback", tcp("localhost"), nil},
+		{"tcp-host-outside", tcp("198.18.0.1"), nil},
+		{"tcp-host-outside-asked", tcp("198.18.0.1"), readiness},
+		{"exec-two-args", corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/tmp/\"ready\""}}}}, nil},
+	}
 }
 
 // policyRefused reports whether the policies refuse pod in ns.
@@ -238,6 +299,7 @@ func annotationCases() []annotationCase {
 	}
 	const (
 		lease, renew, retry = inject.AnnotationLeaseDuration, inject.AnnotationRenewDeadline, inject.AnnotationRetryPeriod
+		hc, thr             = inject.AnnotationHealthCheck, inject.AnnotationHealthFailureThreshold
 	)
 	return []annotationCase{
 		{"minutes", a(lease, "90s", renew, "1m", retry, "1500ms"), false, "", ""},
@@ -300,6 +362,46 @@ func annotationCases() []annotationCase {
 			"the requests beyond a pod-level budget are refused by the API server's own validation of the pod, with its message: CEL cannot add up the containers' quantities", "pod-level-resources"},
 		{"guaranteed-limit", a(inject.AnnotationMemoryLimit, "128Mi"), false, "", "guaranteed"},
 		{"istio-mesh-none", a(inject.AnnotationMesh, inject.MeshNone), false, "", "istio-classic-sidecar"},
+		{"handover-true", a(inject.AnnotationHandover, "true"), false, "", ""},
+		{"handover-word", a(inject.AnnotationHandover, "yes"), true, "", ""},
+		{"check-http-query", a(hc, "http://:8080/ready?a=1&b=<2>"), false, "", ""},
+		{"check-https-localhost", a(hc, "https://localhost:8443/x", thr, "+05"), false, "", ""},
+		{"check-tcp-ipv6-loopback", a(hc, "tcp://[::1]:5432"), false, "", ""},
+		{"check-tcp-ipv4-loopback", a(hc, "tcp://127.0.0.2:5432"), false, "", ""},
+		{"check-grpc-no-service", a(hc, "grpc://:9090"), false, "", ""},
+		{"check-grpc-service-escaped", a(hc, "grpc://:9090/a\"b\\c\td"), false, "", ""},
+		{"check-port-name", a(hc, "http://:http/x"), false, "", "health-http-readiness"},
+		{"check-ipv4-mapped-loopback", a(hc, "tcp://[::ffff:127.0.0.1]:80"), true,
+			"an IPv4-mapped IPv6 host is refused as outside the pod: the API server's CEL ip() refuses IPv4-mapped addresses, as it does in every IP field; write 127.0.0.1", ""},
+		{"check-port-beyond-int32", a(hc, "tcp://:4294975392"), true, "", ""},
+		{"check-port-int32", a(hc, "tcp://:2147483647"), true, "", ""},
+		{"check-port-leading-zeros", a(hc, "tcp://:+000000000080"), false, "", ""},
+		{"check-localhost-upper", a(hc, "tcp://LocalHost:80"), false, "", ""},
+		{"check-no-scheme", a(hc, "8080"), true, "", ""},
+		{"check-no-port", a(hc, "http://localhost/x"), true, "", ""},
+		{"check-empty-port", a(hc, "tcp://localhost:"), true, "", ""},
+		{"check-host-outside", a(hc, "tcp://198.18.0.1:80"), true, "", ""},
+		{"check-tcp-path", a(hc, "tcp://:80/x"), true, "", ""},
+		{"check-grpc-host", a(hc, "grpc://localhost:9090"), true, "", ""},
+		{"check-grpc-bad-service", a(hc, "grpc://:9090/a?b"), true, "", ""},
+		{"check-scheme", a(hc, "ftp://:21"), true, "", ""},
+		{"check-port-zero", a(hc, "http://:0/"), true, "", ""},
+		{"check-port-range-and-path", a(hc, "http://:70000//x/y"), true, "", ""},
+		{"check-port-name-unknown", a(hc, "tcp://:nope"), true, "", ""},
+		{"check-port-name-unknown-named", a(hc, "tcp://:nope"), true, "", "health-http-readiness"},
+		{"check-bad-escape", a(hc, "http://:80/a%zz"), true, "", ""},
+		{"check-none-with-container", a(hc, inject.HealthCheckNone, inject.AnnotationHealthContainer, "app"), true, "", ""},
+		{"check-none-with-threshold", a(hc, inject.HealthCheckNone, thr, "2"), true, "", ""},
+		{"check-readiness-without-probe", a(hc, inject.HealthCheckReadiness), true, "", ""},
+		{"container-without-probe", a(inject.AnnotationHealthContainer, "app"), true, "", ""},
+		{"container-explicit-check", a(inject.AnnotationHealthContainer, "app", hc, "tcp://:http"), false, "", "health-http-readiness"},
+		{"threshold-zero", a(thr, "0"), true, "", "health-http-readiness"},
+		{"threshold-high", a(thr, "101"), true, "", "health-http-readiness"},
+		{"threshold-signed", a(thr, "+7"), false, "", "health-http-readiness"},
+		{"threshold-without-check", a(thr, "2"), true, "", ""},
+		{"threshold-exec-probe", a(thr, "2"), true, "", "health-exec-readiness"},
+		{"tcp-probe-threshold", a(thr, "9"), false, "", "health-tcp-readiness"},
+		{"grpc-probe-none", a(hc, inject.HealthCheckNone), false, "", "health-grpc-readiness"},
 		{"several", a(inject.AnnotationPort, "0", inject.AnnotationTraffic, "x", lease, "x"), true,
 			"several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message", ""},
 	}
