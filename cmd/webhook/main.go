@@ -1,5 +1,8 @@
-// Command webhook is the mutating admission webhook that injects the leader-election elector into opted-in pods
-// and binds their ServiceAccounts to the elector's permissions.
+// Command webhook is leader-election's manager: the mutating admission webhook that injects the elector into
+// opted-in pods (admission mode "webhook"), the controller that binds their ServiceAccounts to the elector's
+// permissions, and the leader-label controller. With --admission=false (admission mode "policy", where the API
+// server's MutatingAdmissionPolicies inject) it serves no admission endpoints and needs no certificate; it keeps
+// the name webhook in both modes, as do its Deployment and ServiceAccount, which the policies recognise it by.
 package main
 
 import (
@@ -62,6 +65,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	opts := flags{Options: webhook.Options{Inject: def, ExcludedNamespaces: []string{"kube-system"}}}
 	in := &opts.Inject
 	fs.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file, for running outside a cluster (default: KUBECONFIG, then in-cluster)")
+	fs.BoolVar(&opts.Admission, "admission", true, "serve the admission endpoints (admission mode webhook); false for admission mode policy, where MutatingAdmissionPolicies inject and only the controllers run (the elector's defaults are still checked, as the policies' parameters are the same values)")
+	fs.BoolVar(&opts.BindWorkloads, "bind-workloads", false, "bind the ServiceAccounts of opted-in Deployments and StatefulSets before their pods exist (needs get/list/watch on them and on namespaces; admission mode policy turns it on)")
 	fs.IntVar(&opts.Port, "port", 9443, "port the admission endpoints are served on (TLS)")
 	fs.StringVar(&opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when the files change")
 	fs.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")

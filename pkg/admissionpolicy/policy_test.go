@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"sigs.k8s.io/yaml"
+
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -97,6 +100,45 @@ func TestTemplate(t *testing.T) {
 	} {
 		if got := template(tc.text, tc.repl); got != tc.want {
 			t.Errorf("template(%q) = %s, want %s", tc.text, got, tc.want)
+		}
+	}
+}
+
+// TestMatchesWhatTheWebhookMatches: the policies select exactly the pods the webhook's configuration sends it
+// (config/webhook/manifests.yaml, which test/install keeps equal to the chart's), so that failurePolicy Fail
+// refuses in either mode only pods that must not run without an elector, and a change to one mode's match
+// conditions fails here until the other follows.
+func TestMatchesWhatTheWebhookMatches(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "webhook", "manifests.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(data, &mwc); err != nil {
+		t.Fatal(err)
+	}
+	maps, vaps, err := Policies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mwc.Webhooks) != len(maps) {
+		t.Fatalf("%d webhooks, %d mutating policies: want one policy per webhook", len(mwc.Webhooks), len(maps))
+	}
+	for i, wh := range mwc.Webhooks {
+		for _, spec := range []struct {
+			name       string
+			conditions []admissionregistrationv1.MatchCondition
+			match      *admissionregistrationv1.MatchResources
+		}{
+			{maps[i].Name, maps[i].Spec.MatchConditions, maps[i].Spec.MatchConstraints},
+			{vaps[i].Name, vaps[i].Spec.MatchConditions, vaps[i].Spec.MatchConstraints},
+		} {
+			if !reflect.DeepEqual(spec.conditions, wh.MatchConditions) {
+				t.Errorf("policy %s matches %+v, webhook %s %+v", spec.name, spec.conditions, wh.Name, wh.MatchConditions)
+			}
+			if len(spec.match.ResourceRules) != 1 || len(wh.Rules) != 1 || !reflect.DeepEqual(spec.match.ResourceRules[0].RuleWithOperations, wh.Rules[0]) {
+				t.Errorf("policy %s's rules %+v, webhook %s's %+v", spec.name, spec.match.ResourceRules, wh.Name, wh.Rules)
+			}
 		}
 	}
 }

@@ -21,11 +21,14 @@ import (
 type PodBinder struct {
 	// Reader holds the member pods (the manager's cache, labelled leader-election/member=true).
 	Reader client.Reader
-	Binder interface {
-		Bind(ctx context.Context, namespace, serviceAccount, lease string) error
-	}
+	Binder AccountBinder
 	// Excluded are the namespaces the installation keeps away from the webhook: nothing is bound there.
 	Excluded NamespaceSet
+}
+
+// AccountBinder grants a ServiceAccount the elector's permissions for a Lease (binding.Binder).
+type AccountBinder interface {
+	Bind(ctx context.Context, namespace, serviceAccount, lease string) error
 }
 
 // SetupWithManager watches member pods as they are created (and, at start, every existing one).

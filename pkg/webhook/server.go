@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -50,21 +52,31 @@ type Options struct {
 	// GracefulShutdown bounds how long in-flight requests may take after SIGTERM.
 	GracefulShutdown time.Duration
 	// ExcludedNamespaces are the namespaces the MutatingWebhookConfiguration keeps away from the webhook; a request
-	// for one of them (a forged one, sent straight to the port) is refused.
+	// for one of them (a forged one, sent straight to the port) is refused, and nothing is bound there.
 	ExcludedNamespaces []string
+	// Admission serves the admission endpoints (webhook mode). False in admission mode "policy", where the API
+	// server's MutatingAdmissionPolicies inject: no TLS server, no certificate, only the controllers.
+	Admission bool
+	// BindWorkloads binds the ServiceAccounts of opted-in Deployments and StatefulSets before their pods exist
+	// (WorkloadBinder); admission mode "policy" needs it, since no admission call precedes a pod's elector.
+	BindWorkloads bool
 }
 
 // Run serves the webhook until ctx is done.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
-	mode, err := resolveSidecarMode(cfg, opts.SidecarMode)
-	if err != nil {
-		return err
+	mode := inject.SidecarMode("")
+	if opts.Admission {
+		var err error
+		if mode, err = resolveSidecarMode(cfg, opts.SidecarMode); err != nil {
+			return err
+		}
+		opts.Inject.Sidecar = mode
+		if err := opts.Inject.Validate(); err != nil {
+			return fmt.Errorf("injection configuration: %w", err)
+		}
 	}
-	opts.Inject.Sidecar = mode
-	if err := opts.Inject.Validate(); err != nil {
-		return fmt.Errorf("injection configuration: %w", err)
-	}
-	ctrl.Log.Info("starting", "version", opts.Inject.Version, "sidecar", mode, "image", opts.Inject.Image)
+	ctrl.Log.Info("starting", "version", opts.Inject.Version, "admission", opts.Admission, "bindWorkloads", opts.BindWorkloads,
+		"sidecar", mode, "image", opts.Inject.Image)
 	// client-go's default of 20 requests/s, shared by admission's bindings and the label controllers' fresh reads,
 	// delays label moves by hundreds of milliseconds after a burst of failovers (measured); the API server's own
 	// priority and fairness remains the real limit.
@@ -77,7 +89,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme: scheme,
 		// No leader election: every replica runs the leader-label controller side by side (its writes are
 		// guarded, see pkg/leaderlabel), so a replica that dies during a failover costs nothing.
@@ -85,12 +97,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		HealthProbeBindAddress:  opts.HealthAddress,
 		PprofBindAddress:        opts.PprofAddress,
 		GracefulShutdownTimeout: &opts.GracefulShutdown,
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Port:    opts.Port,
-			CertDir: opts.CertDir,
-		}),
-		Cache: cacheOptions(),
-	})
+		Cache:                   cacheOptions(),
+	}
+	if opts.Admission {
+		mgrOpts.WebhookServer = crwebhook.NewServer(crwebhook.Options{Port: opts.Port, CertDir: opts.CertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
@@ -106,24 +118,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 
 	binder := &binding.Binder{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), ClusterRole: opts.ClusterRole}
-	server := mgr.GetWebhookServer()
 	events := mgr.GetEventRecorder(eventsController)
-	observer, err := NewObserver(ctrlmetrics.Registry, events)
-	if err != nil {
-		return fmt.Errorf("registering the admission metrics: %w", err)
-	}
-	if err := ctrlmetrics.Registry.Register(newCertExpiry(opts.CertDir)); err != nil {
-		return fmt.Errorf("registering the certificate metric: %w", err)
-	}
-	if err := mgr.Add(observer); err != nil {
-		return err
-	}
 	excluded := NewNamespaceSet(opts.ExcludedNamespaces)
-	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Excluded: excluded})})
-	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Excluded: excluded})})
+	if opts.Admission {
+		if err := serveAdmission(mgr, opts, binder, events, excluded); err != nil {
+			return err
+		}
+	}
 
 	if err := (&PodBinder{Reader: mgr.GetCache(), Binder: binder, Excluded: excluded}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if opts.BindWorkloads {
+		if err := (&WorkloadBinder{Reader: mgr.GetCache(), Binder: binder, Excluded: excluded}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	if err := (&leaderlabel.Reconciler{Reader: mgr.GetCache(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient(), Events: events}).SetupWithManager(mgr); err != nil {
 		return err
@@ -132,10 +141,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the TLS server listens and every cache has synced (ServiceAccounts, RoleBindings, member pods,
-	// Leases): before that, a bind would wait for the cache inside an admission request.
-	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
-		return err
+	// Ready once the TLS server listens (webhook mode) and every cache has synced (ServiceAccounts, RoleBindings,
+	// member pods, Leases): before that, a bind would wait for the cache inside an admission request.
+	if opts.Admission {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
 		// Answer at once instead of holding the probe until the caches sync (a client without a timeout would
@@ -150,6 +161,24 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// serveAdmission registers the admission endpoints on the manager's TLS server, with their metrics and Events.
+func serveAdmission(mgr ctrl.Manager, opts Options, binder *binding.Binder, events EventRecorder, excluded NamespaceSet) error {
+	observer, err := NewObserver(ctrlmetrics.Registry, events)
+	if err != nil {
+		return fmt.Errorf("registering the admission metrics: %w", err)
+	}
+	if err := ctrlmetrics.Registry.Register(newCertExpiry(opts.CertDir)); err != nil {
+		return fmt.Errorf("registering the certificate metric: %w", err)
+	}
+	if err := mgr.Add(observer); err != nil {
+		return err
+	}
+	server := mgr.GetWebhookServer()
+	server.Register(PathOptIn, &crwebhook.Admission{Handler: observer.Observe(PathOptIn, &PodInjector{Config: opts.Inject, Binder: binder, Excluded: excluded})})
+	server.Register(PathEnforced, &crwebhook.Admission{Handler: observer.Observe(PathEnforced, &PodInjector{Config: opts.Inject, Enforced: true, Binder: binder, Excluded: excluded})})
+	return nil
 }
 
 // cacheOptions keep the caches to what admission and the leader-label controller read, and no bigger.
@@ -170,6 +199,12 @@ func cacheOptions() cache.Options {
 			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly,
 				Field: notNodeLeases},
 			&coordinationv1.Lease{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
+			// WorkloadBinder (--bind-workloads) reads a workload's pod-template annotations and ServiceAccount,
+			// and a namespace's labels; nothing else is kept.
+			&appsv1.Deployment{}:  {Transform: keepMetadataOnly, Field: notNodeLeases},
+			&appsv1.StatefulSet{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
+			// Namespaces are cluster-scoped: the namespace field selector above does not apply to them.
+			&corev1.Namespace{}: {Transform: keepMetadataOnly, Field: fields.Everything()},
 		},
 	}
 }
@@ -203,6 +238,14 @@ func resolveSidecarMode(cfg *rest.Config, flag string) (inject.SidecarMode, erro
 	return inject.SidecarContainer, nil
 }
 
+// templateOnly is what WorkloadBinder reads of a pod template: its annotations and ServiceAccount.
+func templateOnly(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Annotations: t.Annotations},
+		Spec:       corev1.PodSpec{ServiceAccountName: t.Spec.ServiceAccountName},
+	}
+}
+
 // keepMetadataOnly drops from cached objects what no reader here uses, to keep the webhook's memory flat.
 func keepMetadataOnly(obj any) (any, error) {
 	switch o := obj.(type) {
@@ -212,6 +255,12 @@ func keepMetadataOnly(obj any) (any, error) {
 		o.Spec, o.Status, o.ManagedFields = corev1.PodSpec{ServiceAccountName: o.Spec.ServiceAccountName}, corev1.PodStatus{}, nil
 	case *coordinationv1.Lease:
 		o.ManagedFields = nil
+	case *appsv1.Deployment:
+		o.Spec, o.Status, o.ManagedFields = appsv1.DeploymentSpec{Template: templateOnly(o.Spec.Template)}, appsv1.DeploymentStatus{}, nil
+	case *appsv1.StatefulSet:
+		o.Spec, o.Status, o.ManagedFields = appsv1.StatefulSetSpec{Template: templateOnly(o.Spec.Template)}, appsv1.StatefulSetStatus{}, nil
+	case *corev1.Namespace:
+		o.Spec, o.Status, o.ManagedFields = corev1.NamespaceSpec{}, corev1.NamespaceStatus{}, nil
 	}
 	return obj, nil
 }

@@ -15,7 +15,9 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -29,7 +31,10 @@ const (
 	// those of the no-op webhook's: the two webhook configurations select one namespace each.
 	podNamespace  = "bench-pods"
 	noopNamespace = "bench-noop"
-	podAccount    = "bench"
+	// policyNamespace holds the pods of admission mode policy's series: only the MutatingAdmissionPolicies'
+	// bindings select it, and our webhook configuration leaves it out.
+	policyNamespace = "bench-policy"
+	podAccount      = "bench"
 	// nowhereNode is a node that does not exist: pods bound to it are never run, so the node stand-in does not
 	// start an elector for each of them, and the API server does all the work it does for any pod creation.
 	nowhereNode = "bench-nowhere"
@@ -137,18 +142,27 @@ const (
 	noopWebhook kind = "no-op webhook"
 	// ourWebhook: annotated pods in podNamespace, sent to ours, which injects the elector and binds the account.
 	ourWebhook kind = "ours"
+	// policyMode: annotated pods in policyNamespace, injected by the API server itself with config/injection-policies's
+	// MutatingAdmissionPolicies (admission mode policy); the manager binds the account once the pod is stored.
+	policyMode kind = "policy mode"
 )
 
 // kinds in the order of the first round; the next round runs them backwards (ABCCBA).
-var kinds = []kind{noWebhook, noopWebhook, ourWebhook}
+var kinds = []kind{noWebhook, noopWebhook, ourWebhook, policyMode}
 
 // namespace is where a kind's pods are created.
 func (k kind) namespace() string {
-	if k == noopWebhook {
+	switch k {
+	case noopWebhook:
 		return noopNamespace
+	case policyMode:
+		return policyNamespace
 	}
 	return podNamespace
 }
+
+// injects reports whether the kind's pods come back with the elector.
+func (k kind) injects() bool { return k == ourWebhook || k == policyMode }
 
 // Names of the opt-in webhooks as kube-apiserver's metrics name them: ours from config/webhook/manifests.yaml,
 // and the no-op's copy of it.
@@ -211,12 +225,15 @@ func runAdmission(ctx context.Context, bins binaries, dir string, p params, logf
 	if err != nil {
 		return nil, err
 	}
-	for _, ns := range []string{podNamespace, noopNamespace} {
+	for _, ns := range []string{podNamespace, noopNamespace, policyNamespace} {
 		if err := preparePodNamespace(ctx, cs, ns); err != nil {
 			return nil, err
 		}
 	}
 	if err := registerNoop(ctx, cs, noop.port); err != nil {
+		return nil, err
+	}
+	if err := installPolicyMode(ctx, cs); err != nil {
 		return nil, err
 	}
 	pids := map[string]int{"client (this benchmark)": os.Getpid(), "no-op webhook": noop.proc.pid(), "webhook": c.WebhookPID()}
@@ -234,12 +251,12 @@ func runAdmission(ctx context.Context, bins binaries, dir string, p params, logf
 	// Warm up every path: connections, the webhook's first requests, the RoleBinding the first injected pod
 	// creates. The no-op's configuration was just changed, so wait until the API server routes to it.
 	logf("pod creation: warming up")
-	for _, k := range []kind{ourWebhook, noopWebhook} {
+	for _, k := range []kind{ourWebhook, noopWebhook, policyMode} {
 		i := 0
 		err = poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
 			i++
 			pod, err := createPod(ctx, cs, k.namespace(), fmt.Sprintf("warmup-first-%d", i), "warmup-first", true)
-			return err == nil && hasElector(pod) == (k == ourWebhook), nil
+			return err == nil && hasElector(pod) == k.injects(), nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("the first annotated pod in namespace %s was not admitted as %s admits it: %w", k.namespace(), k, err)
@@ -365,6 +382,77 @@ func startNoop(ctx context.Context, c *cluster.Cluster, ps *procs, bin, dir stri
 		return nil, fmt.Errorf("the no-op webhook did not listen: %w", err)
 	}
 	return &noopProcess{proc: pr, port: port}, nil
+}
+
+// installPolicyMode installs admission mode policy's MutatingAdmissionPolicies, the ValidatingAdmissionPolicies
+// that go with them and their parameters from config/injection-policies, with every binding narrowed to policyNamespace,
+// and takes policyNamespace out of our webhook configuration: as with the no-op, each way of admitting sees one
+// namespace's pods, and the API server evaluates every configuration for every pod alike.
+func installPolicyMode(ctx context.Context, cs kubernetes.Interface) error {
+	var objs []runtime.Object
+	for _, file := range []string{"params.yaml", "injection_policies.yaml", "bindings.yaml"} {
+		o, err := cluster.ReadManifests("config/injection-policies/" + file)
+		if err != nil {
+			return fmt.Errorf("admission mode policy's policies: %w", err)
+		}
+		objs = append(objs, o...)
+	}
+	only := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{policyNamespace}}}}
+	narrow := func(sel **metav1.LabelSelector) {
+		if *sel == nil {
+			*sel = &metav1.LabelSelector{}
+		}
+		(*sel).MatchExpressions = append((*sel).MatchExpressions, only.MatchExpressions...)
+	}
+	ar := cs.AdmissionregistrationV1()
+	for _, obj := range objs {
+		var err error
+		switch o := obj.(type) {
+		case *corev1.ConfigMap:
+			if _, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+				err = nil
+			}
+			if err == nil {
+				_, err = cs.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			}
+		case *admissionregistrationv1.MutatingAdmissionPolicy:
+			_, err = ar.MutatingAdmissionPolicies().Create(ctx, o, metav1.CreateOptions{})
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			_, err = ar.ValidatingAdmissionPolicies().Create(ctx, o, metav1.CreateOptions{})
+		case *admissionregistrationv1.MutatingAdmissionPolicyBinding:
+			if o.Spec.MatchResources == nil {
+				o.Spec.MatchResources = &admissionregistrationv1.MatchResources{}
+			}
+			narrow(&o.Spec.MatchResources.NamespaceSelector)
+			_, err = ar.MutatingAdmissionPolicyBindings().Create(ctx, o, metav1.CreateOptions{})
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			if o.Spec.MatchResources == nil {
+				o.Spec.MatchResources = &admissionregistrationv1.MatchResources{}
+			}
+			narrow(&o.Spec.MatchResources.NamespaceSelector)
+			_, err = ar.ValidatingAdmissionPolicyBindings().Create(ctx, o, metav1.CreateOptions{})
+		default:
+			err = fmt.Errorf("config/injection-policies holds a %T, which the benchmark does not know how to install", obj)
+		}
+		if err != nil {
+			return fmt.Errorf("installing admission mode policy: %w", err)
+		}
+	}
+	mwcs := ar.MutatingWebhookConfigurations()
+	ours, err := mwcs.Get(ctx, "leader-election", metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading our webhook configuration: %w", err)
+	}
+	for i := range ours.Webhooks {
+		w := &ours.Webhooks[i]
+		w.NamespaceSelector.MatchExpressions = append(w.NamespaceSelector.MatchExpressions, metav1.LabelSelectorRequirement{
+			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policyNamespace}})
+	}
+	if _, err := mwcs.Update(ctx, ours, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("taking %s out of our webhook configuration: %w", policyNamespace, err)
+	}
+	return nil
 }
 
 // registerNoop registers the no-op webhook with a copy of our configuration as the cluster installed it (same
@@ -523,7 +611,7 @@ func createPods(ctx context.Context, cs kubernetes.Interface, k kind, prefix str
 				began := time.Now()
 				pod, err := createPod(ctx, cs, k.namespace(), fmt.Sprintf("%s-%04d", prefix, i), fmt.Sprintf("%s-g%d", prefix, i/3), annotated)
 				run.latencies[i] = time.Since(began)
-				if err == nil && hasElector(pod) != (k == ourWebhook) {
+				if err == nil && hasElector(pod) != k.injects() {
 					err = fmt.Errorf("pod %s/%s (%s): injected %v", pod.Namespace, pod.Name, k, hasElector(pod))
 				}
 				if err != nil {

@@ -5,8 +5,11 @@
 package cluster
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -238,6 +242,33 @@ func ReadManifest[T runtime.Object](rel string) (T, error) {
 		return zero, fmt.Errorf("%s holds a %T, want %T", rel, obj, zero)
 	}
 	return typed, nil
+}
+
+// ReadManifests decodes every object of a multi-document YAML file of this repository.
+func ReadManifests(rel string) ([]runtime.Object, error) {
+	data, err := os.ReadFile(filepath.Join(controlplane.RepoRoot(), rel))
+	if err != nil {
+		return nil, err
+	}
+	var objs []runtime.Object
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+		objs = append(objs, obj)
+	}
 }
 
 // startLogged starts a process with its output in logFile, in its own process group so Stop reaches children.

@@ -41,14 +41,40 @@ var fastTimings = map[string]string{
 	inject.AnnotationRetryPeriod:   "500ms",
 }
 
-func TestEndToEnd(t *testing.T) {
+// TestEndToEnd runs the whole suite with the chart's default admission mode, the mutating webhook.
+func TestEndToEnd(t *testing.T) { suite(t, "webhook") }
+
+// TestEndToEndPolicyMode installs the chart with admission.mode=policy (MutatingAdmissionPolicies inject, the
+// manager runs without an admission server) and runs the scenarios that exercise injection and binding: pods of a
+// Deployment and a StatefulSet, a bare pod, pods replaced by deletion and by a rollout. The fault scenarios test
+// the elector, which is the same in both modes; they run in TestEndToEnd only, to keep the added time small.
+func TestEndToEndPolicyMode(t *testing.T) { suite(t, "policy") }
+
+// policyModeScenarios are the scenarios TestEndToEndPolicyMode runs.
+var policyModeScenarios = []string{
+	scenarioInjected, scenarioLeaderDeleted, scenarioNewDeployment, scenarioBarePod, scenarioManagerDown, scenarioRollout, scenarioStatefulSet,
+}
+
+const (
+	scenarioInjected      = "three replicas: every pod injected from the chart's admission mode, one leader serves"
+	scenarioLeaderDeleted = "leader pod deleted: the app stops before the elector, the Lease is released after the app exited"
+	scenarioNewDeployment = "a new Deployment with a new ServiceAccount: bound, then its elector leads"
+	scenarioBarePod       = "a bare pod with a new ServiceAccount: bound once stored, then its elector leads"
+	scenarioManagerDown   = "policy mode, manager down: a bare pod is still injected, its elector retries after 403 until the manager binds it"
+	scenarioRollout       = "rolling update with the default strategy"
+	scenarioStatefulSet   = "StatefulSet with OrderedReady: 3 ready replicas, its own Service answered by its leader"
+)
+
+// suite installs the chart in admission mode mode on a real node and runs the scenarios.
+func suite(t *testing.T, mode string) {
 	n := startNode(t)
 	start := time.Now()
-	if err := n.InstallChart(t.Context()); err != nil {
+	if err := n.InstallChart(t.Context(), "admission.mode="+mode); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("helm install of charts/leader-election: webhook ready after %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("helm install of charts/leader-election, admission mode %s: manager ready after %s", mode, time.Since(start).Round(100*time.Millisecond))
 	cs := n.Clientset
+	checkAdmissionMode(t, cs, mode)
 	if _, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +86,9 @@ func TestEndToEnd(t *testing.T) {
 	w.tr = tr
 	var windows []window
 	scenario := func(name string, f func(t *testing.T)) {
+		if mode == "policy" && !slices.Contains(policyModeScenarios, name) {
+			return
+		}
 		start := time.Now()
 		ok := t.Run(name, func(t *testing.T) { w.t = t; f(t) })
 		win := tr.summarize(name, start, time.Now())
@@ -85,7 +114,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Log(b.String())
 	}()
 
-	scenario("three replicas: every pod injected by the webhook from the chart, one leader serves", func(t *testing.T) {
+	scenario(scenarioInjected, func(t *testing.T) {
 		holder := w.settled(3)
 		for _, p := range w.pods() {
 			if !hasElector(&p) {
@@ -95,7 +124,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("leader %s; Service answered by it", holder)
 	})
 
-	scenario("leader pod deleted: the app stops before the elector, the Lease is released after the app exited", func(t *testing.T) {
+	scenario(scenarioLeaderDeleted, func(t *testing.T) {
 		old := w.settled(3)
 		pod := w.pod(old)
 		appID, electorID := containerID(pod, "app"), containerID(pod, inject.ContainerName)
@@ -188,7 +217,13 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("app of leader %s unready for 3s; leader now %s", old, holder)
 	})
 
-	scenario("rolling update with the default strategy", func(t *testing.T) {
+	scenario(scenarioNewDeployment, func(t *testing.T) { w.bindingGap(t, "fresh", true) })
+	scenario(scenarioBarePod, func(t *testing.T) { w.bindingGap(t, "bare", false) })
+	if mode == "policy" {
+		scenario(scenarioManagerDown, func(t *testing.T) { w.managerDown(t) })
+	}
+
+	scenario(scenarioRollout, func(t *testing.T) {
 		w.settled(3)
 		before := w.transitions()
 		w.rollout("v2")
@@ -219,7 +254,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	scenario("StatefulSet with OrderedReady: 3 ready replicas, its own Service answered by its leader", func(t *testing.T) {
+	scenario(scenarioStatefulSet, func(t *testing.T) {
 		qsvc := w.createService("queue", "queue")
 		tmpl := w.sampleTemplate()
 		tmpl.Labels = map[string]string{appLabel: "queue"}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -38,7 +40,8 @@ func withCRDs(tb testing.TB) controlplane.Option {
 // TestInstallOnControlPlane creates everything each install renders on a real kube-apiserver (one per install,
 // since they share cluster-scoped names), then checks what the installed configuration does with pods while no
 // webhook answers: the webhook's own pod is admitted under the restricted Pod Security Standard, annotated pods
-// elsewhere are refused, and every other pod is untouched.
+// elsewhere are refused (admitted in admission mode policy, which calls no webhook), and every other pod is
+// untouched.
 func TestInstallOnControlPlane(t *testing.T) {
 	for _, in := range installs(t) {
 		t.Run(in.name, func(t *testing.T) {
@@ -79,6 +82,24 @@ func TestInstallOnControlPlane(t *testing.T) {
 			insecure := webhookPod("without-security-context")
 			insecure.Spec.SecurityContext, insecure.Spec.Containers[0].SecurityContext = nil, nil
 
+			// Policies take effect a moment after they are created: wait until a dry-run of the annotated pod
+			// comes back injected.
+			if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 {
+				probe := plainPod("probe", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "x"})
+				err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+					p, err := cs.CoreV1().Pods(other).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+					return err == nil && hasElector(p), nil
+				})
+				if err != nil {
+					t.Fatalf("admission mode policy: an annotated pod was not injected within 30s of installing the policies")
+				}
+			}
+			// Webhook mode: an annotated pod is refused while no webhook answers. Policy mode: no webhook is called
+			// at all, so the same pod is admitted (the API server's own policies inject it).
+			annotatedWhileDown := `failed calling webhook "opt-in.pods.leader-election.io"`
+			if in.policyMode {
+				annotatedWhileDown = ""
+			}
 			for _, tc := range []struct {
 				name      string
 				namespace string
@@ -90,11 +111,11 @@ func TestInstallOnControlPlane(t *testing.T) {
 				{"the webhook's own namespace never reaches the webhook", in.namespace, annotatedInOwnNamespace, ""},
 				{"control: restricted is enforced", in.namespace, insecure, "violates PodSecurity \"restricted:latest\""},
 				{"a pod without the annotation is untouched", other, plainPod("plain", nil), ""},
-				{"an annotated pod is refused while the webhook is down", other, plainPod("annotated", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "x"}),
-					`failed calling webhook "opt-in.pods.leader-election.io"`},
+				{"an annotated pod while the webhook is down", other, plainPod("annotated", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "x"}),
+					annotatedWhileDown},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					_, err := cs.CoreV1().Pods(tc.namespace).Create(ctx, tc.pod, metav1.CreateOptions{})
+					stored, err := cs.CoreV1().Pods(tc.namespace).Create(ctx, tc.pod, metav1.CreateOptions{})
 					switch {
 					case tc.refused == "" && err != nil:
 						t.Fatalf("pod %s/%s refused: %v", tc.namespace, tc.pod.Name, err)
@@ -103,10 +124,24 @@ func TestInstallOnControlPlane(t *testing.T) {
 					case tc.refused != "" && !strings.Contains(err.Error(), tc.refused):
 						t.Fatalf("pod %s/%s refused with %v, want %q", tc.namespace, tc.pod.Name, err, tc.refused)
 					}
+					// In policy mode the API server injects by itself: the annotated pod outside the install's
+					// namespace has the elector, every other pod is as it was sent.
+					if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 && err == nil {
+						want := tc.namespace == other && tc.pod.Annotations[inject.AnnotationEnabled] == "true"
+						if got := hasElector(stored); got != want {
+							t.Errorf("pod %s/%s: elector injected %v, want %v (admission mode policy)", tc.namespace, tc.pod.Name, got, want)
+						}
+					}
 				})
 			}
 		})
 	}
+}
+
+// hasElector reports whether the pod carries the injected elector, as a native sidecar or a container.
+func hasElector(p *corev1.Pod) bool {
+	is := func(c corev1.Container) bool { return c.Name == inject.ContainerName }
+	return slices.ContainsFunc(p.Spec.InitContainers, is) || slices.ContainsFunc(p.Spec.Containers, is)
 }
 
 // kindOrder is the order objects are created in: namespaces first, the webhook configuration last (as Helm does),

@@ -22,8 +22,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
+	"github.com/leader-election/leader-election/pkg/admissionpolicy"
 	"github.com/leader-election/leader-election/pkg/version"
 	"github.com/leader-election/leader-election/pkg/webhook"
 	"github.com/leader-election/leader-election/test/controlplane"
@@ -76,7 +78,8 @@ func TestChartLint(t *testing.T) {
 	}{
 		{"defaults", ""},
 		{"non-default values", nondefaultValues(t)},
-		{"admission mode policy", "admission:\n  mode: policy\n"},
+		{"admission mode policy", policyMode},
+		{"admission mode policy with non-default values", nondefaultValues(t) + "\n" + policyMode},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"lint", "--strict", chartDir, "--namespace", "platform"}
@@ -119,7 +122,6 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"scrape interval without unit", "monitoring: {podMonitor: {interval: \"30\"}}", "at '/monitoring/podMonitor/interval'"},
 		{"flapping threshold of zero", "monitoring: {prometheusRule: {flappingChangesPerHour: 0}}", "at '/monitoring/prometheusRule/flappingChangesPerHour': minimum: got 0, want 1"},
 		{"dashboard label as a number", "monitoring: {dashboard: {labels: {grafana_dashboard: 1}}}", "at '/monitoring/dashboard/labels/grafana_dashboard': got number, want string"},
-		{"admission mode", "admission: {mode: policies}", "at '/admission/mode': value must be one of 'webhook', 'policy'"},
 		{"misspelt monitoring value", "monitoring: {serviceMonitors: {enabled: true}}", "at '/monitoring': additional properties 'serviceMonitors' not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,12 +137,39 @@ func TestChartSchemaRejects(t *testing.T) {
 	}
 }
 
+// TestChartAdmissionModeRejects: an admission mode other than webhook or policy stops the render, naming the value
+// and the accepted ones (the schema checks only its type, so that this message is the one users see).
+func TestChartAdmissionModeRejects(t *testing.T) {
+	for _, tc := range []struct{ values, want string }{
+		{"admission: {mode: mutating}", `admission.mode "mutating": want "webhook" (a mutating admission webhook, the default) or "policy"`},
+		{"admission: {mode: Policy}", `admission.mode "Policy": want "webhook"`},
+		{"admission: {mode: \"\"}", `admission.mode "": want "webhook"`},
+		{"admission: {mode: 1}", "at '/admission/mode': got number, want string"},
+		{"admission: {modes: policy}", "at '/admission': additional properties 'modes' not allowed"},
+	} {
+		t.Run(tc.values, func(t *testing.T) {
+			_, err := helmTemplateErr(t, release{name: defaultRelease, namespace: defaultNamespace, values: tc.values})
+			if err == nil {
+				t.Fatalf("helm template accepted %q", tc.values)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("values %q: helm said\n%s\nwant %q", tc.values, err, tc.want)
+			}
+		})
+	}
+}
+
+// policyMode is the value that selects admission mode "policy".
+const policyMode = "admission: {mode: policy}"
+
 // install is one way of installing, as rendered objects plus what the rendering was asked for.
 type install struct {
 	name        string
 	objects     objects
 	namespace   string
 	certManager bool
+	// policyMode: admission mode "policy", the manager without an admission server.
+	policyMode bool
 	// image and electorImage are the images the values ask for.
 	image, electorImage string
 	extraDNSNames       []string
@@ -154,6 +183,8 @@ func installs(t *testing.T) []install {
 	app := readChartMeta(t).AppVersion
 	defaults := release{name: defaultRelease, namespace: defaultNamespace}
 	nondefault := release{name: "le", namespace: "platform", values: nondefaultValues(t)}
+	policy := release{name: defaultRelease, namespace: defaultNamespace, values: policyMode}
+	policyNondefault := release{name: "le", namespace: "platform", values: nondefaultValues(t) + "\n" + policyMode}
 	return []install{
 		{
 			name:    "chart defaults",
@@ -188,6 +219,32 @@ func installs(t *testing.T) []install {
 			image:        "leader-election/webhook:" + app,
 			electorImage: "leader-election/elector:" + version.Version,
 		},
+		{
+			name:         "chart in admission mode policy",
+			objects:      helmTemplate(t, policy),
+			release:      policy,
+			notes:        []string{`Admission mode is "policy"`, "rollout status deployment/leader-election-webhook", "before its pods exist"},
+			namespace:    defaultNamespace,
+			policyMode:   true,
+			image:        "leader-election/webhook:" + app,
+			electorImage: "leader-election/elector:" + version.Version,
+		},
+		{
+			name:         "chart in admission mode policy with non-default values",
+			objects:      helmTemplate(t, policyNondefault),
+			namespace:    "platform",
+			policyMode:   true,
+			image:        "example/leader-election-webhook:1.2.3-rc.1",
+			electorImage: "example/leader-election-elector:1.2.3-rc.1",
+		},
+		{
+			name:         "kustomize config/default-policy",
+			objects:      kustomizeBuild(t, "default-policy"),
+			namespace:    defaultNamespace,
+			policyMode:   true,
+			image:        "leader-election/webhook:" + app,
+			electorImage: "leader-election/elector:" + version.Version,
+		},
 	}
 }
 
@@ -198,7 +255,7 @@ func TestInstallWiring(t *testing.T) {
 		t.Run(in.name, func(t *testing.T) {
 			objs := in.objects
 			for _, u := range objs {
-				if u.GetKind() == "Namespace" || strings.HasPrefix(u.GetKind(), "MutatingWebhook") || strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "Cluster") {
+				if u.GetKind() == "Namespace" || strings.HasPrefix(u.GetKind(), "MutatingWebhook") || strings.HasPrefix(u.GetKind(), "MutatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") || strings.HasPrefix(u.GetKind(), "Cluster") {
 					continue
 				}
 				if u.GetNamespace() != in.namespace {
@@ -218,6 +275,13 @@ func TestInstallWiring(t *testing.T) {
 			}
 			if args["elector-image"] != in.electorImage {
 				t.Errorf("--elector-image=%q, want %q", args["elector-image"], in.electorImage)
+			}
+			// Policy mode: the controllers only, binding from workloads; webhook mode: admission, as before.
+			if want := map[bool]string{true: "false", false: ""}[in.policyMode]; args["admission"] != want {
+				t.Errorf("--admission=%q, want %q", args["admission"], want)
+			}
+			if want := map[bool]string{true: "true", false: ""}[in.policyMode]; args["bind-workloads"] != want {
+				t.Errorf("--bind-workloads=%q, want %q", args["bind-workloads"], want)
 			}
 			sel, err := metav1.LabelSelectorAsSelector(deploy.Spec.Selector)
 			if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
@@ -249,12 +313,29 @@ func TestInstallWiring(t *testing.T) {
 				t.Errorf("ClusterRole %s cannot bind %s (--elector-cluster-role): %+v", webhookRole.Name, electorRole.Name, webhookRole.Rules)
 			}
 
+			// Reading workloads is what --bind-workloads needs, and only in policy mode; never writing them.
+			for _, r := range [][2]string{{"apps", "deployments"}, {"apps", "statefulsets"}, {"", "namespaces"}} {
+				if got := grants(webhookRole.Rules, r[0], r[1], "get", "list", "watch"); got != in.policyMode {
+					t.Errorf("ClusterRole %s reads %s: %v, want %v (only policy mode binds from workloads)", webhookRole.Name, r[1], got, in.policyMode)
+				}
+				for _, verb := range []string{"create", "update", "patch", "delete", "*"} {
+					if grants(webhookRole.Rules, r[0], r[1], verb) {
+						t.Errorf("ClusterRole %s may %s %s", webhookRole.Name, verb, r[1])
+					}
+				}
+			}
+
 			// Ports: the Service reaches the webhook's TLS port; the probes reach the health port.
 			ports := map[string]int32{}
 			for _, p := range c.Ports {
 				ports[p.Name] = p.ContainerPort
 			}
-			if want := strconv.Itoa(int(ports["webhook"])); args["port"] != want {
+			if in.policyMode {
+				if _, ok := ports["webhook"]; ok || args["port"] != "" || args["cert-dir"] != "" || len(pod.Spec.Volumes) != 0 {
+					t.Errorf("policy mode: the manager serves no admission port and mounts no certificate; got ports %v, --port=%q, --cert-dir=%q, volumes %v",
+						ports, args["port"], args["cert-dir"], pod.Spec.Volumes)
+				}
+			} else if want := strconv.Itoa(int(ports["webhook"])); args["port"] != want {
 				t.Errorf("--port=%s, want the container port named webhook (%s)", args["port"], want)
 			}
 			if want := ":" + strconv.Itoa(int(ports["health"])); args["health-probe-bind-address"] != want {
@@ -283,14 +364,6 @@ func TestInstallWiring(t *testing.T) {
 					}
 				}
 			}
-			// The admission Service is named like the Deployment (with monitoring, a metrics Service joins it).
-			svc := as[corev1.Service](t, objs.one(t, "Service", deploy.Name))
-			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.String() != "webhook" {
-				t.Errorf("Service %s ports %+v, want 443 -> webhook", svc.Name, svc.Spec.Ports)
-			}
-			if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
-				t.Errorf("Service selector %v does not select the webhook's pods %v", svc.Spec.Selector, pod.Labels)
-			}
 			for _, pdb := range objs.ofKind("PodDisruptionBudget") {
 				pdb := as[policyv1.PodDisruptionBudget](t, pdb)
 				sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
@@ -300,6 +373,55 @@ func TestInstallWiring(t *testing.T) {
 			}
 			if len(objs.ofKind("PodDisruptionBudget")) != 1 {
 				t.Errorf("want one PodDisruptionBudget for %d replicas, got %d", *deploy.Spec.Replicas, len(objs.ofKind("PodDisruptionBudget")))
+			}
+			for _, ns := range []string{in.namespace, "kube-system"} {
+				if !slices.Contains(strings.Split(args["excluded-namespaces"], ","), ns) {
+					t.Errorf("--excluded-namespaces=%s lacks %s", args["excluded-namespaces"], ns)
+				}
+			}
+			if in.policyMode {
+				checkParamsAreFlags(t, objs, args)
+				// The injection's bindings keep away exactly the namespaces the manager never binds in: a pod
+				// injected there would have an elector refused its Lease for ever.
+				for _, kind := range []string{"MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding"} {
+					for _, u := range objs.ofKind(kind) {
+						if kind == "ValidatingAdmissionPolicyBinding" && !strings.Contains(u.GetName(), "-injection") {
+							continue
+						}
+						sel := &metav1.LabelSelector{}
+						if m, ok, _ := unstructured.NestedMap(u.Object, "spec", "matchResources", "namespaceSelector"); ok {
+							if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, sel); err != nil {
+								t.Fatal(err)
+							}
+						}
+						for _, ns := range strings.Split(args["excluded-namespaces"], ",") {
+							if !excludes(sel, ns) {
+								t.Errorf("--excluded-namespaces names %s, which %s %s's namespaceSelector lets through", ns, kind, u.GetName())
+							}
+						}
+					}
+				}
+				// Nothing calls the manager: no webhook configuration, no admission Service, no certificate.
+				for _, kind := range []string{"MutatingWebhookConfiguration", "Certificate", "Issuer", "Secret"} {
+					if n := len(objs.ofKind(kind)); n != 0 {
+						t.Errorf("policy mode renders %d %s", n, kind)
+					}
+				}
+				for _, svc := range objs.ofKind("Service") {
+					if svc.GetName() == deploy.Name {
+						t.Errorf("policy mode renders the admission Service %s", svc.GetName())
+					}
+				}
+				return
+			}
+
+			// The admission Service is named like the Deployment (with monitoring, a metrics Service joins it).
+			svc := as[corev1.Service](t, objs.one(t, "Service", deploy.Name))
+			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.String() != "webhook" {
+				t.Errorf("Service %s ports %+v, want 443 -> webhook", svc.Name, svc.Spec.Ports)
+			}
+			if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+				t.Errorf("Service selector %v does not select the webhook's pods %v", svc.Spec.Selector, pod.Labels)
 			}
 
 			// The webhooks call the Service on the paths the server registers, and never see the webhook's own
@@ -321,11 +443,6 @@ func TestInstallWiring(t *testing.T) {
 				for _, ns := range strings.Split(args["excluded-namespaces"], ",") {
 					if !excludes(wh.NamespaceSelector, ns) {
 						t.Errorf("--excluded-namespaces names %s, which webhook %s's namespaceSelector lets through", ns, wh.Name)
-					}
-				}
-				for _, ns := range []string{in.namespace, "kube-system"} {
-					if !slices.Contains(strings.Split(args["excluded-namespaces"], ","), ns) {
-						t.Errorf("--excluded-namespaces=%s lacks %s", args["excluded-namespaces"], ns)
 					}
 				}
 			}
@@ -460,6 +577,34 @@ func checkPoliciesExclude(t *testing.T, objs objects, excluded []string) {
 		p := as[admissionregistrationv1.ValidatingAdmissionPolicy](t, u)
 		if !slices.ContainsFunc(p.Spec.Validations, func(v admissionregistrationv1.Validation) bool { return v.Expression == want }) {
 			t.Errorf("policy %s does not refuse the excluded namespaces %v with %q", p.Name, excluded, want)
+		}
+	}
+}
+
+// checkParamsAreFlags: in admission mode policy the manager is given the parameter ConfigMap's values as its
+// elector flags, which it checks at start (inject.Config.Validate): values the policies would refuse every
+// annotated pod for stop the manager's rollout, as they stop the webhook's in webhook mode.
+func checkParamsAreFlags(t *testing.T, objs objects, args map[string]string) {
+	t.Helper()
+	var params *corev1.ConfigMap
+	for _, u := range objs.ofKind("ConfigMap") {
+		if strings.HasSuffix(u.GetName(), "-injection") {
+			params = as[corev1.ConfigMap](t, u)
+		}
+	}
+	if params == nil {
+		t.Fatal("no parameter ConfigMap (<name>-injection) rendered in admission mode policy")
+	}
+	for key, flag := range map[string]string{
+		admissionpolicy.ParamImage: "elector-image", admissionpolicy.ParamLeaseDuration: "lease-duration",
+		admissionpolicy.ParamRenewDeadline: "renew-deadline", admissionpolicy.ParamRetryPeriod: "retry-period",
+		admissionpolicy.ParamPort: "elector-port", admissionpolicy.ParamTraffic: "traffic",
+		admissionpolicy.ParamCPURequest: "elector-cpu-request", admissionpolicy.ParamCPULimit: "elector-cpu-limit",
+		admissionpolicy.ParamMemoryRequest: "elector-memory-request", admissionpolicy.ParamMemoryLimit: "elector-memory-limit",
+	} {
+		if args[flag] != params.Data[key] {
+			t.Errorf("--%s=%q, the parameter ConfigMap's %s is %q: the manager must check the values the policies inject with",
+				flag, args[flag], key, params.Data[key])
 		}
 	}
 }

@@ -47,9 +47,16 @@ var whatMatters = map[string][][]string{
 // objects, field for field where it matters (webhook rules, selectors, match conditions, failure policy, side
 // effects, paths, RBAC rules, ports, the webhook's args, TLS). The Namespace is config/'s only extra: Helm leaves
 // it to --create-namespace.
+// Admission mode "policy" compares the chart's admission.mode=policy with config/default-policy the same way.
 func TestConfigMatchesChart(t *testing.T) {
-	chart := helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace})
-	config := kustomizeBuild(t, "default")
+	for _, tc := range []struct{ values, dir string }{{"", "default"}, {policyMode, "default-policy"}} {
+		t.Run(tc.dir, func(t *testing.T) {
+			configMatchesChart(t, helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace, values: tc.values}), kustomizeBuild(t, tc.dir), tc.dir)
+		})
+	}
+}
+
+func configMatchesChart(t *testing.T, chart, config objects, dir string) {
 
 	byKey := func(objs objects) map[string]*unstructured.Unstructured {
 		m := map[string]*unstructured.Unstructured{}
@@ -64,16 +71,16 @@ func TestConfigMatchesChart(t *testing.T) {
 	fromChart, fromConfig := byKey(chart), byKey(config)
 	for k := range fromChart {
 		if _, ok := fromConfig[k]; !ok {
-			t.Errorf("%s: rendered by the chart, missing from config/default", k)
+			t.Errorf("%s: rendered by the chart, missing from config/%s", k, dir)
 		}
 	}
 	for k := range fromConfig {
 		if _, ok := fromChart[k]; !ok {
-			t.Errorf("%s: in config/default, not rendered by the chart", k)
+			t.Errorf("%s: in config/%s, not rendered by the chart", k, dir)
 		}
 	}
 	if ns := config.one(t, "Namespace", defaultNamespace); ns.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
-		t.Errorf("config/default's Namespace does not enforce the restricted Pod Security Standard: %v", ns.GetLabels())
+		t.Errorf("config/%s's Namespace does not enforce the restricted Pod Security Standard: %v", dir, ns.GetLabels())
 	}
 
 	for k, c := range fromChart {
@@ -90,7 +97,7 @@ func TestConfigMatchesChart(t *testing.T) {
 				want, _, _ := unstructured.NestedFieldNoCopy(c.Object, p...)
 				got, _, _ := unstructured.NestedFieldNoCopy(g.Object, p...)
 				for _, d := range diff(strings.Join(p, "."), normalize(want), normalize(got)) {
-					t.Errorf("%s (chart, then config/default)", d)
+					t.Errorf("%s (chart, then config/%s)", d, dir)
 				}
 			}
 		})
@@ -99,7 +106,7 @@ func TestConfigMatchesChart(t *testing.T) {
 	// The config's webhook Deployment selects its own pods as the chart's does.
 	d := as[appsv1.Deployment](t, config.one(t, "Deployment", ""))
 	if !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(labels.Set(d.Spec.Template.Labels)) {
-		t.Errorf("config/default Deployment selector %v does not select its pods %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+		t.Errorf("config/%s Deployment selector %v does not select its pods %v", dir, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
 	}
 }
 

@@ -1,14 +1,20 @@
 package install
 
 import (
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -160,5 +166,69 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	}
 	if len(own.Spec.InitContainers) > 0 {
 		t.Errorf("a pod in the release's namespace was injected: %s", describe(own))
+	}
+
+	testWithoutParameters(t, cs, namespace, "le-leader-election-injection")
+}
+
+// testWithoutParameters deletes the injection's parameter ConfigMap, as deleting the install's namespace or a
+// `helm uninstall` (which deletes ConfigMaps before the policies' bindings) does, and checks what
+// docs/policy-mode.md says of it: the API server looks the parameters up before it evaluates the match
+// conditions, so it refuses every pod creation its bindings select, annotated or not; opted-in pods are never
+// admitted without an elector; the install's namespace and kube-system stay open, so the manager and the
+// ConfigMap can be restored.
+func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, params string) {
+	ctx := t.Context()
+	if err := cs.CoreV1().ConfigMaps(namespace).Delete(ctx, params, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const noParams = "no params found for policy binding"
+	create := func(ns string, pod *corev1.Pod) (*corev1.Pod, error) {
+		return cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	}
+	opted := plainPod("opted", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"})
+	var err error
+	// The API server's informers see the deletion within moments.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, err = create("apps", opted); err != nil && strings.Contains(err.Error(), noParams) {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), noParams) {
+		t.Fatalf("an opted-in pod with the parameters deleted: got %v, want a refusal (%q): never admitted without its elector", err, noParams)
+	}
+	if _, err := create("apps", plainPod("plain", nil)); err == nil || !strings.Contains(err.Error(), noParams) {
+		t.Errorf("an unannotated pod with the parameters deleted: got %v, want the refusal docs/policy-mode.md describes (%q); "+
+			"if the API server or the policies now admit it, correct the docs (README, docs/policy-mode.md, docs/security.md)", err, noParams)
+	}
+	createServiceAccount(t, cs, "kube-system", "default")
+	for _, ns := range []string{namespace, "kube-system"} {
+		if _, err := create(ns, plainPod("recovery", nil)); err != nil {
+			t.Errorf("a pod in %s with the parameters deleted: %v; the install's namespace and kube-system must stay open to restore them", ns, err)
+		}
+	}
+}
+
+// TestPolicyModeManagerRefusesBadDefaults runs the manager binary with the chart's arguments in admission mode
+// policy and elector values the policies would refuse every annotated pod for: it must stop at start naming the
+// value, so that the rollout (and `helm install --wait`) fails as it does in webhook mode, instead of installing
+// cleanly and refusing every annotated pod with a message about annotations the pod does not carry.
+func TestPolicyModeManagerRefusesBadDefaults(t *testing.T) {
+	bin := controlplane.Build(t, "./cmd/webhook")
+	for _, tc := range []struct{ values, want string }{
+		{"elector: {retryPeriod: 100ms}", "retry-period (100ms) must be at least 250ms"},
+		{"elector: {leaseDuration: 5s}", "lease-duration (5s) must be longer than renew-deadline (10s)"},
+		{"elector: {resources: {cpuLimit: 1m}}", "CPU limit 1m is below CPU request 10m"},
+	} {
+		t.Run(tc.values, func(t *testing.T) {
+			objs := helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace, values: policyMode + "\n" + tc.values})
+			deploy := as[appsv1.Deployment](t, objs.one(t, "Deployment", ""))
+			args := append(slices.Clone(deploy.Spec.Template.Spec.Containers[0].Args), "--kubeconfig="+filepath.Join(t.TempDir(), "absent"))
+			out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+				t.Errorf("the manager with %s: exit %v, output:\n%s\nwant exit code 2 and %q", tc.values, err, out, tc.want)
+			}
+		})
 	}
 }

@@ -42,6 +42,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: webhook
 {{- end }}
 
+{{/*
+The admission mode, "webhook" or "policy"; any other value stops the render with the value and the accepted ones.
+Every template that depends on the mode asks this, never .Values.admission.mode directly.
+*/}}
+{{- define "leader-election.admissionMode" -}}
+{{- $mode := .Values.admission.mode }}
+{{- if not (has $mode (list "webhook" "policy")) }}
+{{- fail (printf "admission.mode %q: want \"webhook\" (a mutating admission webhook, the default) or \"policy\" (MutatingAdmissionPolicies in the API server, Kubernetes 1.36 and newer)" (toString $mode)) }}
+{{- end }}
+{{- $mode }}
+{{- end }}
+
 {{/* Names shared between templates. */}}
 {{- define "leader-election.webhookName" -}}
 {{- include "leader-election.fullname" . }}-webhook
