@@ -481,7 +481,9 @@ func narrow(name *string, ref *admissionregistrationv1.ParamRef, match *admissio
 		return
 	}
 	*name += "-container"
-	ref.Name = containerParams
+	if ref != nil { // the guards take no parameters
+		ref.Name = containerParams
+	}
 	sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{
 		Key: parityLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{parityContainer}})
 }
