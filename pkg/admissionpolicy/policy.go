@@ -35,6 +35,23 @@ const (
 	ValidateEnforcedPolicy = NamePrefix + "-injection-enforced"
 	// ParamsName is the ConfigMap holding the injection's defaults (see Params).
 	ParamsName = NamePrefix + "-injection"
+	// GuardPolicy and GuardEnforcedPolicy take no parameters, so they judge pods even while the parameter ConfigMap
+	// is missing: they refuse a pod the injection marked refused (RefusedAnnotation) and one it should have injected
+	// but did not.
+	GuardPolicy         = NamePrefix + "-injection-guard"
+	GuardEnforcedPolicy = NamePrefix + "-injection-guard-enforced"
+)
+
+// RefusedAnnotation is where a MutatingAdmissionPolicy writes the refusal pkg/inject would give a pod (several
+// joined by ErrorSeparator), instead of injecting it; the guard policies refuse the pod with exactly that text. A
+// pod's author who writes it only gets their own pod refused.
+const RefusedAnnotation = "leader-election/refused"
+
+// Placeholders for the parameter ConfigMap's name and namespace in the guard's message; Files replaces them with
+// the install's (Helm template actions in the chart).
+const (
+	paramsNamePlaceholder      = "PARAMSCONFIGMAPNAME"
+	paramsNamespacePlaceholder = "PARAMSNAMESPACE"
 )
 
 // Keys of the parameter ConfigMap: the defaults of inject.Config.
@@ -79,8 +96,9 @@ func Params(cfg inject.Config) map[string]string {
 	}
 }
 
-// Policies returns the two MutatingAdmissionPolicies and the two ValidatingAdmissionPolicies, without bindings
-// (their selectors and parameter reference depend on the install).
+// Policies returns the two MutatingAdmissionPolicies and the four ValidatingAdmissionPolicies (the opt-in and the
+// enforcing validation, then the opt-in and the enforcing guard), without bindings (their selectors and parameter
+// reference depend on the install).
 func Policies() ([]*admissionregistrationv1.MutatingAdmissionPolicy, []*admissionregistrationv1.ValidatingAdmissionPolicy, error) {
 	var maps []*admissionregistrationv1.MutatingAdmissionPolicy
 	var vaps []*admissionregistrationv1.ValidatingAdmissionPolicy
@@ -123,14 +141,92 @@ func Policies() ([]*admissionregistrationv1.MutatingAdmissionPolicy, []*admissio
 				Variables:        vars,
 				FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
 				Validations: []admissionregistrationv1.Validation{{
-					Expression:        "size(variables.errors) == 0",
+					// A pod marked refused, or one without the elector it should have, is the guard's to refuse (one
+					// policy per denial, so the message a user sees does not depend on the order of evaluation);
+					// this one refuses what changed after the injection last saw the pod.
+					Expression:        "!variables.judged || variables.refused || (variables.expectsElector && !variables.hasElector) || size(variables.errors) == 0",
 					MessageExpression: "variables.errors.join(" + celString(ErrorSeparator) + ")",
 					Reason:            ptr.To(metav1.StatusReasonInvalid),
 				}},
 			},
 		})
 	}
+	vaps = append(vaps, guard(false), guard(true))
 	return maps, vaps, nil
+}
+
+// guard returns the ValidatingAdmissionPolicy without parameters of the opt-in or the enforcing variant. Its
+// bindings keep working while the parameter ConfigMap is missing (the other bindings then skip every pod,
+// parameterNotFoundAction Allow), so no pod that needs an elector is admitted without one, and no other pod is
+// refused.
+func guard(enforced bool) *admissionregistrationv1.ValidatingAdmissionPolicy {
+	name, cond := GuardPolicy, optInCondition
+	if enforced {
+		name, cond = GuardEnforcedPolicy, enforceCondition
+	}
+	vars := []admissionregistrationv1.Variable{}
+	for _, v := range takingPart(enforced) {
+		vars = append(vars, admissionregistrationv1.Variable{Name: v.Name, Expression: helmSafe(v.Expression)})
+	}
+	return &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: podCreate(),
+			MatchConditions:  []admissionregistrationv1.MatchCondition{cond},
+			Variables:        vars,
+			FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
+			Validations: []admissionregistrationv1.Validation{{
+				Expression:        "!variables.judged || !variables.refused",
+				MessageExpression: "string(variables.ann[" + celString(RefusedAnnotation) + "])",
+				// When the annotation's text is no message the API server takes (empty, a line break, over 5 kB).
+				Message: "refused by the leader-election injection: see the pod's annotation " + RefusedAnnotation,
+				Reason:  ptr.To(metav1.StatusReasonInvalid),
+			}, {
+				Expression: "!variables.expectsElector || variables.hasElector || variables.refused",
+				Message:    MissingParamsMessage(paramsNamePlaceholder, paramsNamespacePlaceholder),
+				Reason:     ptr.To(metav1.StatusReasonInvalid),
+			}},
+		},
+	}
+}
+
+// MissingParamsMessage is the guard's refusal of a pod that needs an elector and has none: the injection did not
+// run, because its parameter ConfigMap name in namespace is missing.
+func MissingParamsMessage(name, namespace string) string {
+	return fmt.Sprintf("this pod needs the leader-election elector (annotated %s, or a replica in a namespace labelled %s=true) and was not injected: "+
+		"the injection's parameter ConfigMap %s in namespace %s is missing; restore it (helm upgrade the release with its values, "+
+		"or kubectl apply --server-side -k config/default-policy), then create the pod again",
+		inject.AnnotationEnabled, inject.LabelEnforce, name, namespace)
+}
+
+// takingPart returns the variables, without parameters, that say whether a policy variant judges a pod and whether
+// the pod must leave admission with an elector. A replica of an enforcing namespace that is annotated
+// leader-election/enabled other than "false" is judged by the opt-in variant alone, whose bindings select every
+// namespace the enforcing ones do: each pod has one policy to refuse it, one message.
+func takingPart(enforced bool) []admissionregistrationv1.Variable {
+	f := inject.Facts()
+	q := celString
+	has := q(inject.AnnotationEnabled) + " in variables.ann"
+	vars := []admissionregistrationv1.Variable{
+		{Name: "ann", Expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"},
+		{Name: "labels", Expression: "has(object.metadata.labels) ? object.metadata.labels : {}"},
+		{Name: "inits", Expression: "has(object.spec.initContainers) ? object.spec.initContainers : []"},
+		{Name: "refs", Expression: "has(object.metadata.ownerReferences) ? object.metadata.ownerReferences : []"},
+		{Name: "controllers", Expression: "variables.refs.filter(r, has(r.controller) && r.controller)"},
+		{Name: "enforced", Expression: strconv.FormatBool(enforced)},
+		{Name: "enabled", Expression: fmt.Sprintf("%s ? variables.ann[%s] : ''", has, q(inject.AnnotationEnabled))},
+		{Name: "enforcedReplica", Expression: fmt.Sprintf("variables.enforced && size(variables.controllers) > 0 && "+
+			"((variables.controllers[0].kind == 'ReplicaSet' && %[1]s in variables.labels && variables.labels[%[1]s] != '') || variables.controllers[0].kind == 'StatefulSet')",
+			q(f.DeploymentHashLabels[0]))},
+		{Name: "judged", Expression: fmt.Sprintf("!variables.enforced || !(%s) || variables.enabled == 'false'", has)},
+		// Opted in (a value other than "false", which is refused as a bad value), or enrolled by the namespace
+		// (opting out there is refused).
+		{Name: "expectsElector", Expression: "variables.judged && (variables.enforced ? variables.enforcedReplica : variables.enabled != 'false')"},
+		{Name: "hasElector", Expression: fmt.Sprintf("variables.inits.exists(c, c.name == %[1]s) || object.spec.containers.exists(c, c.name == %[1]s)", q(inject.ContainerName))},
+		{Name: "refused", Expression: q(RefusedAnnotation) + " in variables.ann"},
+	}
+	return vars
 }
 
 func podCreate() *admissionregistrationv1.MatchResources {
@@ -172,29 +268,22 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	param := func(key string) string { return "params.data[" + q(key) + "]" }
 	E := q(inject.ContainerName)
 
-	add("ann", "has(object.metadata.annotations) ? object.metadata.annotations : {}")
-	add("labels", "has(object.metadata.labels) ? object.metadata.labels : {}")
-	add("inits", "has(object.spec.initContainers) ? object.spec.initContainers : []")
+	// Who takes part, whether the pod is this variant's to judge, and whether it has an elector: the guard's view.
+	for _, v := range takingPart(enforced) {
+		add(v.Name, v.Expression)
+	}
 	add("volumes", "has(object.spec.volumes) ? object.spec.volumes : []")
-	add("refs", "has(object.metadata.ownerReferences) ? object.metadata.ownerReferences : []")
-	add("controllers", "variables.refs.filter(r, has(r.controller) && r.controller)")
 	add("owners", "variables.controllers + variables.refs")
 	add("ownerKind", "size(variables.owners) > 0 ? variables.owners[0].kind : ''")
 	add("ownerName", "size(variables.owners) > 0 ? variables.owners[0].name : ''")
 
 	// takesPart, as inject.takesPart and ownedByWorkload.
-	add("enforced", strconv.FormatBool(enforced))
-	add("enabled", fmt.Sprintf("%s ? %s : ''", has(inject.AnnotationEnabled), ann(inject.AnnotationEnabled)))
 	add("enabledValid", fmt.Sprintf("!(%s) || variables.enabled in ['true', 'false']", has(inject.AnnotationEnabled)))
-	add("enforcedReplica", fmt.Sprintf("variables.enforced && size(variables.controllers) > 0 && "+
-		"((variables.controllers[0].kind == 'ReplicaSet' && %[1]s in variables.labels && variables.labels[%[1]s] != '') || variables.controllers[0].kind == 'StatefulSet')",
-		q(f.DeploymentHashLabels[0])))
 	add("takesPart", "variables.enabledValid && (variables.enforcedReplica ? variables.enabled != 'false' : variables.enabled == 'true')")
 	add("wayOut", fmt.Sprintf("variables.enabled == 'true' ? %s : %s", q(wayOut(false)), q(wayOut(true))))
 
 	// The elector already there: a reinvocation, or a look-alike.
 	add("electors", fmt.Sprintf("variables.inits.filter(c, c.name == %[1]s) + object.spec.containers.filter(c, c.name == %[1]s)", E))
-	add("hasElector", "size(variables.electors) > 0")
 	add("electorIsInit", fmt.Sprintf("variables.inits.exists(c, c.name == %s)", E))
 
 	// Lease name (leaseNameFromOwner).
@@ -624,7 +713,12 @@ func injection() (string, error) {
 	annotations := fmt.Sprintf("{%s: string(variables.leaseName), %s: string(variables.mesh), %s: string(variables.healthGate), %s: string(params.data[%s]) + '/%s'}",
 		celString(inject.AnnotationLeaseName), celString(inject.AnnotationMesh), celString(inject.AnnotationHealthGate), celString(inject.AnnotationInjected), celString(ParamVersion), InjectedSuffix)
 	roleRemoval := fmt.Sprintf("(%[1]s in variables.labels ? [JSONPatch{op: 'remove', path: '/metadata/labels/' + %[2]s}] : [])", celString(inject.LabelRole), esc(inject.LabelRole))
-	expr := fmt.Sprintf(`!variables.takesPart || size(variables.errors) > 0 ? [] :
+	// A refused pod is not injected; it is marked with the refusal, for the guard (which needs no parameters) to give.
+	refused := fmt.Sprintf("variables.errors.join(%s)", celString(ErrorSeparator))
+	mark := fmt.Sprintf("(has(object.metadata.annotations) ? [JSONPatch{op: 'add', path: '/metadata/annotations/' + %[1]s, value: %[2]s}] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {%[3]s: %[2]s}}])",
+		esc(RefusedAnnotation), refused, celString(RefusedAnnotation))
+	expr := fmt.Sprintf(`size(variables.errors) > 0 ? `+mark+` :
+!variables.takesPart ? [] :
 variables.hasElector ? %[1]s :
 (has(object.spec.serviceAccountName) && object.spec.serviceAccountName != '' ? [] : [JSONPatch{op: 'add', path: '/spec/serviceAccountName', value: 'default'}]) +
 %[2]s +

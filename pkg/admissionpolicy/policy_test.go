@@ -42,8 +42,8 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(maps) != 2 || len(vaps) != 2 {
-		t.Fatalf("got %d mutating and %d validating policies, want 2 and 2", len(maps), len(vaps))
+	if len(maps) != 2 || len(vaps) != 4 {
+		t.Fatalf("got %d mutating and %d validating policies, want 2 and 4", len(maps), len(vaps))
 	}
 	patch := maps[0].Spec.Mutations[0].JSONPatch.Expression
 	f := inject.Facts()
@@ -68,8 +68,13 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 		if m.Spec.ReinvocationPolicy != "IfNeeded" || *m.Spec.FailurePolicy != "Fail" || len(m.Spec.MatchConditions) == 0 || m.Spec.ParamKind == nil {
 			t.Errorf("policy %s: want reinvocationPolicy IfNeeded, failurePolicy Fail, matchConditions and a paramKind", m.Name)
 		}
-		if vaps[i].Spec.MatchConditions[0] != m.Spec.MatchConditions[0] {
-			t.Errorf("%s and %s match different pods", m.Name, vaps[i].Name)
+		for _, v := range []int{i, i + 2} {
+			if vaps[v].Spec.MatchConditions[0] != m.Spec.MatchConditions[0] {
+				t.Errorf("%s and %s match different pods", m.Name, vaps[v].Name)
+			}
+		}
+		if guard := vaps[i+2]; guard.Spec.ParamKind != nil {
+			t.Errorf("guard %s takes parameters: it must judge pods while the parameter ConfigMap is missing", guard.Name)
 		}
 	}
 }
@@ -132,6 +137,7 @@ func TestMatchesWhatTheWebhookMatches(t *testing.T) {
 		}{
 			{maps[i].Name, maps[i].Spec.MatchConditions, maps[i].Spec.MatchConstraints},
 			{vaps[i].Name, vaps[i].Spec.MatchConditions, vaps[i].Spec.MatchConstraints},
+			{vaps[i+2].Name, vaps[i+2].Spec.MatchConditions, vaps[i+2].Spec.MatchConstraints},
 		} {
 			if !reflect.DeepEqual(spec.conditions, wh.MatchConditions) {
 				t.Errorf("policy %s matches %+v, webhook %s %+v", spec.name, spec.conditions, wh.Name, wh.MatchConditions)
@@ -140,5 +146,45 @@ func TestMatchesWhatTheWebhookMatches(t *testing.T) {
 				t.Errorf("policy %s's rules %+v, webhook %s's %+v", spec.name, spec.match.ResourceRules, wh.Name, wh.Rules)
 			}
 		}
+	}
+}
+
+// TestKustomizeNamesTheParamsNamespace: config/policy-mode rewrites the namespace in the guards' message by its
+// position among the words; a reworded message must move that position with it.
+func TestKustomizeNamesTheParamsNamespace(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "policy-mode", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Replacements []struct {
+			Targets []struct {
+				Select     struct{ Kind, Name string }
+				FieldPaths []string `json:"fieldPaths"`
+				Options    *struct {
+					Delimiter string
+					Index     int
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatal(err)
+	}
+	words := strings.Split(MissingParamsMessage(ParamsName, DefaultNamespace), " ")
+	guards := map[string]bool{}
+	for _, r := range k.Replacements {
+		for _, tg := range r.Targets {
+			if tg.Select.Kind != "ValidatingAdmissionPolicy" {
+				continue
+			}
+			guards[tg.Select.Name] = true
+			if tg.Options == nil || tg.Options.Delimiter != " " || tg.Options.Index >= len(words) || words[tg.Options.Index] != DefaultNamespace {
+				t.Errorf("config/policy-mode replaces word %+v of %s's message, want the index of %q in %q", tg.Options, tg.Select.Name, DefaultNamespace, words)
+			}
+		}
+	}
+	if !guards[GuardPolicy] || !guards[GuardEnforcedPolicy] {
+		t.Errorf("config/policy-mode rewrites the namespace in the message of %v, want %s and %s", guards, GuardPolicy, GuardEnforcedPolicy)
 	}
 }

@@ -59,9 +59,12 @@ func Files(version string) (map[string][]byte, error) {
 		return b.String()
 	}
 
-	config := "# " + generatedNote + "\n" + render(func(n string) string { return n }, "")
+	config := strings.NewReplacer(paramsNamePlaceholder, ParamsName, paramsNamespacePlaceholder, DefaultNamespace).
+		Replace("# " + generatedNote + "\n" + render(func(n string) string { return n }, ""))
 	chartName := func(n string) string { return "{{ $fullname }}" + strings.TrimPrefix(n, NamePrefix) }
-	chart := chartHeader + render(chartName, "  labels:\n    {{- include \"leader-election.labels\" . | nindent 4 }}\n") + "---\n" +
+	chartPolicies := strings.NewReplacer(paramsNamePlaceholder, chartName(ParamsName), paramsNamespacePlaceholder, "{{ .Release.Namespace }}").
+		Replace(render(chartName, "  labels:\n    {{- include \"leader-election.labels\" . | nindent 4 }}\n"))
+	chart := chartHeader + chartPolicies + "---\n" +
 		bindings(chartName, "{{ .Release.Namespace }}", "{{ toJson $excluded }}", "  labels:\n    {{- include \"leader-election.labels\" . | nindent 4 }}\n") +
 		"---\n" + chartParams + "{{- end }}\n"
 	for _, d := range docs {
@@ -88,24 +91,31 @@ func Files(version string) (map[string][]byte, error) {
 	}, nil
 }
 
-// bindings renders the four bindings: the opt-in policies everywhere but the excluded namespaces, the enforcing
-// ones in namespaces labelled leader-election/enforce=true, all with the parameter ConfigMap.
+// bindings renders the six bindings: the opt-in policies everywhere but the excluded namespaces, the enforcing
+// ones in namespaces labelled leader-election/enforce=true. Those of the injection and its validation take the
+// parameter ConfigMap and skip every pod while it is missing (parameterNotFoundAction Allow: the API server looks
+// the parameters up before it evaluates a policy's match conditions, so Deny would refuse every pod they select,
+// annotated or not); the guards' take none, and refuse a pod that needs an elector and has none.
 func bindings(name func(string) string, namespace, excluded, labels string) string {
 	var b bytes.Buffer
 	for i, p := range []struct {
-		kind, policy string
-		enforce      bool
+		kind, policy    string
+		enforce, params bool
 	}{
-		{"MutatingAdmissionPolicyBinding", InjectPolicy, false},
-		{"MutatingAdmissionPolicyBinding", InjectEnforcedPolicy, true},
-		{"ValidatingAdmissionPolicyBinding", ValidatePolicy, false},
-		{"ValidatingAdmissionPolicyBinding", ValidateEnforcedPolicy, true},
+		{"MutatingAdmissionPolicyBinding", InjectPolicy, false, true},
+		{"MutatingAdmissionPolicyBinding", InjectEnforcedPolicy, true, true},
+		{"ValidatingAdmissionPolicyBinding", ValidatePolicy, false, true},
+		{"ValidatingAdmissionPolicyBinding", ValidateEnforcedPolicy, true, true},
+		{"ValidatingAdmissionPolicyBinding", GuardPolicy, false, false},
+		{"ValidatingAdmissionPolicyBinding", GuardEnforcedPolicy, true, false},
 	} {
 		if i > 0 {
 			b.WriteString("---\n")
 		}
 		fmt.Fprintf(&b, "apiVersion: admissionregistration.k8s.io/v1\nkind: %s\nmetadata:\n  name: %s\n%sspec:\n  policyName: %s\n", p.kind, name(p.policy), labels, name(p.policy))
-		fmt.Fprintf(&b, "  paramRef:\n    name: %s\n    namespace: %s\n    parameterNotFoundAction: Deny\n", name(ParamsName), namespace)
+		if p.params {
+			fmt.Fprintf(&b, "  paramRef:\n    name: %s\n    namespace: %s\n    parameterNotFoundAction: Allow\n", name(ParamsName), namespace)
+		}
 		if p.kind == "ValidatingAdmissionPolicyBinding" {
 			b.WriteString("  validationActions: [Deny]\n")
 		}

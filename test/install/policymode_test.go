@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
 	"github.com/leader-election/leader-election/pkg/inject"
@@ -44,8 +45,8 @@ func injectionObjects(objs objects, prefix string) objects {
 func TestPolicyModeConfigMatchesChart(t *testing.T) {
 	chart := injectionObjects(helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace, values: "admission:\n  mode: policy\n"}), admissionpolicy.NamePrefix)
 	config := injectionObjects(kustomizeBuild(t, "policy-mode"), admissionpolicy.NamePrefix)
-	if len(chart) != 9 {
-		t.Errorf("the chart in policy mode renders %d injection objects, want 9 (2 mutating and 2 validating policies, their bindings, the parameters): %v", len(chart), chart.keys())
+	if len(chart) != 13 {
+		t.Errorf("the chart in policy mode renders %d injection objects, want 13 (2 mutating and 4 validating policies, their bindings, the parameters): %v", len(chart), chart.keys())
 	}
 	if got := injectionObjects(helmTemplate(t, release{name: defaultRelease, namespace: defaultNamespace}), admissionpolicy.NamePrefix); len(got) > 0 {
 		t.Errorf("the chart in webhook mode renders policy-mode objects: %v", got.keys())
@@ -89,8 +90,8 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	values := "admission:\n  mode: policy\nelector:\n  port: 9100\n  leaseDuration: 20s\n  traffic: readiness\n  image:\n    repository: example/elector\n    tag: v9\n"
 	rendered := helmTemplate(t, release{name: "le", namespace: namespace, values: values})
 	objs := injectionObjects(rendered, "le-leader-election")
-	if len(objs) != 9 {
-		t.Fatalf("rendered %d injection objects, want 9: %v", len(objs), objs.keys())
+	if len(objs) != 13 {
+		t.Fatalf("rendered %d injection objects, want 13: %v", len(objs), objs.keys())
 	}
 	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
 		objs = append(objs, rendered.ofKind(kind)...)
@@ -173,38 +174,68 @@ func TestPolicyModeChartInjects(t *testing.T) {
 
 // testWithoutParameters deletes the injection's parameter ConfigMap, as deleting the install's namespace or a
 // `helm uninstall` (which deletes ConfigMaps before the policies' bindings) does, and checks what
-// docs/policy-mode.md says of it: the API server looks the parameters up before it evaluates the match
-// conditions, so it refuses every pod creation its bindings select, annotated or not; opted-in pods are never
-// admitted without an elector; the install's namespace and kube-system stay open, so the manager and the
-// ConfigMap can be restored.
+// docs/policy-mode.md says of it: the bindings that take the parameters skip every pod (parameterNotFoundAction
+// Allow), so a pod without the annotation is admitted as if leader-election were not installed, while the guards,
+// which take no parameters, refuse every pod that needs an elector (opted in, or an enforcing namespace's
+// replica, opting out or not) naming the missing ConfigMap, and a pod marked refused with its own text.
 func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, params string) {
 	ctx := t.Context()
 	if err := cs.CoreV1().ConfigMaps(namespace).Delete(ctx, params, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	const noParams = "no params found for policy binding"
+	missing := admissionpolicy.MissingParamsMessage(params, namespace)
 	create := func(ns string, pod *corev1.Pod) (*corev1.Pod, error) {
 		return cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
 	opted := plainPod("opted", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"})
 	var err error
-	// The API server's informers see the deletion within moments.
+	// The API server's informers see the deletion within moments; until then the pod is injected.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if _, err = create("apps", opted); err != nil && strings.Contains(err.Error(), noParams) {
+		if _, err = create("apps", opted); err != nil {
 			break
 		}
 	}
-	if err == nil || !strings.Contains(err.Error(), noParams) {
-		t.Fatalf("an opted-in pod with the parameters deleted: got %v, want a refusal (%q): never admitted without its elector", err, noParams)
+	if err == nil || !strings.HasSuffix(err.Error(), missing) {
+		t.Fatalf("an opted-in pod with the parameters deleted: got %v, want the guard's refusal %q: never admitted without its elector", err, missing)
 	}
-	if _, err := create("apps", plainPod("plain", nil)); err == nil || !strings.Contains(err.Error(), noParams) {
-		t.Errorf("an unannotated pod with the parameters deleted: got %v, want the refusal docs/policy-mode.md describes (%q); "+
-			"if the API server or the policies now admit it, correct the docs (README, docs/policy-mode.md, docs/security.md)", err, noParams)
+	for _, pod := range []*corev1.Pod{plainPod("plain", nil), plainPod("opted-out", map[string]string{inject.AnnotationEnabled: "false"})} {
+		stored, err := create("apps", pod)
+		if err != nil {
+			t.Errorf("pod %s (not opted in) with the parameters deleted: %v; only pods that need an elector may be refused", pod.Name, err)
+		} else if len(stored.Spec.InitContainers) > 0 || stored.Annotations[admissionpolicy.RefusedAnnotation] != "" {
+			t.Errorf("pod %s (not opted in) with the parameters deleted was changed: %s, annotations %v", pod.Name, describe(stored), stored.Annotations)
+		}
 	}
+	if _, err := create("apps", plainPod("bad-value", map[string]string{inject.AnnotationEnabled: "yes"})); err == nil || !strings.HasSuffix(err.Error(), missing) {
+		t.Errorf("a pod annotated %s: \"yes\" with the parameters deleted: got %v, want the guard's refusal (refused in either mode, never run without an elector)", inject.AnnotationEnabled, err)
+	}
+	const marked = "marked by its author"
+	if _, err := create("apps", plainPod("marked", map[string]string{inject.AnnotationEnabled: "true", admissionpolicy.RefusedAnnotation: marked})); err == nil || !strings.HasSuffix(err.Error(), ": "+marked) {
+		t.Errorf("a pod annotated %s with the parameters deleted: got %v, want it refused with the annotation's text", admissionpolicy.RefusedAnnotation, err)
+	}
+
+	createNamespace(t, cs, "enforcing", map[string]string{inject.LabelEnforce: "true"})
+	createServiceAccount(t, cs, "enforcing", "default")
+	replica := func(name string, annotations map[string]string) *corev1.Pod {
+		pod := plainPod(name, annotations)
+		pod.Labels = map[string]string{"pod-template-hash": "5d4f8c7b9"}
+		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d4f8c7b9", UID: "0b5c2d1e-0000-4000-8000-000000000001", Controller: ptr.To(true)}}
+		return pod
+	}
+	for _, pod := range []*corev1.Pod{replica("replica", nil), replica("replica-opted-out", map[string]string{inject.AnnotationEnabled: "false"}),
+		replica("replica-opted-in", map[string]string{inject.AnnotationEnabled: "true"})} {
+		if _, err := create("enforcing", pod); err == nil || !strings.HasSuffix(err.Error(), missing) {
+			t.Errorf("an enforcing namespace's %s with the parameters deleted: got %v, want the guard's refusal %q", pod.Name, err, missing)
+		}
+	}
+	if _, err := create("enforcing", plainPod("bare", nil)); err != nil {
+		t.Errorf("a bare pod in an enforcing namespace (not enrolled) with the parameters deleted: %v", err)
+	}
+
 	createServiceAccount(t, cs, "kube-system", "default")
 	for _, ns := range []string{namespace, "kube-system"} {
-		if _, err := create(ns, plainPod("recovery", nil)); err != nil {
-			t.Errorf("a pod in %s with the parameters deleted: %v; the install's namespace and kube-system must stay open to restore them", ns, err)
+		if _, err := create(ns, plainPod("recovery", map[string]string{inject.AnnotationEnabled: "true"})); err != nil {
+			t.Errorf("a pod in %s with the parameters deleted: %v; the install's namespace and kube-system are never served", ns, err)
 		}
 	}
 }
