@@ -206,10 +206,9 @@ type CandidateAPI interface {
 
 // NewCandidateAPI returns the client for the candidate Leases of one election.
 func NewCandidateAPI(cfg *rest.Config, namespace, leaseName string) (CandidateAPI, error) {
-	cfg = tuneConfig(cfg)
-	httpClient, err := rest.HTTPClientFor(cfg)
+	cfg, httpClient, err := newPool(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("building the HTTP client for the API server: %w", err)
+		return nil, err
 	}
 	client, err := restClientFor(cfg, httpClient, coordinationv1.SchemeGroupVersion)
 	if err != nil {

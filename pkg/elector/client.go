@@ -34,10 +34,9 @@ func newScheme() (*runtime.Scheme, error) {
 
 // NewAPIs returns the Lease and Event clients for one election, sharing one connection pool.
 func NewAPIs(cfg *rest.Config, namespace, leaseName string) (LeaseAPI, EventAPI, error) {
-	cfg = tuneConfig(cfg)
-	httpClient, err := rest.HTTPClientFor(cfg)
+	cfg, httpClient, err := newPool(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("building the HTTP client for the API server: %w", err)
+		return nil, nil, err
 	}
 	leases, err := restClientFor(cfg, httpClient, coordinationv1.SchemeGroupVersion)
 	if err != nil {
@@ -52,10 +51,9 @@ func NewAPIs(cfg *rest.Config, namespace, leaseName string) (LeaseAPI, EventAPI,
 
 // ReadLeases reads one Lease of a namespace, or all of them when name is "", for the status command.
 func ReadLeases(ctx context.Context, cfg *rest.Config, namespace, name string) ([]coordinationv1.Lease, error) {
-	cfg = tuneConfig(cfg)
-	httpClient, err := rest.HTTPClientFor(cfg)
+	cfg, httpClient, err := newPool(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("building the HTTP client for the API server: %w", err)
+		return nil, err
 	}
 	client, err := restClientFor(cfg, httpClient, coordinationv1.SchemeGroupVersion)
 	if err != nil {
@@ -88,6 +86,17 @@ func tuneConfig(in *rest.Config) *rest.Config {
 		cfg.UserAgent = "leader-election-elector/" + version.Version
 	}
 	return cfg
+}
+
+// newPool tunes a client configuration for election traffic (tuneConfig) and builds the HTTP client, one
+// connection pool, that the REST clients built from it share.
+func newPool(in *rest.Config) (*rest.Config, *http.Client, error) {
+	cfg := tuneConfig(in)
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the HTTP client for the API server: %w", err)
+	}
+	return cfg, httpClient, nil
 }
 
 // restClientFor builds a REST client for one group version with the elector's small scheme.
