@@ -214,7 +214,7 @@ func NewCandidateAPI(cfg *rest.Config, namespace, leaseName string) (CandidateAP
 	if err != nil {
 		return nil, err
 	}
-	return restCandidates{client: client, namespace: namespace, leaseName: leaseName, closeIdle: httpClient.CloseIdleConnections}, nil
+	return restCandidates{client: client, namespace: namespace, leaseName: leaseName, closeIdle: closeIdleOf(httpClient)}, nil
 }
 
 // restCandidates is CandidateAPI over a REST client.

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 
 	"github.com/leader-election/leader-election/pkg/version"
@@ -46,7 +47,7 @@ func NewAPIs(cfg *rest.Config, namespace, leaseName string) (LeaseAPI, EventAPI,
 	if err != nil {
 		return nil, nil, err
 	}
-	return restLeases{client: leases, namespace: namespace, name: leaseName}, restEvents{client: events}, nil
+	return restLeases{client: leases, namespace: namespace, name: leaseName, closeIdle: closeIdleOf(httpClient)}, restEvents{client: events}, nil
 }
 
 // ReadLeases reads one Lease of a namespace, or all of them when name is "", for the status command.
@@ -97,6 +98,12 @@ func newPool(in *rest.Config) (*rest.Config, *http.Client, error) {
 		return nil, nil, fmt.Errorf("building the HTTP client for the API server: %w", err)
 	}
 	return cfg, httpClient, nil
+}
+
+// closeIdleOf returns what closes the idle connections of a pool. http.Client's own CloseIdleConnections does
+// nothing here: client-go's round-tripper wrappers (user agent, authentication) do not pass it on.
+func closeIdleOf(c *http.Client) func() {
+	return func() { utilnet.CloseIdleConnectionsFor(c.Transport) }
 }
 
 // restClientFor builds a REST client for one group version with the elector's small scheme.

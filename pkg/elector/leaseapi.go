@@ -2,7 +2,9 @@ package elector
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -34,12 +36,27 @@ type restLeases struct {
 	client    rest.Interface
 	namespace string
 	name      string
+	// closeIdle closes the idle connections of the pool the election's requests draw from (see unanswered).
+	closeIdle func()
+}
+
+// unanswered closes the pool's idle connections when a request went unanswered (it timed out, or was
+// cancelled while waiting). The fault that swallowed the answer may have killed the idle connections too,
+// silently; the next request, often the one that decides what to do about the unknown outcome (the read
+// before a release on shutdown), would otherwise reuse one and wait out its whole timeout on it.
+func (r restLeases) unanswered(err error) error {
+	var netErr net.Error
+	if r.closeIdle != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		(errors.As(err, &netErr) && netErr.Timeout())) {
+		r.closeIdle()
+	}
+	return err
 }
 
 func (r restLeases) Get(ctx context.Context) (*coordinationv1.Lease, error) {
 	out := &coordinationv1.Lease{}
 	err := r.client.Get().MaxRetries(0).Namespace(r.namespace).Resource("leases").Name(r.name).Do(ctx).Into(out)
-	return out, err
+	return out, r.unanswered(err)
 }
 
 func (r restLeases) Watch(ctx context.Context, resourceVersion string) (watch.Interface, error) {
@@ -51,13 +68,14 @@ func (r restLeases) Watch(ctx context.Context, resourceVersion string) (watch.In
 	if resourceVersion != "" {
 		req = req.Param("resourceVersion", resourceVersion)
 	}
-	return req.Watch(ctx)
+	w, err := req.Watch(ctx)
+	return w, r.unanswered(err)
 }
 
 func (r restLeases) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	out := &coordinationv1.Lease{}
 	err := r.client.Post().MaxRetries(0).Namespace(r.namespace).Resource("leases").Body(l).Do(ctx).Into(out)
-	return out, err
+	return out, r.unanswered(err)
 }
 
 func (r restLeases) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
@@ -66,7 +84,7 @@ func (r restLeases) Update(ctx context.Context, l *coordinationv1.Lease) (*coord
 	}
 	out := &coordinationv1.Lease{}
 	err := r.client.Put().MaxRetries(0).Namespace(r.namespace).Resource("leases").Name(r.name).Body(l).Do(ctx).Into(out)
-	return out, err
+	return out, r.unanswered(err)
 }
 
 // restEvents is EventAPI over a REST client for events.k8s.io/v1.

@@ -13,9 +13,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // RepoRoot is the root of this repository, found from this source file's location.
@@ -23,6 +25,8 @@ func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
+
+var quietControllerRuntime sync.Once
 
 var (
 	assetsOnce sync.Once
@@ -88,6 +92,8 @@ func New(opts ...Option) (*Env, error) {
 	for _, o := range opts {
 		o(env)
 	}
+	// envtest logs through controller-runtime, which otherwise prints a stack trace to say no logger was set.
+	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", dir, err)
