@@ -141,7 +141,7 @@ func TestUnreachableAPIServerKeepsTheElectorUpUnreadyAndQuiet(t *testing.T) {
 	p := controlplane.StartProcess(t, "elector", electorBin, cleanEnv(
 		"POD_NAME=p-0", "POD_UID=uid-0", "POD_NAMESPACE=ns", "LEASE_NAME=demo", "KUBECONFIG="+deadAPIServerKubeconfig(t),
 		"LEASE_DURATION=4s", "RENEW_DEADLINE=2s", "RETRY_PERIOD=500ms",
-		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port)))
+		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port), "ELECTOR_CONTROL_SOCKET="+testSocket(port)))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitUntil(t, 10*time.Second, "the elector to serve HTTP", func() bool { return httpStatus(base+"/healthz") == http.StatusOK })
 

@@ -204,7 +204,7 @@ func (g *group) startPod(t *testing.T, name, uid, kubeconfig string, extraEnv ..
 		"ELECTOR_BIND_ADDRESS=127.0.0.1", "ELECTOR_PORT="+strconv.Itoa(port))
 	// Every process of the tests shares this machine's network namespace, so each gets a control socket of its
 	// own (in a pod, the default @leader-election is the pod's alone).
-	socket := fmt.Sprintf("@leader-election-test-%d-%d", os.Getpid(), port)
+	socket := testSocket(port)
 	env = append(env, "ELECTOR_CONTROL_SOCKET="+socket)
 	env = append(env, extraEnv...)
 	r := &replica{name: name, uid: uid, port: port, socket: socket, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
@@ -604,4 +604,10 @@ func outputLines(out string, parts ...string) int {
 		}
 	}
 	return n
+}
+
+// testSocket is a control socket of its own for an elector serving HTTP on port: the default @leader-election
+// is one per network namespace, and another test binary (or a developer's elector) may hold it.
+func testSocket(port int) string {
+	return fmt.Sprintf("@leader-election-test-%d-%d", os.Getpid(), port)
 }
