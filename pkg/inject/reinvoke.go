@@ -21,6 +21,9 @@ import (
 // application's readinessProbe, which a later webhook may rewrite (Istio points every probe at its agent), and the
 // check of the first injection is still right. It proves nothing about who injected the container and grants
 // nothing: any check it can hold, the pod's own readinessProbe could have asked for.
+//
+// The settings hash is the one thing a genuine injection may lack: admission mode "policy" writes
+// <version>/PolicyInjectedSuffix instead, and its elector is compared all the same.
 func recognise(pod *corev1.Pod, cfg Config) error {
 	refuse := func(why string) error {
 		return fmt.Errorf("the pod carries annotation %s=%q and a container named %q, but they are not what this webhook injects for this pod (%s); remove both and let the webhook inject the elector",
@@ -48,6 +51,14 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 		if !equality.Semantic.DeepEqual(volumeNamed(pod, m.Name), volumeNamed(want, m.Name)) {
 			return refuse(fmt.Sprintf("volume %q differs", m.Name))
 		}
+	}
+	// A pod the MutatingAdmissionPolicies of admission mode "policy" injected carries <version>/policy where this
+	// webhook writes its settings hash (CEL has no hash function). Both modes run side by side while `helm
+	// upgrade` switches between them, and the policies run first: their injection of this version is this
+	// webhook's own in every other field compared here, so it is accepted as it is, never injected twice. The
+	// mark proves nothing: a look-alike or tampered elector under it is refused like any other.
+	if pod.Annotations[AnnotationInjected] == cfg.Version+"/"+PolicyInjectedSuffix {
+		want.Annotations[AnnotationInjected] = pod.Annotations[AnnotationInjected]
 	}
 	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh, AnnotationHealthGate} {
 		if pod.Annotations[key] != want.Annotations[key] {
