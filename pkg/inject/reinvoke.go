@@ -2,7 +2,9 @@ package inject
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -44,6 +46,16 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 	// image, env, probes and mounts is the elector, whatever it requests.
 	resized := *got
 	resized.Resources = wanted.Resources
+	// A pod the MutatingAdmissionPolicies of admission mode "policy" injected carries <version>/policy where this
+	// webhook writes its settings hash (CEL has no hash function). Both modes run side by side while `helm
+	// upgrade` switches between them, and the policies run first: their injection of this version is this
+	// webhook's own in every field compared here (its election timings as durations), so it is accepted as it is,
+	// never injected twice. The mark proves nothing: a look-alike or tampered elector under it is refused like
+	// any other.
+	byPolicy := pod.Annotations[AnnotationInjected] == cfg.Version+"/"+PolicyInjectedSuffix
+	if byPolicy {
+		resized.Env = withDurationsOf(got.Env, wanted.Env)
+	}
 	if fields := differingFields(&resized, wanted); len(fields) > 0 {
 		return refuse("its " + strings.Join(fields, ", ") + " differ")
 	}
@@ -52,12 +64,7 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 			return refuse(fmt.Sprintf("volume %q differs", m.Name))
 		}
 	}
-	// A pod the MutatingAdmissionPolicies of admission mode "policy" injected carries <version>/policy where this
-	// webhook writes its settings hash (CEL has no hash function). Both modes run side by side while `helm
-	// upgrade` switches between them, and the policies run first: their injection of this version is this
-	// webhook's own in every other field compared here, so it is accepted as it is, never injected twice. The
-	// mark proves nothing: a look-alike or tampered elector under it is refused like any other.
-	if pod.Annotations[AnnotationInjected] == cfg.Version+"/"+PolicyInjectedSuffix {
+	if byPolicy {
 		want.Annotations[AnnotationInjected] = pod.Annotations[AnnotationInjected]
 	}
 	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh, AnnotationHealthGate} {
@@ -69,6 +76,29 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 		return refuse(fmt.Sprintf("label %s is missing", LabelMember))
 	}
 	return nil
+}
+
+// withDurationsOf returns env with each election timing written as want writes it where both are the same
+// duration. The policies write a duration finer than a millisecond as annotated (250500us) where Go prints 250.5ms
+// (CEL gives durations to the millisecond only); the elector parses both to the same duration.
+func withDurationsOf(env, want []corev1.EnvVar) []corev1.EnvVar {
+	out := slices.Clone(env)
+	for i, e := range out {
+		if e.Name != EnvLeaseDuration && e.Name != EnvRenewDeadline && e.Name != EnvRetryPeriod {
+			continue
+		}
+		for _, w := range want {
+			if w.Name != e.Name {
+				continue
+			}
+			have, err1 := time.ParseDuration(e.Value)
+			same, err2 := time.ParseDuration(w.Value)
+			if err1 == nil && err2 == nil && have == same {
+				out[i].Value = w.Value
+			}
+		}
+	}
+	return out
 }
 
 // withoutElector returns a copy of the pod without the elector container and the volumes no other container

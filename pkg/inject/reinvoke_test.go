@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 )
 
@@ -63,4 +64,48 @@ func TestRecognisesPolicyInjection(t *testing.T) {
 			t.Fatalf("got %v, want refused: the webhook would inject a regular container", err)
 		}
 	})
+}
+
+// TestRecognisesPolicyDurations: the policies write an election timing finer than a millisecond as annotated
+// (250500us), where the webhook prints it as Go does (250.5ms). The webhook accepts the policies' spelling of the
+// same duration, and only theirs.
+func TestRecognisesPolicyDurations(t *testing.T) {
+	cfg := testConfig()
+	pod := readPod(t, "testdata/policy-injected.in.yaml")
+	pod.Annotations[AnnotationLeaseDuration], pod.Annotations[AnnotationRenewDeadline], pod.Annotations[AnnotationRetryPeriod] = "4s", "2s", "250500us"
+	fresh, _, err := Mutate(withoutElector(pod), cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retryIs := func(p *corev1.Pod, v string) {
+		c, _ := containerNamed(p, ContainerName)
+		for i := range c.Env {
+			if c.Env[i].Name == EnvRetryPeriod {
+				c.Env[i].Value = v
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name, injected, retry string
+		accepted              bool
+	}{
+		{"the policies' spelling", "v0.1.0/policy", "250500us", true},
+		{"Go's spelling under the policies' mark", "v0.1.0/policy", "250.5ms", true},
+		{"another duration under the policies' mark", "v0.1.0/policy", "250501us", false},
+		{"not a duration under the policies' mark", "v0.1.0/policy", "250500", false},
+		{"the policies' spelling under the webhook's hash", fresh.Annotations[AnnotationInjected], "250500us", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fresh.DeepCopy()
+			p.Annotations[AnnotationInjected] = tc.injected
+			retryIs(p, tc.retry)
+			out, changed, err := Mutate(p, cfg, false)
+			switch {
+			case tc.accepted && (err != nil || changed || !equality.Semantic.DeepEqual(out, p)):
+				t.Fatalf("changed=%v err=%v, want accepted as it is", changed, err)
+			case !tc.accepted && (err == nil || !strings.Contains(err.Error(), "its env differ")):
+				t.Fatalf("got %v, want refused: its env differ", err)
+			}
+		})
+	}
 }
