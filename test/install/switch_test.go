@@ -124,7 +124,7 @@ func TestSwitchAdmissionMode(t *testing.T) {
 }
 
 func testSwitch(t *testing.T, bin, from, to string) {
-	const ns, apps = defaultNamespace, "apps"
+	const ns, apps, enforced = defaultNamespace, "apps", "enforced"
 	values := func(mode string) string {
 		return "admission: {mode: " + mode + "}\ncertManager: {enabled: false}\nwebhook: {tls: {extraDNSNames: [localhost]}}\n"
 	}
@@ -201,28 +201,29 @@ func testSwitch(t *testing.T, bin, from, to string) {
 	oldReady()
 	waitForMode(t, cs, apps, from)
 
-	// Pods are created all along, by phase; each phase has its own ServiceAccount, Lease names and Deployment, so
-	// that each phase's bindings are checked on their own.
+	// Pods are created all along, by phase; each phase has its own ServiceAccount, Lease names and Deployments, so
+	// that each phase's bindings are checked on their own. The Deployment in the enforcing namespace has no
+	// annotation: the namespace enrols its replicas.
+	createNamespace(t, cs, enforced, map[string]string{inject.LabelEnforce: "true"})
 	phases := []string{"before", "upgrade", "overlap", "deleting", "after"}
 	for _, p := range phases {
-		createServiceAccount(t, cs, apps, p)
-		deploy := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "web-" + p, Namespace: apps},
-			Spec: appsv1.DeploymentSpec{
-				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web-" + p}},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web-" + p}, Annotations: map[string]string{inject.AnnotationEnabled: "true"}},
-					Spec:       corev1.PodSpec{ServiceAccountName: p, Containers: []corev1.Container{{Name: "app", Image: "example/app:1.0"}}},
+		for _, namespace := range []string{apps, enforced} {
+			createServiceAccount(t, cs, namespace, p)
+			deploy := &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "web-" + p, Namespace: namespace},
+				Spec: appsv1.DeploymentSpec{
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web-" + p}},
+					Template: webTemplate(p, namespace == apps),
 				},
-			},
-		}
-		if _, err := cs.AppsV1().Deployments(apps).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
+			}
+			if _, err := cs.AppsV1().Deployments(namespace).Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	var phase atomic.Value
 	phase.Store(phases[0])
-	creator := startCreating(ctx, cs, apps, &phase)
+	creator := startCreating(ctx, cs, apps, enforced, &phase)
 
 	time.Sleep(time.Second)
 	// The new manager starts with the upgrade (its pod rolls out beside the old one's). Going to webhook mode it is
@@ -290,26 +291,28 @@ func testSwitch(t *testing.T, bin, from, to string) {
 		}
 	}
 
-	// A pod the old mode injected, created again (kubectl get -o yaml | kubectl create -f -) in the new mode alone.
+	// A pod the old mode injected, created again (kubectl get -o yaml | kubectl create -f -) in the new mode alone:
+	// one of each namespace.
+	copied := map[string]bool{}
 	for _, a := range attempts {
-		if a.phase != "before" || a.err != nil {
+		if a.phase != "before" || a.err != nil || copied[a.pod.Namespace] {
 			continue
 		}
-		again := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.pod.Name + "-again", Labels: a.pod.Labels, Annotations: a.pod.Annotations}, Spec: a.pod.Spec}
-		stored, err := cs.CoreV1().Pods(apps).Create(ctx, again, metav1.CreateOptions{})
+		copied[a.pod.Namespace] = true
+		again := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: a.pod.Name + "-again", Labels: a.pod.Labels, Annotations: a.pod.Annotations, OwnerReferences: a.pod.OwnerReferences}, Spec: a.pod.Spec}
+		stored, err := cs.CoreV1().Pods(a.pod.Namespace).Create(ctx, again, metav1.CreateOptions{})
 		if err != nil {
 			t.Errorf("a copy of %s, injected in admission mode %s, refused in mode %s: %v", a.pod.Name, from, to, err)
 		} else if !equality.Semantic.DeepEqual(stored.Spec, a.pod.Spec) || stored.Annotations[inject.AnnotationInjected] != a.pod.Annotations[inject.AnnotationInjected] {
 			t.Errorf("a copy of %s, injected in admission mode %s, was changed in mode %s: %s", a.pod.Name, from, to, describe(stored))
 		}
-		break
 	}
 
 	// Each phase's ServiceAccount may hold its Leases: the binding controllers of both managers bound it.
 	for _, p := range phases {
-		for _, lease := range []string{"bare-" + p, "web-" + p} {
-			checkMayHold(t, cs, apps, p, lease)
-		}
+		checkMayHold(t, cs, apps, p, "bare-"+p)
+		checkMayHold(t, cs, apps, p, "web-"+p)
+		checkMayHold(t, cs, enforced, p, "web-"+p)
 	}
 }
 
@@ -340,8 +343,8 @@ type attempt struct {
 	err         error
 }
 
-// creator creates pods every 50 ms until stopped, alternating a Deployment's replica and a bare pod, each named
-// after the phase it was created in.
+// creator creates pods every 50 ms until stopped, in turn an opted-in Deployment's replica, an opted-in bare pod
+// and an enforcing namespace's replica, each named after the phase it was created in.
 type creator struct {
 	mu       sync.Mutex
 	attempts []attempt
@@ -349,7 +352,7 @@ type creator struct {
 	stopped  chan struct{}
 }
 
-func startCreating(ctx context.Context, cs kubernetes.Interface, namespace string, phase *atomic.Value) *creator {
+func startCreating(ctx context.Context, cs kubernetes.Interface, namespace, enforced string, phase *atomic.Value) *creator {
 	c := &creator{done: make(chan struct{}), stopped: make(chan struct{})}
 	go func() {
 		defer close(c.stopped)
@@ -365,20 +368,19 @@ func startCreating(ctx context.Context, cs kubernetes.Interface, namespace strin
 			}
 			p := phase.Load().(string)
 			var pod *corev1.Pod
-			if i%2 == 0 {
-				tpl := corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web-" + p}, Annotations: map[string]string{inject.AnnotationEnabled: "true"}},
-					Spec:       corev1.PodSpec{ServiceAccountName: p, Containers: []corev1.Container{{Name: "app", Image: "example/app:1.0"}}},
-				}
-				pod = replicaOf("web-"+p, namespace, tpl)
-			} else {
+			switch i % 3 {
+			case 0:
+				pod = replicaOf("web-"+p, namespace, webTemplate(p, true))
+			case 1:
 				pod = plainPod(fmt.Sprintf("bare-%s-%d", p, i), map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "bare-" + p})
-				pod.Spec.ServiceAccountName = p
+				pod.Namespace, pod.Spec.ServiceAccountName = namespace, p
+			case 2:
+				pod = replicaOf("web-"+p, enforced, webTemplate(p, false))
 			}
-			stored, err := cs.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
-			name := pod.Name + pod.GenerateName
+			stored, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+			name := pod.Namespace + "/" + pod.Name + pod.GenerateName
 			if err == nil {
-				name = stored.Name
+				name = pod.Namespace + "/" + stored.Name
 			}
 			c.mu.Lock()
 			c.attempts = append(c.attempts, attempt{phase: p, name: name, pod: stored, err: err})
@@ -386,6 +388,19 @@ func startCreating(ctx context.Context, cs kubernetes.Interface, namespace strin
 		}
 	}()
 	return c
+}
+
+// webTemplate is the pod template of phase p's Deployment: opted in by annotation, or not (an enforcing
+// namespace enrols it). Neither admission mode changes it; only its pods are injected.
+func webTemplate(p string, optIn bool) corev1.PodTemplateSpec {
+	tpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web-" + p}},
+		Spec:       corev1.PodSpec{ServiceAccountName: p, Containers: []corev1.Container{{Name: "app", Image: "example/app:1.0"}}},
+	}
+	if optIn {
+		tpl.Annotations = map[string]string{inject.AnnotationEnabled: "true"}
+	}
+	return tpl
 }
 
 // admitted returns the pods admitted so far in a phase.
