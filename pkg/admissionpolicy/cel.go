@@ -192,8 +192,22 @@ func (b *builder) matches(got string, v, alt any, t reflect.Type, path string, s
 		if err != nil {
 			return "", err
 		}
+		if d, ok := durationOfText[e]; ok {
+			// The webhook prints a duration finer than a millisecond as Go does (250.5ms) where the policies
+			// write it as annotated (250500us): a pod the webhook injected (while helm upgrade switches modes, or
+			// created again in this mode) holds the same duration, spelled another way.
+			return fmt.Sprintf("(%s == %s || (%s.matches(%s) && duration(%s) == %s))", got, e, got, celString(goDuration), got, d), nil
+		}
 		return got + " == " + e, nil
 	}
+}
+
+// durationOfText maps the expressions of the election timings as the elector's env holds them to the durations
+// they print: the env is compared by duration, not spelling.
+var durationOfText = map[string]string{
+	"variables.leaseDurationText": "variables.leaseDuration",
+	"variables.renewDeadlineText": "variables.renewDeadline",
+	"variables.retryPeriodText":   "variables.retryPeriod",
 }
 
 // jsonFields lists a struct type's JSON field names and types, with inlined structs flattened.

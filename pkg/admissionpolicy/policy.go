@@ -75,8 +75,8 @@ const (
 const ErrorSeparator = "; "
 
 // InjectedSuffix follows the version in leader-election/injected where a policy injected the pod: CEL has no
-// hash function to write the webhook's settings hash with.
-const InjectedSuffix = "policy"
+// hash function to write the webhook's settings hash with. The webhook recognises it (inject.PolicyInjectedSuffix).
+const InjectedSuffix = inject.PolicyInjectedSuffix
 
 // Params is the parameter ConfigMap's data for a webhook configuration: the same defaults in both modes.
 func Params(cfg inject.Config) map[string]string {

@@ -1,5 +1,9 @@
 package inject
 
+// PolicyInjectedSuffix follows the version in AnnotationInjected where admission mode "policy" injected the pod:
+// the MutatingAdmissionPolicies' CEL has no hash function to write the webhook's settings hash with.
+const PolicyInjectedSuffix = "policy"
+
 // Annotation and label keys: the product's contract with users (README "Annotations").
 const (
 	// Prefix starts every key this project reads or writes.

@@ -2,7 +2,9 @@ package inject
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -21,6 +23,9 @@ import (
 // application's readinessProbe, which a later webhook may rewrite (Istio points every probe at its agent), and the
 // check of the first injection is still right. It proves nothing about who injected the container and grants
 // nothing: any check it can hold, the pod's own readinessProbe could have asked for.
+//
+// The settings hash is the one thing a genuine injection may lack: admission mode "policy" writes
+// <version>/PolicyInjectedSuffix instead, and its elector is compared all the same.
 func recognise(pod *corev1.Pod, cfg Config) error {
 	refuse := func(why string) error {
 		return fmt.Errorf("the pod carries annotation %s=%q and a container named %q, but they are not what this webhook injects for this pod (%s); remove both and let the webhook inject the elector",
@@ -41,6 +46,16 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 	// image, env, probes and mounts is the elector, whatever it requests.
 	resized := *got
 	resized.Resources = wanted.Resources
+	// A pod the MutatingAdmissionPolicies of admission mode "policy" injected carries <version>/policy where this
+	// webhook writes its settings hash (CEL has no hash function). Both modes run side by side while `helm
+	// upgrade` switches between them, and the policies run first: their injection of this version is this
+	// webhook's own in every field compared here (its election timings as durations), so it is accepted as it is,
+	// never injected twice. The mark proves nothing: a look-alike or tampered elector under it is refused like
+	// any other.
+	byPolicy := pod.Annotations[AnnotationInjected] == cfg.Version+"/"+PolicyInjectedSuffix
+	if byPolicy {
+		resized.Env = withDurationsOf(got.Env, wanted.Env)
+	}
 	if fields := differingFields(&resized, wanted); len(fields) > 0 {
 		return refuse("its " + strings.Join(fields, ", ") + " differ")
 	}
@@ -48,6 +63,9 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 		if !equality.Semantic.DeepEqual(volumeNamed(pod, m.Name), volumeNamed(want, m.Name)) {
 			return refuse(fmt.Sprintf("volume %q differs", m.Name))
 		}
+	}
+	if byPolicy {
+		want.Annotations[AnnotationInjected] = pod.Annotations[AnnotationInjected]
 	}
 	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh, AnnotationHealthGate} {
 		if pod.Annotations[key] != want.Annotations[key] {
@@ -58,6 +76,29 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 		return refuse(fmt.Sprintf("label %s is missing", LabelMember))
 	}
 	return nil
+}
+
+// withDurationsOf returns env with each election timing written as want writes it where both are the same
+// duration. The policies write a duration finer than a millisecond as annotated (250500us) where Go prints 250.5ms
+// (CEL gives durations to the millisecond only); the elector parses both to the same duration.
+func withDurationsOf(env, want []corev1.EnvVar) []corev1.EnvVar {
+	out := slices.Clone(env)
+	for i, e := range out {
+		if e.Name != EnvLeaseDuration && e.Name != EnvRenewDeadline && e.Name != EnvRetryPeriod {
+			continue
+		}
+		for _, w := range want {
+			if w.Name != e.Name {
+				continue
+			}
+			have, err1 := time.ParseDuration(e.Value)
+			same, err2 := time.ParseDuration(w.Value)
+			if err1 == nil && err2 == nil && have == same {
+				out[i].Value = w.Value
+			}
+		}
+	}
+	return out
 }
 
 // withoutElector returns a copy of the pod without the elector container and the volumes no other container

@@ -157,15 +157,7 @@ var kindOrder = []string{
 // not know fails the test, so a new template is not silently left out.
 func apply(tb testing.TB, cfg *rest.Config, objs objects) []*unstructured.Unstructured {
 	tb.Helper()
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	resource := resources(tb, cfg)
 	sorted := slices.Clone(objs)
 	for _, u := range sorted {
 		if !slices.Contains(kindOrder, u.GetKind()) {
@@ -177,16 +169,7 @@ func apply(tb testing.TB, cfg *rest.Config, objs objects) []*unstructured.Unstru
 	})
 	var out []*unstructured.Unstructured
 	for _, u := range sorted {
-		gvk := u.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			tb.Fatalf("%s: %v", key(u), err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			ri = dyn.Resource(m.Resource).Namespace(u.GetNamespace())
-		}
-		stored, err := ri.Apply(context.Background(), u.GetName(), u, metav1.ApplyOptions{FieldManager: "install-test", Force: true})
+		stored, err := resource(u).Apply(context.Background(), u.GetName(), u, metav1.ApplyOptions{FieldManager: "install-test", Force: true})
 		if err != nil {
 			tb.Fatalf("creating %s: %v", key(u), err)
 		}
@@ -196,6 +179,32 @@ func apply(tb testing.TB, cfg *rest.Config, objs objects) []*unstructured.Unstru
 		out = append(out, stored)
 	}
 	return out
+}
+
+// resources returns the dynamic client of an object's resource (in its namespace, where it has one), found by
+// discovery; a kind the API server does not serve fails the test.
+func resources(tb testing.TB, cfg *rest.Config) func(*unstructured.Unstructured) dynamic.ResourceInterface {
+	tb.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return func(u *unstructured.Unstructured) dynamic.ResourceInterface {
+		gvk := u.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			tb.Fatalf("%s: %v", key(u), err)
+		}
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			return dyn.Resource(m.Resource).Namespace(u.GetNamespace())
+		}
+		return dyn.Resource(m.Resource)
+	}
 }
 
 func createNamespace(tb testing.TB, cs kubernetes.Interface, name string, labels map[string]string) {

@@ -274,6 +274,21 @@ func compareModes(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, policy
 	} else if d := comparePods("", toMap(t, normalizePod(viaPolicy)), toMap(t, normalizePod(again))); len(d) > 0 {
 		t.Errorf("the policies change their own pod sent again:\n%s", strings.Join(d, "\n"))
 	}
+	// While `helm upgrade` switches admission modes both are installed, and the webhook of the same version sees
+	// the pods the policies injected first: it must accept them as they are (docs/policy-mode.md, "Switching
+	// modes"), never inject twice.
+	if out, changed, err := inject.Mutate(viaPolicy, cfg, enforced); err != nil {
+		t.Errorf("the webhook refuses the policies' pod: %v", err)
+	} else if changed {
+		t.Errorf("the webhook changes the policies' pod:\n%s", strings.Join(comparePods("", toMap(t, normalizePod(viaPolicy)), toMap(t, normalizePod(out))), "\n"))
+	}
+	// And the other way round: the policies accept the webhook's pod as it is (reinvoked after the webhook, or
+	// a pod the webhook injected created again in policy mode).
+	if again, err := dryRunCreate(ctx, t, cs, policyNS, viaWebhook); err != nil {
+		t.Errorf("the policies refuse the webhook's pod: %v", err)
+	} else if d := comparePods("", toMap(t, normalizePod(viaWebhook)), toMap(t, normalizePod(again))); len(d) > 0 {
+		t.Errorf("the policies change the webhook's pod:\n%s", strings.Join(d, "\n"))
+	}
 	return identicalPods, comparePods("", toMap(t, normalizePod(viaWebhook)), toMap(t, normalizePod(viaPolicy)))
 }
 
