@@ -15,7 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/leader-election/leader-election/pkg/elector"
+	"github.com/leader-election/leader-election/pkg/electorhttp"
 	"github.com/leader-election/leader-election/pkg/version"
 )
 
@@ -64,9 +67,18 @@ func serve(s settings, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	registry := prometheus.NewRegistry()
+	if opts.Metrics, err = electorhttp.NewMetrics(registry, s.config.LeaseName); err != nil {
+		fmt.Fprintf(stderr, "elector: registering metrics: %v\n", err)
+		return exitUsage
+	}
 	e, err := elector.New(s.config, leases, events, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "elector: %v\n", err)
+		return exitUsage
+	}
+	if err := registry.Register(electorhttp.NewStatusCollector(e)); err != nil {
+		fmt.Fprintf(stderr, "elector: registering metrics: %v\n", err)
 		return exitUsage
 	}
 
@@ -79,9 +91,9 @@ func serve(s settings, stderr io.Writer) int {
 	} else {
 		close(checked)
 	}
-	server := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	server := &http.Server{Handler: electorhttp.Handler(e, registry), ReadHeaderTimeout: 5 * time.Second}
 	var code atomic.Int32 // exitOK unless the HTTP server fails
-	controlServer := &http.Server{Handler: e.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	controlServer := &http.Server{Handler: electorhttp.ControlHandler(e), ReadHeaderTimeout: 5 * time.Second}
 	for srv, l := range map[*http.Server]net.Listener{server: listener, controlServer: control} {
 		go func() {
 			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {

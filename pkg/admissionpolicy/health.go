@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/leader-election/leader-election/pkg/appcheck"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -66,7 +67,7 @@ func gateOf(pod *corev1.Pod) string {
 	if err != nil {
 		panic(fmt.Sprintf("pkg/inject refuses the pod the generator made to be admitted: %v", err))
 	}
-	return out.Annotations[inject.AnnotationHealthGate]
+	return out.Annotations[contract.AnnotationHealthGate]
 }
 
 // healthPod is samplePod whose only container is named phContainer, with a readinessProbe and the named port
@@ -97,11 +98,11 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	q := celString
 	ann := func(key string) string { return "variables.ann[" + q(key) + "]" }
 	has := func(key string) string { return q(key) + " in variables.ann" }
-	E := q(inject.ContainerName)
-	HC, HCont, HThr := inject.AnnotationHealthCheck, inject.AnnotationHealthContainer, inject.AnnotationHealthFailureThreshold
+	E := q(contract.ContainerName)
+	HC, HCont, HThr := contract.AnnotationHealthCheck, contract.AnnotationHealthContainer, contract.AnnotationHealthFailureThreshold
 
 	add("hcSet", has(HC))
-	add("hcMode", fmt.Sprintf("variables.hcSet ? %s : %s", ann(HC), q(inject.HealthCheckReadiness)))
+	add("hcMode", fmt.Sprintf("variables.hcSet ? %s : %s", ann(HC), q(contract.HealthCheckReadiness)))
 	add("hContSet", has(HCont))
 	add("hThrSet", has(HThr))
 	add("hThrValid", fmt.Sprintf("!variables.hThrSet || (%[1]s.matches('^[+-]?0*[0-9]{1,3}$') && int(%[1]s) >= 1 && int(%[1]s) <= 100)", ann(HThr)))
@@ -109,8 +110,8 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	add("hContainers", fmt.Sprintf("variables.hContSet ? variables.regulars.filter(c, c.name == %s) : variables.regulars.filter(c, has(c.readinessProbe) && c.name != %s)",
 		ann(HCont), q(f.IstioProxyContainer)))
 	add("hFound", "size(variables.hContainers) > 0")
-	add("hNone", fmt.Sprintf("variables.hcMode == %s", q(inject.HealthCheckNone)))
-	add("hReadiness", fmt.Sprintf("variables.hcMode == %s", q(inject.HealthCheckReadiness)))
+	add("hNone", fmt.Sprintf("variables.hcMode == %s", q(contract.HealthCheckNone)))
+	add("hReadiness", fmt.Sprintf("variables.hcMode == %s", q(contract.HealthCheckReadiness)))
 	// namedPorts is the text portNames gives for a container c.
 	namedPorts := func(c string) string {
 		return fmt.Sprintf("(has(%[1]s.ports) && %[1]s.ports.exists(p, has(p.name) && p.name != '') ? %[1]s.ports.filter(p, has(p.name) && p.name != '').map(p, p.name + '=' + string(p.containerPort)).join(', ') : 'none named')", c)
@@ -244,8 +245,8 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 	noProbe := gateOf(healthPod(nil, nil))
 	noProbeWhy := "no regular container has a readinessProbe"
 	notGated := cut(noProbe, "", noProbeWhy)
-	readinessText := refusal(healthPod(map[string]string{HC: inject.HealthCheckReadiness}, nil), false)
-	askedHC := HC + `="` + inject.HealthCheckReadiness + `"`
+	readinessText := refusal(healthPod(map[string]string{HC: contract.HealthCheckReadiness}, nil), false)
+	askedHC := HC + `="` + contract.HealthCheckReadiness + `"`
 	readinessFrame := strings.SplitN(readinessText, noProbeWhy, 2)
 	add("hAsked", fmt.Sprintf("[variables.hcSet ? %s + %s : '', variables.hContSet ? %s + %s : ''].filter(s, s != '').join(', ')",
 		q(HC+"="), quoted(ann(HC)), q(HCont+"="), quoted(ann(HCont))))
@@ -259,7 +260,7 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 		return template(readinessText, map[string]string{askedHC: "variables.hAsked", noProbeWhy: why})
 	}
 	execInner := strings.ReplaceAll(appcheck.Validate(*execProbe).Error(), "\n", "; ")
-	cannotRunWhy := template(cut(refusal(healthPod(map[string]string{HC: inject.HealthCheckReadiness}, execProbe), false), readinessFrame[0], readinessFrame[1]),
+	cannotRunWhy := template(cut(refusal(healthPod(map[string]string{HC: contract.HealthCheckReadiness}, execProbe), false), readinessFrame[0], readinessFrame[1]),
 		map[string]string{`"` + phContainer + `"`: quoted("variables.hContainers[0].name"), execInner: "variables.rFieldErrors.map(e, " + fieldErrorText("e") + ").join('; ')"})
 	execGate := gateOf(healthPod(nil, execProbe))
 	const execWhat = "an exec readinessProbe"
@@ -273,7 +274,7 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 		`"` + phPortName + `"`: quoted("variables.rPortName"), `"` + phContainer + `"`: quoted("variables.hContainers[0].name"), phPorts: namedPorts("variables.hContainers[0]"),
 	})
 	add("hGate", fmt.Sprintf("variables.hNone ? %s : !variables.hReadiness ? %s : !variables.rHas ? %s + variables.rWhy : size(variables.rFieldErrors) > 0 ? %s : %s",
-		q(gateOf(healthPod(map[string]string{HC: inject.HealthCheckNone}, nil))), q(gateOf(healthPod(map[string]string{HC: "tcp://:1"}, nil))),
+		q(gateOf(healthPod(map[string]string{HC: contract.HealthCheckNone}, nil))), q(gateOf(healthPod(map[string]string{HC: "tcp://:1"}, nil))),
 		q(notGated), cannotRunGate, readinessGate))
 	add("hGated", "!variables.hNone && (variables.hReadiness ? variables.rHas && !(variables.rPortNamed && size(variables.rNamed) == 0) && size(variables.rFieldErrors) == 0 : variables.xError == '')")
 	add("rWhyRefused", fmt.Sprintf("!variables.rHas ? variables.rWhy : %s", cannotRunWhy))
@@ -282,7 +283,7 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 		"variables.rExplicit && (!variables.rHas || size(variables.rFieldErrors) > 0) ? %s : ''",
 		portNameErr, readinessError("variables.rWhyRefused")))
 	unset := func(key string) string {
-		return fmt.Sprintf("(%s ? [%s] : [])", has(key), annotationError(key, ann(key), q(wantOf(healthPod(map[string]string{HC: inject.HealthCheckNone, key: "1"}, nil)))))
+		return fmt.Sprintf("(%s ? [%s] : [])", has(key), annotationError(key, ann(key), q(wantOf(healthPod(map[string]string{HC: contract.HealthCheckNone, key: "1"}, nil)))))
 	}
 	containerWant := cut(wantOf(healthPod(map[string]string{HCont: "x"}, nil)), "", phContainer)
 	noCheckWant := cut(wantOf(healthPod(map[string]string{HThr: "2"}, nil)), "", noProbeWhy)
@@ -313,8 +314,8 @@ func healthVariables(add func(name, expr string), f inject.PolicyFacts) {
 			orDefault("successThreshold", appcheck.DefaultSuccessThreshold), threshold(orDefault("failureThreshold", appcheck.DefaultFailureThreshold)))))
 
 	// A pod that carries the elector keeps its check (keptHealth): the gate annotation must say what it does.
-	add("storedAppCheck", fmt.Sprintf("variables.hasElector && has(variables.electors[0].env) ? variables.electors[0].env.filter(e, e.name == %s && has(e.value)).map(e, e.value) : []", q(inject.EnvAppCheck)))
-	add("storedGate", fmt.Sprintf("%s ? %s : ''", has(inject.AnnotationHealthGate), ann(inject.AnnotationHealthGate)))
+	add("storedAppCheck", fmt.Sprintf("variables.hasElector && has(variables.electors[0].env) ? variables.electors[0].env.filter(e, e.name == %s && has(e.value)).map(e, e.value) : []", q(contract.EnvAppCheck)))
+	add("storedGate", fmt.Sprintf("%s ? %s : ''", has(contract.AnnotationHealthGate), ann(contract.AnnotationHealthGate)))
 	gatedPrefix := cut(gateOf(healthPod(map[string]string{HC: "tcp://:1"}, nil)), "", HC)
 	add("keptErrors", fmt.Sprintf("(size(variables.storedAppCheck) > 0 && variables.storedAppCheck[0] != '') != variables.storedGate.startsWith(%s) ? [%s] : []",
 		q(gatedPrefix), keptMismatch()))
@@ -337,9 +338,9 @@ func keptMismatch() string {
 		panic(err)
 	}
 	const gate = "gated: placeholder"
-	injected.Annotations[inject.AnnotationHealthGate] = gate
+	injected.Annotations[contract.AnnotationHealthGate] = gate
 	text := refusal(injected, false)
-	start := strings.Index(text, "annotation "+inject.AnnotationHealthGate)
+	start := strings.Index(text, "annotation "+contract.AnnotationHealthGate)
 	end := strings.LastIndex(text, "); ")
 	if start < 0 || end < start {
 		panic("pkg/inject's wording changed: " + text)
@@ -398,7 +399,7 @@ func envVariants(f inject.PolicyFacts) []envVariant {
 	}
 	return []envVariant{
 		variant("variables.appCheck == ''", f.UngatedEnv),
-		variant("variables.mesh != "+celString(inject.MeshIstio), f.GatedNoMeshEnv),
+		variant("variables.mesh != "+celString(contract.MeshIstio), f.GatedNoMeshEnv),
 		variant("true", f.Elector.Env),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
@@ -64,7 +65,7 @@ func refusal(pod *corev1.Pod, enforced bool) string {
 
 // samplePod is an annotated replica of Deployment "web", the starting point of every refused pod.
 func samplePod(annotations map[string]string) *corev1.Pod {
-	ann := map[string]string{inject.AnnotationEnabled: "true"}
+	ann := map[string]string{contract.AnnotationEnabled: "true"}
 	for k, v := range annotations {
 		ann[k] = v
 	}

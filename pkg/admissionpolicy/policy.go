@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
@@ -75,8 +76,8 @@ const (
 const ErrorSeparator = "; "
 
 // InjectedSuffix follows the version in leader-election/injected where a policy injected the pod: CEL has no
-// hash function to write the webhook's settings hash with. The webhook recognises it (inject.PolicyInjectedSuffix).
-const InjectedSuffix = inject.PolicyInjectedSuffix
+// hash function to write the webhook's settings hash with. The webhook recognises it (contract.PolicyInjectedSuffix).
+const InjectedSuffix = contract.PolicyInjectedSuffix
 
 // Params is the parameter ConfigMap's data for a webhook configuration: the same defaults in both modes.
 func Params(cfg inject.Config) map[string]string {
@@ -197,7 +198,7 @@ func MissingParamsMessage(name, namespace string) string {
 	return fmt.Sprintf("this pod needs the leader-election elector (annotated %s, or a replica in a namespace labelled %s=true) and was not injected: "+
 		"the injection's parameter ConfigMap %s in namespace %s is missing; restore it (helm upgrade the release with its values, "+
 		"or kubectl apply --server-side -k config/default-policy), then create the pod again",
-		inject.AnnotationEnabled, inject.LabelEnforce, name, namespace)
+		contract.AnnotationEnabled, contract.LabelEnforce, name, namespace)
 }
 
 // takingPart returns the variables, without parameters, that say whether a policy variant judges a pod and whether
@@ -207,7 +208,7 @@ func MissingParamsMessage(name, namespace string) string {
 func takingPart(enforced bool) []admissionregistrationv1.Variable {
 	f := inject.Facts()
 	q := celString
-	has := q(inject.AnnotationEnabled) + " in variables.ann"
+	has := q(contract.AnnotationEnabled) + " in variables.ann"
 	vars := []admissionregistrationv1.Variable{
 		{Name: "ann", Expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"},
 		{Name: "labels", Expression: "has(object.metadata.labels) ? object.metadata.labels : {}"},
@@ -215,7 +216,7 @@ func takingPart(enforced bool) []admissionregistrationv1.Variable {
 		{Name: "refs", Expression: "has(object.metadata.ownerReferences) ? object.metadata.ownerReferences : []"},
 		{Name: "controllers", Expression: "variables.refs.filter(r, has(r.controller) && r.controller)"},
 		{Name: "enforced", Expression: strconv.FormatBool(enforced)},
-		{Name: "enabled", Expression: fmt.Sprintf("%s ? variables.ann[%s] : ''", has, q(inject.AnnotationEnabled))},
+		{Name: "enabled", Expression: fmt.Sprintf("%s ? variables.ann[%s] : ''", has, q(contract.AnnotationEnabled))},
 		{Name: "enforcedReplica", Expression: fmt.Sprintf("variables.enforced && size(variables.controllers) > 0 && "+
 			"((variables.controllers[0].kind == 'ReplicaSet' && %[1]s in variables.labels && variables.labels[%[1]s] != '') || variables.controllers[0].kind == 'StatefulSet')",
 			q(f.DeploymentHashLabels[0]))},
@@ -223,7 +224,7 @@ func takingPart(enforced bool) []admissionregistrationv1.Variable {
 		// Opted in (a value other than "false", which is refused as a bad value), or enrolled by the namespace
 		// (opting out there is refused).
 		{Name: "expectsElector", Expression: "variables.judged && (variables.enforced ? variables.enforcedReplica : variables.enabled != 'false')"},
-		{Name: "hasElector", Expression: fmt.Sprintf("variables.inits.exists(c, c.name == %[1]s) || object.spec.containers.exists(c, c.name == %[1]s)", q(inject.ContainerName))},
+		{Name: "hasElector", Expression: fmt.Sprintf("variables.inits.exists(c, c.name == %[1]s) || object.spec.containers.exists(c, c.name == %[1]s)", q(contract.ContainerName))},
 		{Name: "refused", Expression: q(RefusedAnnotation) + " in variables.ann"},
 	}
 	return vars
@@ -243,7 +244,7 @@ func podCreate() *admissionregistrationv1.MatchResources {
 var (
 	optInCondition = admissionregistrationv1.MatchCondition{
 		Name:       "annotated",
-		Expression: fmt.Sprintf("has(object.metadata.annotations) && %s in object.metadata.annotations", celString(inject.AnnotationEnabled)),
+		Expression: fmt.Sprintf("has(object.metadata.annotations) && %s in object.metadata.annotations", celString(contract.AnnotationEnabled)),
 	}
 	enforceCondition = admissionregistrationv1.MatchCondition{
 		Name:       "workload-replica",
@@ -266,7 +267,7 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	ann := func(key string) string { return "variables.ann[" + q(key) + "]" }
 	has := func(key string) string { return q(key) + " in variables.ann" }
 	param := func(key string) string { return "params.data[" + q(key) + "]" }
-	E := q(inject.ContainerName)
+	E := q(contract.ContainerName)
 
 	// Who takes part, whether the pod is this variant's to judge, and whether it has an elector: the guard's view.
 	for _, v := range takingPart(enforced) {
@@ -278,7 +279,7 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	add("ownerName", "size(variables.owners) > 0 ? variables.owners[0].name : ''")
 
 	// takesPart, as inject.takesPart and ownedByWorkload.
-	add("enabledValid", fmt.Sprintf("!(%s) || variables.enabled in ['true', 'false']", has(inject.AnnotationEnabled)))
+	add("enabledValid", fmt.Sprintf("!(%s) || variables.enabled in ['true', 'false']", has(contract.AnnotationEnabled)))
 	add("takesPart", "variables.enabledValid && (variables.enforcedReplica ? variables.enabled != 'false' : variables.enabled == 'true')")
 	add("wayOut", fmt.Sprintf("variables.enabled == 'true' ? %s : %s", q(wayOut(false)), q(wayOut(true))))
 
@@ -295,29 +296,29 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 		"variables.ownerName.endsWith('-' + variables.labels[l]) && size(variables.ownerName) > size(variables.labels[l]) + 1)", celList(hashes)))
 	add("leaseName", fmt.Sprintf("%s ? %s : (variables.ownerKind == 'ReplicaSet' && size(variables.hashLabels) > 0 ? "+
 		"variables.ownerName.substring(0, size(variables.ownerName) - size(variables.labels[variables.hashLabels[0]]) - 1) : variables.ownerName)",
-		has(inject.AnnotationLeaseName), ann(inject.AnnotationLeaseName)))
+		has(contract.AnnotationLeaseName), ann(contract.AnnotationLeaseName)))
 	tooLong := validation.IsDNS1123Subdomain(strings.Repeat("a", validation.DNS1123SubdomainMaxLength+1))
 	badChars := validation.IsDNS1123Subdomain("-")
-	leaseWant := strings.TrimSuffix(wantOf(samplePod(map[string]string{inject.AnnotationLeaseName: "-"})), badChars[0])
+	leaseWant := strings.TrimSuffix(wantOf(samplePod(map[string]string{contract.AnnotationLeaseName: "-"})), badChars[0])
 	add("leaseNameErrors", fmt.Sprintf("%[1]s ? "+
 		"(size(%[2]s) <= %[3]d && %[2]s.matches(%[4]s) ? [] : [%[5]s]) : "+
 		"(variables.ownerKind == '' ? [%[6]s] : variables.ownerKind == 'Job' ? [%[7]s] : [])",
-		has(inject.AnnotationLeaseName), ann(inject.AnnotationLeaseName), validation.DNS1123SubdomainMaxLength,
+		has(contract.AnnotationLeaseName), ann(contract.AnnotationLeaseName), validation.DNS1123SubdomainMaxLength,
 		q("^"+dns1123Subdomain+"$"),
-		annotationError(inject.AnnotationLeaseName, ann(inject.AnnotationLeaseName), q(leaseWant)+" + "+
+		annotationError(contract.AnnotationLeaseName, ann(contract.AnnotationLeaseName), q(leaseWant)+" + "+
 			fmt.Sprintf("((size(%[1]s) > %[2]d ? [%[3]s] : []) + (%[1]s.matches(%[4]s) ? [] : [%[5]s])).join('; ')",
-				ann(inject.AnnotationLeaseName), validation.DNS1123SubdomainMaxLength, q(tooLong[0]), q("^"+dns1123Subdomain+"$"), q(badChars[0]))),
+				ann(contract.AnnotationLeaseName), validation.DNS1123SubdomainMaxLength, q(tooLong[0]), q("^"+dns1123Subdomain+"$"), q(badChars[0]))),
 		q(refusal(withoutOwner(samplePod(nil)), false)),
 		template(refusal(ownedByJob(samplePod(nil), "placeholder-job"), false), map[string]string{`"placeholder-job"`: quoted("variables.ownerName")}),
 	))
 
 	// Durations: the annotation when it is a positive Go duration, else the default; then CheckDurations.
-	durationWant := wantOf(samplePod(map[string]string{inject.AnnotationLeaseDuration: "x"}))
+	durationWant := wantOf(samplePod(map[string]string{contract.AnnotationLeaseDuration: "x"}))
 	var durationErrors []string
 	for _, d := range []struct{ name, key, param string }{
-		{"leaseDuration", inject.AnnotationLeaseDuration, ParamLeaseDuration},
-		{"renewDeadline", inject.AnnotationRenewDeadline, ParamRenewDeadline},
-		{"retryPeriod", inject.AnnotationRetryPeriod, ParamRetryPeriod},
+		{"leaseDuration", contract.AnnotationLeaseDuration, ParamLeaseDuration},
+		{"renewDeadline", contract.AnnotationRenewDeadline, ParamRenewDeadline},
+		{"retryPeriod", contract.AnnotationRetryPeriod, ParamRetryPeriod},
 	} {
 		add(d.name+"Valid", fmt.Sprintf("!(%[1]s) || (%[2]s.matches(%[3]s) && duration(%[2]s) > duration('0s'))", has(d.key), ann(d.key), q(goDuration)))
 		source := fmt.Sprintf("(%s && variables.%sValid ? %s : %s)", has(d.key), d.name, ann(d.key), param(d.param))
@@ -351,16 +352,16 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	add("durationErrors", strings.Join(durationErrors, " + "))
 
 	// Port, traffic, image.
-	add("portValid", fmt.Sprintf("!(%[1]s) || (%[2]s.matches('^[+-]?[0-9]{1,10}$') && int(%[2]s) >= 1 && int(%[2]s) <= 65535)", has(inject.AnnotationPort), ann(inject.AnnotationPort)))
-	add("port", fmt.Sprintf("%s && variables.portValid ? int(%s) : int(%s)", has(inject.AnnotationPort), ann(inject.AnnotationPort), param(ParamPort)))
-	add("trafficValid", fmt.Sprintf("!(%s) || %s in [%s, %s]", has(inject.AnnotationTraffic), ann(inject.AnnotationTraffic), q(inject.TrafficLabel), q(inject.TrafficReadiness)))
-	add("traffic", fmt.Sprintf("%s && variables.trafficValid ? %s : %s", has(inject.AnnotationTraffic), ann(inject.AnnotationTraffic), param(ParamTraffic)))
-	add("imageValid", fmt.Sprintf("!(%[1]s) || (%[2]s != '' && !%[2]s.matches(%[3]s))", has(inject.AnnotationImage), ann(inject.AnnotationImage), q(unicodeSpace)))
-	add("image", fmt.Sprintf("%s && variables.imageValid ? %s : %s", has(inject.AnnotationImage), ann(inject.AnnotationImage), param(ParamImage)))
+	add("portValid", fmt.Sprintf("!(%[1]s) || (%[2]s.matches('^[+-]?[0-9]{1,10}$') && int(%[2]s) >= 1 && int(%[2]s) <= 65535)", has(contract.AnnotationPort), ann(contract.AnnotationPort)))
+	add("port", fmt.Sprintf("%s && variables.portValid ? int(%s) : int(%s)", has(contract.AnnotationPort), ann(contract.AnnotationPort), param(ParamPort)))
+	add("trafficValid", fmt.Sprintf("!(%s) || %s in [%s, %s]", has(contract.AnnotationTraffic), ann(contract.AnnotationTraffic), q(contract.TrafficLabel), q(contract.TrafficReadiness)))
+	add("traffic", fmt.Sprintf("%s && variables.trafficValid ? %s : %s", has(contract.AnnotationTraffic), ann(contract.AnnotationTraffic), param(ParamTraffic)))
+	add("imageValid", fmt.Sprintf("!(%[1]s) || (%[2]s != '' && !%[2]s.matches(%[3]s))", has(contract.AnnotationImage), ann(contract.AnnotationImage), q(unicodeSpace)))
+	add("image", fmt.Sprintf("%s && variables.imageValid ? %s : %s", has(contract.AnnotationImage), ann(contract.AnnotationImage), param(ParamImage)))
 	add("valueErrors", strings.Join([]string{
-		fmt.Sprintf("(variables.portValid ? [] : [%s])", annotationError(inject.AnnotationPort, ann(inject.AnnotationPort), q(wantOf(samplePod(map[string]string{inject.AnnotationPort: "x"}))))),
-		fmt.Sprintf("(variables.trafficValid ? [] : [%s])", annotationError(inject.AnnotationTraffic, ann(inject.AnnotationTraffic), q(wantOf(samplePod(map[string]string{inject.AnnotationTraffic: "x"}))))),
-		fmt.Sprintf("(variables.imageValid ? [] : [%s])", annotationError(inject.AnnotationImage, ann(inject.AnnotationImage), q(wantOf(samplePod(map[string]string{inject.AnnotationImage: ""}))))),
+		fmt.Sprintf("(variables.portValid ? [] : [%s])", annotationError(contract.AnnotationPort, ann(contract.AnnotationPort), q(wantOf(samplePod(map[string]string{contract.AnnotationPort: "x"}))))),
+		fmt.Sprintf("(variables.trafficValid ? [] : [%s])", annotationError(contract.AnnotationTraffic, ann(contract.AnnotationTraffic), q(wantOf(samplePod(map[string]string{contract.AnnotationTraffic: "x"}))))),
+		fmt.Sprintf("(variables.imageValid ? [] : [%s])", annotationError(contract.AnnotationImage, ann(contract.AnnotationImage), q(wantOf(samplePod(map[string]string{contract.AnnotationImage: ""}))))),
 	}, " + "))
 
 	// Resources (resolveResources): annotations over defaults; none by default under pod-level resources; a
@@ -370,17 +371,17 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	guaranteedC := "['cpu', 'memory'].all(r, has(c.resources) && has(c.resources.limits) && r in c.resources.limits && quantity(c.resources.limits[r]).compareTo(quantity('0')) != 0 && " +
 		"(!has(c.resources.requests) || !(r in c.resources.requests) || quantity(c.resources.requests[r]).compareTo(quantity(c.resources.limits[r])) == 0))"
 	add("guaranteed", fmt.Sprintf("!variables.podLevel && size(object.spec.containers) > 0 && object.spec.containers.all(c, %[1]s) && variables.inits.all(c, %[1]s)", guaranteedC))
-	positiveWant := wantOf(samplePod(map[string]string{inject.AnnotationCPURequest: "x"}))
-	bytesWant := wantOf(samplePod(map[string]string{inject.AnnotationMemoryRequest: "100m"}))
+	positiveWant := wantOf(samplePod(map[string]string{contract.AnnotationCPURequest: "x"}))
+	bytesWant := wantOf(samplePod(map[string]string{contract.AnnotationMemoryRequest: "100m"}))
 	var quantityErrors []string
 	for _, r := range []struct {
 		name, key, param string
 		bytes            bool
 	}{
-		{"cpuRequest", inject.AnnotationCPURequest, ParamCPURequest, false},
-		{"cpuLimit", inject.AnnotationCPULimit, ParamCPULimit, false},
-		{"memoryRequest", inject.AnnotationMemoryRequest, ParamMemoryRequest, true},
-		{"memoryLimit", inject.AnnotationMemoryLimit, ParamMemoryLimit, true},
+		{"cpuRequest", contract.AnnotationCPURequest, ParamCPURequest, false},
+		{"cpuLimit", contract.AnnotationCPULimit, ParamCPULimit, false},
+		{"memoryRequest", contract.AnnotationMemoryRequest, ParamMemoryRequest, true},
+		{"memoryLimit", contract.AnnotationMemoryLimit, ParamMemoryLimit, true},
 	} {
 		add(r.name+"Positive", fmt.Sprintf("!(%[1]s) || (isQuantity(%[2]s) && quantity(%[2]s).compareTo(quantity('0')) > 0)", has(r.key), ann(r.key)))
 		whole := "true"
@@ -399,8 +400,8 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	var pairErrors []string
 	defaults := inject.DefaultConfig("", "")
 	for _, p := range []struct{ what, name, requestKey, limitKey, small, defaultLimit string }{
-		{"CPU", "cpu", inject.AnnotationCPURequest, inject.AnnotationCPULimit, "7m", defaults.CPULimit.String()},
-		{"memory", "memory", inject.AnnotationMemoryRequest, inject.AnnotationMemoryLimit, "7Mi", defaults.MemoryLimit.String()},
+		{"CPU", "cpu", contract.AnnotationCPURequest, contract.AnnotationCPULimit, "7m", defaults.CPULimit.String()},
+		{"memory", "memory", contract.AnnotationMemoryRequest, contract.AnnotationMemoryLimit, "7Mi", defaults.MemoryLimit.String()},
 	} {
 		req, lim := "variables."+p.name+"RequestSet", "variables."+p.name+"LimitSet"
 		add(p.name+"Request", fmt.Sprintf("variables.guaranteed && !(%s) ? %s : %s", has(p.requestKey), lim, req))
@@ -430,19 +431,19 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 
 	// Mesh (resolveMesh).
 	add("proxies", fmt.Sprintf("object.spec.containers.filter(c, c.name == %s)", q(f.IstioProxyContainer)))
-	add("meshValid", fmt.Sprintf("!(%s) || %s in [%s, %s]", has(inject.AnnotationMesh), ann(inject.AnnotationMesh), q(inject.MeshIstio), q(inject.MeshNone)))
-	add("mesh", fmt.Sprintf("%s ? %s : (size(variables.proxies) > 0 ? %s : %s)", has(inject.AnnotationMesh), ann(inject.AnnotationMesh), q(inject.MeshIstio), q(inject.MeshNone)))
+	add("meshValid", fmt.Sprintf("!(%s) || %s in [%s, %s]", has(contract.AnnotationMesh), ann(contract.AnnotationMesh), q(contract.MeshIstio), q(contract.MeshNone)))
+	add("mesh", fmt.Sprintf("%s ? %s : (size(variables.proxies) > 0 ? %s : %s)", has(contract.AnnotationMesh), ann(contract.AnnotationMesh), q(contract.MeshIstio), q(contract.MeshNone)))
 	add("user", fmt.Sprintf("variables.mesh != %s ? %d : (size(variables.proxies) > 0 && has(variables.proxies[0].securityContext) && "+
 		"has(variables.proxies[0].securityContext.runAsUser) && variables.proxies[0].securityContext.runAsUser > 0 ? variables.proxies[0].securityContext.runAsUser : %d)",
-		q(inject.MeshIstio), f.NonRootUID, f.IstioProxyUser))
-	add("meshErrors", fmt.Sprintf("variables.meshValid ? [] : [%s]", annotationError(inject.AnnotationMesh, ann(inject.AnnotationMesh), q(wantOf(samplePod(map[string]string{inject.AnnotationMesh: "x"}))))))
+		q(contract.MeshIstio), f.NonRootUID, f.IstioProxyUser))
+	add("meshErrors", fmt.Sprintf("variables.meshValid ? [] : [%s]", annotationError(contract.AnnotationMesh, ann(contract.AnnotationMesh), q(wantOf(samplePod(map[string]string{contract.AnnotationMesh: "x"}))))))
 
 	// Health gate (resolveHealth, keptHealth) and handover (resolveHandover).
 	healthVariables(add, f)
-	add("handoverValid", fmt.Sprintf("!(%[1]s) || %[2]s in ['true', 'false']", has(inject.AnnotationHandover), ann(inject.AnnotationHandover)))
-	add("handover", fmt.Sprintf("!(%s) || %s != 'false'", has(inject.AnnotationHandover), ann(inject.AnnotationHandover)))
+	add("handoverValid", fmt.Sprintf("!(%[1]s) || %[2]s in ['true', 'false']", has(contract.AnnotationHandover), ann(contract.AnnotationHandover)))
+	add("handover", fmt.Sprintf("!(%s) || %s != 'false'", has(contract.AnnotationHandover), ann(contract.AnnotationHandover)))
 	add("handoverErrors", fmt.Sprintf("variables.handoverValid ? [] : [%s]",
-		annotationError(inject.AnnotationHandover, ann(inject.AnnotationHandover), q(wantOf(samplePod(map[string]string{inject.AnnotationHandover: "x"}))))))
+		annotationError(contract.AnnotationHandover, ann(contract.AnnotationHandover), q(wantOf(samplePod(map[string]string{contract.AnnotationHandover: "x"}))))))
 
 	add("settingsErrors", "variables.leaseNameErrors + variables.durationErrors + variables.valueErrors + variables.resourceErrors + variables.meshErrors + "+
 		"variables.healthErrors + variables.handoverErrors")
@@ -487,7 +488,7 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 	namePod := samplePod(nil)
 	namePod.Spec.Containers[0].Name = "placeholder-owner"
 	namePod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: f.PortName, ContainerPort: 1}}
-	portPod := samplePod(map[string]string{inject.AnnotationPort: "54321"})
+	portPod := samplePod(map[string]string{contract.AnnotationPort: "54321"})
 	portPod.Spec.Containers[0].Name = "placeholder-owner"
 	portPod.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 54321}}
 	add("collisions", fmt.Sprintf("size(variables.portNameOwners) > 0 ? [%s] : size(variables.portOwners) > 0 ? [%s] : []",
@@ -503,16 +504,16 @@ func variables(enforced bool) ([]admissionregistrationv1.Variable, error) {
 		add(v.Name, v.Expression)
 	}
 	reserved := samplePod(nil)
-	reserved.Spec.Containers = append(reserved.Spec.Containers, corev1.Container{Name: inject.ContainerName, Image: "x"})
+	reserved.Spec.Containers = append(reserved.Spec.Containers, corev1.Container{Name: contract.ContainerName, Image: "x"})
 	add("errors", fmt.Sprintf("!variables.enabledValid ? [%s] : "+
 		"variables.enforcedReplica && variables.enabled == 'false' ? [%s] : "+
 		"!variables.takesPart ? [] : "+
 		"size(variables.unsupported) > 0 ? variables.unsupported : "+
 		"variables.hasElector ? (%s in variables.ann && %s != '' ? variables.recognitionErrors : [%s]) : "+
 		"size(variables.settingsErrors) > 0 ? [variables.settingsErrors.join(%s)] : variables.collisions",
-		annotationError(inject.AnnotationEnabled, ann(inject.AnnotationEnabled), q(wantOf(samplePod(map[string]string{inject.AnnotationEnabled: "x"})))),
+		annotationError(contract.AnnotationEnabled, ann(contract.AnnotationEnabled), q(wantOf(samplePod(map[string]string{contract.AnnotationEnabled: "x"})))),
 		q(refusal(optedOut(), true)),
-		q(inject.AnnotationInjected), ann(inject.AnnotationInjected), q(refusal(reserved, false)), q(ErrorSeparator)))
+		q(contract.AnnotationInjected), ann(contract.AnnotationInjected), q(refusal(reserved, false)), q(ErrorSeparator)))
 	return vars, nil
 }
 
@@ -620,14 +621,14 @@ func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, erro
 		return nil, err
 	}
 	for i := range injected.Spec.InitContainers {
-		if injected.Spec.InitContainers[i].Name == inject.ContainerName {
+		if injected.Spec.InitContainers[i].Name == contract.ContainerName {
 			injected.Spec.InitContainers[i].Image = "placeholder/other:tag"
 		}
 	}
-	injected.Annotations[inject.AnnotationInjected] = "placeholder-injected"
+	injected.Annotations[contract.AnnotationInjected] = "placeholder-injected"
 	text := refusal(injected, false)
 	refuse := func(why string) string {
-		return template(text, map[string]string{`"placeholder-injected"`: quoted("variables.ann['" + inject.AnnotationInjected + "']"), "its image differ": why})
+		return template(text, map[string]string{`"placeholder-injected"`: quoted("variables.ann['" + contract.AnnotationInjected + "']"), "its image differ": why})
 	}
 	native := celString(string(inject.SidecarNative))
 	add("recognitionErrors", fmt.Sprintf("size(variables.settingsErrors) > 0 ? [%s] : "+
@@ -640,7 +641,7 @@ func recognition(f inject.PolicyFacts) ([]admissionregistrationv1.Variable, erro
 		celString(ParamSidecar), native, refuse("'the container is in the wrong list for sidecar mode ' + params.data['"+ParamSidecar+"']"),
 		refuse("'its ' + variables.differing.join(', ') + ' differ'"), refuse("'its other fields differ'"),
 		refuse(`'volume "' + variables.volumeDiffers + '" differs'`),
-		celString(inject.LabelMember), celString(inject.LabelMember), refuse(celString("label "+inject.LabelMember+" is missing"))))
+		celString(contract.LabelMember), celString(contract.LabelMember), refuse(celString("label "+contract.LabelMember+" is missing"))))
 	return vars, nil
 }
 
@@ -711,8 +712,8 @@ func injection() (string, error) {
 	}
 	volumes := fmt.Sprintf("((variables.newTokenVolume == '' ? [] : [%s]) + [%s])", tokenVol, podInfoVol)
 	annotations := fmt.Sprintf("{%s: string(variables.leaseName), %s: string(variables.mesh), %s: string(variables.healthGate), %s: string(params.data[%s]) + '/%s'}",
-		celString(inject.AnnotationLeaseName), celString(inject.AnnotationMesh), celString(inject.AnnotationHealthGate), celString(inject.AnnotationInjected), celString(ParamVersion), InjectedSuffix)
-	roleRemoval := fmt.Sprintf("(%[1]s in variables.labels ? [JSONPatch{op: 'remove', path: '/metadata/labels/' + %[2]s}] : [])", celString(inject.LabelRole), esc(inject.LabelRole))
+		celString(contract.AnnotationLeaseName), celString(contract.AnnotationMesh), celString(contract.AnnotationHealthGate), celString(contract.AnnotationInjected), celString(ParamVersion), InjectedSuffix)
+	roleRemoval := fmt.Sprintf("(%[1]s in variables.labels ? [JSONPatch{op: 'remove', path: '/metadata/labels/' + %[2]s}] : [])", celString(contract.LabelRole), esc(contract.LabelRole))
 	// A refused pod is not injected; it is marked with the refusal, for the guard (which needs no parameters) to give.
 	refused := fmt.Sprintf("variables.errors.join(%s)", celString(ErrorSeparator))
 	mark := fmt.Sprintf("(has(object.metadata.annotations) ? [JSONPatch{op: 'add', path: '/metadata/annotations/' + %[1]s, value: %[2]s}] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {%[3]s: %[2]s}}])",
@@ -727,7 +728,7 @@ variables.hasElector ? %[1]s :
 (has(object.metadata.annotations) ? %[9]s.map(k, JSONPatch{op: 'add', path: '/metadata/annotations/' + jsonpatch.escapeKey(k), value: %[9]s[k]}) : [JSONPatch{op: 'add', path: '/metadata/annotations', value: %[9]s}])`,
 		roleRemoval, list("volumes", volumes), celString(ParamSidecar), native,
 		list("initContainers", "["+container+"]"), list("containers", "["+regular+"]"),
-		esc(inject.LabelMember), celString(inject.LabelMember), annotations)
+		esc(contract.LabelMember), celString(contract.LabelMember), annotations)
 	return helmSafe(expr), nil
 }
 
@@ -761,7 +762,7 @@ func goDurationText(ms string) string {
 func wayOut(enforced bool) string {
 	pod := samplePod(nil)
 	if enforced {
-		delete(pod.Annotations, inject.AnnotationEnabled)
+		delete(pod.Annotations, contract.AnnotationEnabled)
 	}
 	pod.Spec.HostNetwork = true
 	text := refusal(pod, enforced)
@@ -771,7 +772,7 @@ func wayOut(enforced bool) string {
 
 // timingFrame is the text settingsFor puts around CheckDurations' message.
 func timingFrame() (prefix, suffix string) {
-	text := refusal(samplePod(map[string]string{inject.AnnotationRetryPeriod: "33ms"}), false)
+	text := refusal(samplePod(map[string]string{contract.AnnotationRetryPeriod: "33ms"}), false)
 	inner := elector.CheckDurations(15*time.Second, 10*time.Second, 33*time.Millisecond).Error()
 	prefix, suffix, ok := strings.Cut(text, inner)
 	if !ok {
@@ -793,7 +794,7 @@ func ownedByJob(pod *corev1.Pod, name string) *corev1.Pod {
 func mustQ(s string) resource.Quantity { return resource.MustParse(s) }
 
 func optedOut() *corev1.Pod {
-	pod := samplePod(map[string]string{inject.AnnotationEnabled: "false"})
+	pod := samplePod(map[string]string{contract.AnnotationEnabled: "false"})
 	return pod
 }
 

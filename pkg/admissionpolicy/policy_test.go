@@ -11,6 +11,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -47,8 +48,8 @@ func TestPoliciesFollowPkgInject(t *testing.T) {
 	}
 	patch := maps[0].Spec.Mutations[0].JSONPatch.Expression
 	f := inject.Facts()
-	for _, want := range []string{inject.ContainerName, f.TokenMountPath, f.PodInfoMountPath, f.PortName, inject.EnvLeaseName, inject.EnvPodLabelsFile, inject.LabelMember,
-		inject.EnvHandover, inject.EnvAppCheck, inject.EnvPodIP, inject.AnnotationHealthGate} {
+	for _, want := range []string{contract.ContainerName, f.TokenMountPath, f.PodInfoMountPath, f.PortName, contract.EnvLeaseName, contract.EnvPodLabelsFile, contract.LabelMember,
+		contract.EnvHandover, contract.EnvAppCheck, contract.EnvPodIP, contract.AnnotationHealthGate} {
 		if !strings.Contains(patch, want) {
 			t.Errorf("the injection does not mention %q", want)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -121,7 +122,7 @@ func bindings(name func(string) string, namespace, excluded, labels string) stri
 		}
 		b.WriteString("  matchResources:\n    namespaceSelector:\n      matchExpressions:\n")
 		if p.enforce {
-			fmt.Fprintf(&b, "      - key: %s\n        operator: In\n        values: [\"true\"]\n", inject.LabelEnforce)
+			fmt.Fprintf(&b, "      - key: %s\n        operator: In\n        values: [\"true\"]\n", contract.LabelEnforce)
 		}
 		fmt.Fprintf(&b, "      - key: kubernetes.io/metadata.name\n        operator: NotIn\n        values: %s\n", excluded)
 	}

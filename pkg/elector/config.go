@@ -24,12 +24,6 @@ const (
 // one name apart, such as a force-deleted StatefulSet pod that still runs and its replacement.
 const HolderUIDAnnotation = "leader-election/holder-uid"
 
-// RoleLabel is the pod label the leader-label controller keeps on the Lease holder, with the value RoleLeader.
-const (
-	RoleLabel  = "leader-election/role"
-	RoleLeader = "leader"
-)
-
 // Defaults are client-go's, which most Kubernetes components use.
 const (
 	DefaultLeaseDuration = 15 * time.Second
@@ -69,7 +63,7 @@ type Config struct {
 	// served; the TCP port refuses it and names this socket.
 	ControlSocket string
 	// LabelsFile is the pod's labels as the downward API writes them ("" = unknown). In member readiness, a
-	// replica whose labels say RoleLabel=RoleLeader but that is not a fresh leader is unready.
+	// replica whose labels say contract.LabelRole=contract.RoleLeader but that is not a fresh leader is unready.
 	LabelsFile string
 }
 

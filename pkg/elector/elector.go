@@ -1,3 +1,6 @@
+// Package elector is the election core of the elector sidecar: it takes part in the election for one Lease
+// (state, decide, machine, handover, candidates, follow) and publishes its view as a Status. Serving that view
+// over HTTP and exporting its metrics to Prometheus is pkg/electorhttp's job.
 package elector
 
 import (
@@ -8,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 )
 
@@ -37,17 +39,18 @@ type Options struct {
 	// that a leader can hand the Lease over to a chosen successor (nil: no advertisement; leaving the leadership
 	// always releases the Lease to a race).
 	Candidates CandidateAPI
+	// Metrics receives the election's measurements (nil: not measured).
+	Metrics Metrics
 }
 
-// Elector takes part in the election for one Lease and serves its state over HTTP (see Handler).
+// Elector takes part in the election for one Lease and publishes its state (Status, Subscribe, Ready, Healthy).
 type Elector struct {
 	cfg      Config
 	clock    clock.WithDelayedExecution
 	leases   LeaseAPI
 	log      *slog.Logger
 	problems *problemLog
-	metrics  *Metrics
-	registry *prometheus.Registry
+	metrics  Metrics
 	board    *board
 	recorder *recorder
 	machine  *machine
@@ -75,17 +78,13 @@ func New(cfg Config, leases LeaseAPI, events EventAPI, opts Options) (*Elector, 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	registry := prometheus.NewRegistry()
-	metrics, err := NewMetrics(registry, cfg.LeaseName)
-	if err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = noMetrics{}
 	}
 	problems := newProblemLog(opts.Logger)
 	leases = countedLeases{next: leases, metrics: metrics}
 	b := newBoard()
-	if err := registry.Register(newStatusCollector(b, cfg)); err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
 	e := &Elector{
 		cfg:       cfg,
 		clock:     opts.Clock,
@@ -93,7 +92,6 @@ func New(cfg Config, leases LeaseAPI, events EventAPI, opts Options) (*Elector, 
 		log:       opts.Logger,
 		problems:  problems,
 		metrics:   metrics,
-		registry:  registry,
 		board:     b,
 		recorder:  newRecorder(countedEvents{next: events, metrics: metrics}, opts.Clock, cfg.Identity, problems),
 		retry:     backoffFor(cfg),
@@ -262,4 +260,21 @@ func (e *Elector) Ready() (bool, string) {
 // Healthy reports whether /healthz answers 200, and why not.
 func (e *Elector) Healthy() (bool, string) {
 	return healthy(e.board.lastBeat(), e.clock.Now(), e.cfg)
+}
+
+// Subscribe returns a channel that first holds the current Status, then every change (a slow reader skips
+// intermediate states but always ends on the current one), and is closed when Run returns; cancel ends the
+// subscription.
+func (e *Elector) Subscribe() (updates <-chan Status, cancel func()) {
+	return e.board.subscribe(func(s Snapshot) Status { return statusOf(s, e.clock.Now(), e.cfg) })
+}
+
+// Snapshot is what the election loop last published.
+func (e *Elector) Snapshot() Snapshot {
+	return e.board.current()
+}
+
+// Config is the configuration this elector runs with.
+func (e *Elector) Config() Config {
+	return e.cfg
 }

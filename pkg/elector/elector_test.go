@@ -12,7 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// These tests run the whole election loop (watch goroutine, timers, HTTP) against the in-memory API server
+// These tests run the whole election loop (watch goroutine, timers) against the in-memory API server
 // with a fake clock. Real time only bounds how long the test waits for goroutines to catch up.
 
 // progressTimeout bounds every wait for the loop to react; it is never a timing assertion.

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -311,14 +310,10 @@ var epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 // newTestMachine is a machine driven directly by the test, with a fake clock.
 func newTestMachine(t *testing.T, cfg Config, api LeaseAPI, clk *testclock.FakeClock) *machine {
 	t.Helper()
-	metrics, err := NewMetrics(prometheus.NewRegistry(), cfg.LeaseName)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	problems := newProblemLog(log)
 	return &machine{
-		cfg: cfg, clock: clk, leases: api, metrics: metrics, problems: problems, log: log, board: newBoard(),
+		cfg: cfg, clock: clk, leases: api, metrics: noMetrics{}, problems: problems, log: log, board: newBoard(),
 		recorder: newRecorder(&fakeEvents{}, clk, cfg.Identity, problems), retry: backoffFor(cfg),
 	}
 }

@@ -99,7 +99,7 @@ func (e *Elector) follow(ctx context.Context, out chan<- observation) {
 			err = errWatchClosedEarly
 		}
 		if err != nil {
-			e.metrics.apiError("leases", "watch", err)
+			e.metrics.APIError("leases", "watch", err)
 			if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
 				resourceVersion = "" // fell behind: start over from the current state
 				continue

@@ -59,16 +59,16 @@ func (m *machine) leave(ctx context.Context, cause handoverCause, why string) er
 		if m.cfg.Handover {
 			why += " (no healthy candidate to hand over to)"
 		}
-		m.metrics.handedOver(cause, "released")
+		m.metrics.HandedOver(string(cause), "released")
 		return m.release(ctx, why)
 	}
 	err := m.handOver(ctx, succ, why)
 	if err == nil {
-		m.metrics.handedOver(cause, "handed_over")
+		m.metrics.HandedOver(string(cause), "handed_over")
 		return nil
 	}
 	m.log.Warn("handover failed; releasing the Lease instead", "successor", succ.Name, "error", err)
-	m.metrics.handedOver(cause, "released")
+	m.metrics.HandedOver(string(cause), "released")
 	// A handover that failed without an answer may have landed: release re-reads the Lease on a conflict and
 	// releases only a Lease that is still this replica's.
 	return m.release(ctx, why+" (the handover to "+succ.Name+" failed)")
@@ -86,7 +86,7 @@ const (
 // handOver writes the Lease over to succ (see the top of this file). It stops leading first.
 func (m *machine) handOver(ctx context.Context, succ candidate, why string) error {
 	m.s.leading = false
-	m.metrics.leading(false)
+	m.metrics.Leading(false)
 	m.publish()
 	now := m.clock.Now()
 	l := m.s.lease.DeepCopy()

@@ -60,7 +60,7 @@ func (m *machine) readHealth(h AppHealth) {
 	if !m.s.app.changedTo(healthy, reason, m.clock.Now()) {
 		return
 	}
-	m.metrics.appHealthy(healthy)
+	m.metrics.AppHealthy(healthy)
 	m.advertise()
 	switch {
 	case hadVerdict && wasHealthy == healthy:

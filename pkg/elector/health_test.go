@@ -2,8 +2,6 @@ package elector
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,7 +120,7 @@ func (f *fakeCandidates) counts() (writes, watches int) {
 func startGated(t *testing.T, cfg Config, api LeaseAPI, cands *fakeCandidates, health *fakeHealth, clk *testclock.FakeClock) (*Elector, *fakeEvents) {
 	t.Helper()
 	events := &fakeEvents{}
-	e, err := New(cfg, api, events, Options{Clock: clk, AppHealth: health, Candidates: cands})
+	e, err := New(cfg, api, events, Options{Clock: clk, AppHealth: health, Candidates: cands, Metrics: newRecordedMetrics()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +215,7 @@ func gatedLeaderWithSuccessor(t *testing.T) gatedLeader {
 func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *testing.T) {
 	g := gatedLeaderWithSuccessor(t)
 	e, events, api, cands, health, clk, cfg := g.e, g.events, g.api, g.cands, g.health, g.clk, g.cfg
+	metrics := e.metrics.(*recordedMetrics)
 	token := transitionsOf(api.current())
 
 	health.set(false, "HTTP 503 from :8080/ready")
@@ -252,14 +251,10 @@ func TestRunALeaderTurningUnhealthyHandsOverToTheHealthyCandidateItWatches(t *te
 		defer events.mu.Unlock()
 		return strings.Contains(strings.Join(events.reasons, ","), "AppUnhealthy") && strings.Contains(strings.Join(events.reasons, ","), "HandedOver")
 	})
-	metrics := scrape(t, e)
-	for _, want := range []string{
-		`leader_election_app_healthy{name="demo"} 0`,
-		`leader_election_leader_exits_total{cause="unhealthy",name="demo",outcome="handed_over"} 1`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %s", want)
-		}
+	metrics.mu.Lock()
+	defer metrics.mu.Unlock()
+	if metrics.appHealthy || metrics.exits["unhealthy/handed_over"] != 1 {
+		t.Errorf("metrics: app healthy %v, exits %v; want unhealthy and one unhealthy/handed_over", metrics.appHealthy, metrics.exits)
 	}
 }
 
@@ -284,14 +279,6 @@ func TestRunALeaderWhoseAppRecoversWhileLeavingTheServiceRejoinsItAndKeepsTheLea
 	if ok, why := e.Ready(); !ok {
 		t.Fatalf("not ready after recovering: %s", why)
 	}
-}
-
-// scrape is the elector's /metrics page.
-func scrape(t *testing.T, e *Elector) string {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	e.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	return rec.Body.String()
 }
 
 func TestOnExitTheCandidateLeaseSaysUnhealthySoThatNoLeaderChoosesAReplicaGoingAway(t *testing.T) {

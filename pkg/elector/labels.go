@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // labelsFile reads the pod's labels from the file the downward API keeps current, for the member-readiness rule.
@@ -21,7 +23,7 @@ type labelsFile struct {
 	failing bool
 }
 
-// labelledLeader reports whether the pod's labels say RoleLabel=RoleLeader.
+// labelledLeader reports whether the pod's labels say contract.LabelRole=contract.RoleLeader.
 func (f *labelsFile) labelledLeader() bool {
 	if f == nil || f.path == "" {
 		return false
@@ -37,7 +39,7 @@ func (f *labelsFile) labelledLeader() bool {
 		f.failing = false
 		f.log.Info("reading the pod's labels again", "file", f.path)
 	}
-	return err == nil && parseLabels(data)[RoleLabel] == RoleLeader
+	return err == nil && parseLabels(data)[contract.LabelRole] == contract.RoleLeader
 }
 
 // parseLabels reads the downward API's format: one key="value" per line, the value quoted as in Go.

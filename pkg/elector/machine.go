@@ -25,7 +25,7 @@ type machine struct {
 	clock    clock.PassiveClock
 	leases   LeaseAPI
 	recorder *recorder
-	metrics  *Metrics
+	metrics  Metrics
 	problems *problemLog
 	log      *slog.Logger
 	board    *board
@@ -156,7 +156,7 @@ func (m *machine) acquire(ctx context.Context) {
 	defer cancel()
 	out, err := m.leases.Update(ctx, l)
 	if err == nil && previous != m.cfg.Identity {
-		m.metrics.tookOver(m.s.lease, now)
+		m.metrics.TookOver(m.s.lease, now)
 	}
 	m.afterAcquire("acquire the Lease", previous, now, out, err)
 }
@@ -172,8 +172,8 @@ func (m *machine) afterAcquire(op, previous string, sent time.Time, out *coordin
 	m.s.known, m.s.lease, m.s.observedAt = true, out, sent
 	m.s.leading, m.s.lastRenewSent, m.s.leftServiceAt, m.s.steppingDown = true, sent, time.Time{}, false
 	noteToken(&m.s, out)
-	m.metrics.leading(true)
-	m.metrics.renewed(sent)
+	m.metrics.Leading(true)
+	m.metrics.Renewed(sent)
 	note := fmt.Sprintf("%s acquired the Lease (leaseTransitions %d)", m.cfg.Identity, transitionsOf(out))
 	m.recorder.record(out, corev1.EventTypeNormal, "Acquired", note)
 	m.log.Info("acquired the Lease", "leaseTransitions", transitionsOf(out), "previousHolder", previous)
@@ -238,7 +238,7 @@ func (m *machine) renew(ctx context.Context) {
 	case err == nil:
 		m.problems.succeeded("renew the Lease")
 		m.s.lease, m.s.observedAt, m.s.lastRenewSent, m.s.retryAt = out, now, now, time.Time{}
-		m.metrics.renewed(now)
+		m.metrics.Renewed(now)
 	case isStale(err):
 		m.awaitNewer()
 		m.log.Info("renewal conflicted; waiting for the Lease's newer state", "error", err)
@@ -257,7 +257,7 @@ func (m *machine) stopLeading(reason, eventType, why string) {
 		return
 	}
 	m.s.leading = false
-	m.metrics.leading(false)
+	m.metrics.Leading(false)
 	m.recorder.record(m.s.lease, eventType, reason, fmt.Sprintf("%s stopped leading: %s", m.cfg.Identity, why))
 	m.log.Warn("stopped leading", "reason", why)
 	m.publish()
@@ -325,7 +325,7 @@ func (m *machine) shutdown(ctx context.Context) error {
 // keeping leaseTransitions: the next holder increments it.
 func (m *machine) release(ctx context.Context, why string) error {
 	m.s.leading = false
-	m.metrics.leading(false)
+	m.metrics.Leading(false)
 	m.publish()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
 	defer cancel()

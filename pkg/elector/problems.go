@@ -16,9 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// reasonOf sorts an API error into a short, stable reason: the label of the error metric, and what decides
+// ReasonOf sorts an API error into a short, stable reason: the label of the error metric, and what decides
 // whether a failure is news worth logging. Messages are not stable (they carry ephemeral ports and times).
-func reasonOf(err error) string {
+func ReasonOf(err error) string {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		if r := status.Status().Reason; r != metav1.StatusReasonUnknown && r != "" {
@@ -61,7 +61,7 @@ func newProblemLog(log *slog.Logger) *problemLog {
 
 // failed records a failure of an operation and logs it if its reason is new.
 func (p *problemLog) failed(op string, err error) {
-	reason := reasonOf(err)
+	reason := ReasonOf(err)
 	p.mu.Lock()
 	changed := p.last[op] != reason
 	p.last[op] = reason

@@ -29,8 +29,8 @@ func TestReasonOfIsStableAcrossRetries(t *testing.T) {
 		{fmt.Errorf("Put ...: %w", context.DeadlineExceeded), "Timeout"},
 		{errors.New("something else"), "Other"},
 	} {
-		if got := reasonOf(tc.err); got != tc.want {
-			t.Errorf("reasonOf(%v) = %q, want %q", tc.err, got, tc.want)
+		if got := ReasonOf(tc.err); got != tc.want {
+			t.Errorf("ReasonOf(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }

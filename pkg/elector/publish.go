@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// board is where the election loop publishes its state for the HTTP handlers, and from where Status changes
-// are pushed to /events subscribers. Handlers never talk to the loop except to step down.
+// board is where the election loop publishes its state for the HTTP handlers (pkg/electorhttp), and from where
+// Status changes are pushed to /events subscribers. Handlers never talk to the loop except to step down.
 type board struct {
 	mu       sync.Mutex
 	snapshot Snapshot

@@ -3,6 +3,8 @@ package elector
 import (
 	"fmt"
 	"time"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // Snapshot is what the election loop last published: enough to answer every HTTP request without asking it.
@@ -120,7 +122,7 @@ func ready(s Snapshot, w watchState, labelledLeader bool, now time.Time, cfg Con
 		return false, fmt.Sprintf("stale leader: last renewal sent %s ago, renew deadline is %s",
 			elapsed(s.LastRenewSent, now).Round(time.Millisecond), cfg.RenewDeadline)
 	case cfg.Readiness == ReadinessMember && labelledLeader:
-		return false, fmt.Sprintf("labelled %s=%s but not a fresh leader: waiting for the label to move", RoleLabel, RoleLeader)
+		return false, fmt.Sprintf("labelled %s=%s but not a fresh leader: waiting for the label to move", contract.LabelRole, contract.RoleLeader)
 	case cfg.Readiness == ReadinessMember && w.notAdvertised:
 		return false, "not a candidate yet: the candidate Lease does not say this replica is healthy, so no leader could hand over to it"
 	case cfg.Readiness == ReadinessMember && w.following(now, cfg):

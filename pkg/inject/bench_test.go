@@ -5,6 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // BenchmarkMutate measures the in-process cost of injecting one pod (target: <= 50 us, <= 150 allocs).
@@ -37,7 +39,7 @@ func BenchmarkMutateHealthGated(b *testing.B) {
 	cfg := testConfig()
 	b.ReportAllocs()
 	for b.Loop() {
-		if out, changed, err := Mutate(pod, cfg, false); err != nil || !changed || out.Annotations[AnnotationHealthGate] == "" {
+		if out, changed, err := Mutate(pod, cfg, false); err != nil || !changed || out.Annotations[contract.AnnotationHealthGate] == "" {
 			b.Fatal(changed, err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // fitInjected makes everything inject appended to out fit beside what the user wrote in pod: an appended volume
@@ -47,7 +49,7 @@ func fitInjected(pod, out *corev1.Pod) error {
 				return fmt.Errorf("port name %q is reserved for the injected elector; rename the port of the pod's container %q", p.Name, owner)
 			}
 			if owner := declaredBy(pod, p); owner != "" {
-				return &AnnotationError{Key: AnnotationPort, Value: strconv.Itoa(int(p.ContainerPort)),
+				return &AnnotationError{Key: contract.AnnotationPort, Value: strconv.Itoa(int(p.ContainerPort)),
 					Want: fmt.Sprintf("port %d/%s is already declared by container %q; choose a free port", p.ContainerPort, protocolOf(p), owner)}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
 )
 
@@ -51,7 +52,7 @@ func DefaultConfig(version, image string) Config {
 		RenewDeadline: 10 * time.Second,
 		RetryPeriod:   2 * time.Second,
 		Port:          DefaultPort,
-		Traffic:       TrafficLabel,
+		Traffic:       contract.TrafficLabel,
 		CPURequest:    resource.MustParse("10m"),
 		// A CPU limit on every elector lets pods into namespaces whose ResourceQuota tracks limits.cpu (the quota
 		// refuses any container without one), and 100m is ten times what a renewal every 2s uses, so the elector
@@ -77,8 +78,8 @@ func (c Config) Validate() error {
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("port %d: want 1 to 65535", c.Port)
 	}
-	if c.Traffic != TrafficLabel && c.Traffic != TrafficReadiness {
-		return fmt.Errorf("traffic %q: want %q or %q", c.Traffic, TrafficLabel, TrafficReadiness)
+	if c.Traffic != contract.TrafficLabel && c.Traffic != contract.TrafficReadiness {
+		return fmt.Errorf("traffic %q: want %q or %q", c.Traffic, contract.TrafficLabel, contract.TrafficReadiness)
 	}
 	if c.CPULimit.Cmp(c.CPURequest) < 0 {
 		return fmt.Errorf("CPU limit %s is below CPU request %s", c.CPULimit.String(), c.CPURequest.String())

@@ -6,6 +6,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // FuzzMutate feeds arbitrary annotation values and pod shapes to Mutate: it must never panic, must refuse
@@ -29,9 +31,9 @@ func FuzzMutate(f *testing.F) {
 			pod.Annotations = map[string]string{}
 		}
 		for k, v := range map[string]string{
-			AnnotationEnabled: enabled, AnnotationLeaseName: lease, AnnotationLeaseDuration: dur,
-			AnnotationRenewDeadline: renew, AnnotationRetryPeriod: retry, AnnotationPort: port, AnnotationTraffic: traffic,
-			AnnotationCPULimit: cpuLimit, AnnotationMesh: mesh,
+			contract.AnnotationEnabled: enabled, contract.AnnotationLeaseName: lease, contract.AnnotationLeaseDuration: dur,
+			contract.AnnotationRenewDeadline: renew, contract.AnnotationRetryPeriod: retry, contract.AnnotationPort: port, contract.AnnotationTraffic: traffic,
+			contract.AnnotationCPULimit: cpuLimit, contract.AnnotationMesh: mesh,
 		} {
 			if v != "" {
 				pod.Annotations[k] = v
@@ -48,12 +50,12 @@ func FuzzMutate(f *testing.F) {
 			}
 			return
 		}
-		if !hasContainer(out, ContainerName) || out.Annotations[AnnotationInjected] == "" {
+		if !hasContainer(out, contract.ContainerName) || out.Annotations[contract.AnnotationInjected] == "" {
 			t.Fatal("an injected pod lacks the elector or the injected annotation")
 		}
-		if hasContainer(pod, ContainerName) { // a recognised injection: only the role label may go
+		if hasContainer(pod, contract.ContainerName) { // a recognised injection: only the role label may go
 			unlabelled := pod.DeepCopy()
-			delete(unlabelled.Labels, LabelRole)
+			delete(unlabelled.Labels, contract.LabelRole)
 			if !equality.Semantic.DeepEqual(out, unlabelled) {
 				t.Fatal("reinvocation changed more than the role label")
 			}
@@ -95,8 +97,8 @@ func checkOnlyAppended(t *testing.T, pod, out *corev1.Pod) {
 		}
 		volumes[v.Name] = true
 	}
-	if n := len(appendedContainers(pod, out)); n != 1 || hasContainer(pod, ContainerName) {
-		t.Fatalf("%d containers injected beside the user's (had %s already: %v), want exactly one elector", n, ContainerName, hasContainer(pod, ContainerName))
+	if n := len(appendedContainers(pod, out)); n != 1 || hasContainer(pod, contract.ContainerName) {
+		t.Fatalf("%d containers injected beside the user's (had %s already: %v), want exactly one elector", n, contract.ContainerName, hasContainer(pod, contract.ContainerName))
 	}
 	for _, c := range appendedContainers(pod, out) {
 		for _, p := range c.Ports {

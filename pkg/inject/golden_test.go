@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/leader-election/leader-election/pkg/appcheck"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.out.yaml and *.err.txt from the current output")
@@ -103,14 +104,14 @@ func compareGolden(t *testing.T, path string, got []byte) {
 // settings would refuse (it would exit 2 and crash-loop).
 func checkElectorAcceptsTheCheck(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
-	c, _ := containerNamed(pod, ContainerName)
+	c, _ := containerNamed(pod, contract.ContainerName)
 	if c == nil {
 		return
 	}
 	for _, e := range c.Env {
-		if e.Name == EnvAppCheck {
+		if e.Name == contract.EnvAppCheck {
 			if _, err := appcheck.Parse(e.Value); err != nil {
-				t.Errorf("the elector refuses %s=%s: %v", EnvAppCheck, e.Value, err)
+				t.Errorf("the elector refuses %s=%s: %v", contract.EnvAppCheck, e.Value, err)
 			}
 		}
 	}

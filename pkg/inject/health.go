@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/leader-election/leader-election/pkg/appcheck"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // The health gate's limits and wording (AnnotationHealthGate's values begin with one of these).
@@ -23,7 +24,7 @@ const (
 
 // healthCheckWant is what AnnotationHealthCheck accepts.
 var healthCheckWant = fmt.Sprintf("want %q, %q, or a check of the pod's own port: http://:8080/healthz, https://:8443/ready, tcp://:5432 or grpc://:9090[/service] (a port name of the health container works too; a host, if any, only localhost or a loopback address)",
-	HealthCheckReadiness, HealthCheckNone)
+	contract.HealthCheckReadiness, contract.HealthCheckNone)
 
 // resolveHealth decides what the elector checks before it leads, from the health annotations and the pod's
 // readinessProbes, and records it in s.AppCheck (the probe as JSON, "" when not gated) and s.HealthGate (what,
@@ -37,22 +38,22 @@ var healthCheckWant = fmt.Sprintf("want %q, %q, or a check of the pod's own port
 // that probe either.
 func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 	ann := pod.Annotations
-	mode, modeSet := ann[AnnotationHealthCheck]
+	mode, modeSet := ann[contract.AnnotationHealthCheck]
 	if !modeSet {
-		mode = HealthCheckReadiness
+		mode = contract.HealthCheckReadiness
 	}
-	containerName, containerSet := ann[AnnotationHealthContainer]
-	thresholdValue, thresholdSet := ann[AnnotationHealthFailureThreshold]
+	containerName, containerSet := ann[contract.AnnotationHealthContainer]
+	thresholdValue, thresholdSet := ann[contract.AnnotationHealthFailureThreshold]
 
-	if mode == HealthCheckNone {
+	if mode == contract.HealthCheckNone {
 		var errs []error
-		for _, key := range []string{AnnotationHealthContainer, AnnotationHealthFailureThreshold} {
+		for _, key := range []string{contract.AnnotationHealthContainer, contract.AnnotationHealthFailureThreshold} {
 			if _, set := ann[key]; set {
 				errs = append(errs, &AnnotationError{Key: key, Value: ann[key],
-					Want: fmt.Sprintf("want it unset: %s is %q, so no check runs", AnnotationHealthCheck, HealthCheckNone)})
+					Want: fmt.Sprintf("want it unset: %s is %q, so no check runs", contract.AnnotationHealthCheck, contract.HealthCheckNone)})
 			}
 		}
-		s.HealthGate = notGated + AnnotationHealthCheck + " is " + HealthCheckNone
+		s.HealthGate = notGated + contract.AnnotationHealthCheck + " is " + contract.HealthCheckNone
 		return errs
 	}
 
@@ -61,7 +62,7 @@ func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 	if thresholdSet {
 		n, err := strconv.ParseInt(thresholdValue, 10, 32)
 		if err != nil || n < 1 || n > maxFailureThreshold {
-			errs = append(errs, &AnnotationError{Key: AnnotationHealthFailureThreshold, Value: thresholdValue,
+			errs = append(errs, &AnnotationError{Key: contract.AnnotationHealthFailureThreshold, Value: thresholdValue,
 				Want: fmt.Sprintf("want a whole number of failures in a row from 1 to %d", maxFailureThreshold)})
 		} else {
 			threshold = int32(n)
@@ -72,7 +73,7 @@ func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 	if containerSet {
 		health = regularContainer(pod, containerName)
 		if health == nil {
-			errs = append(errs, &AnnotationError{Key: AnnotationHealthContainer, Value: containerName,
+			errs = append(errs, &AnnotationError{Key: contract.AnnotationHealthContainer, Value: containerName,
 				Want: "want the name of one of the pod's regular containers: " + strings.Join(regularContainerNames(pod), ", ")})
 		}
 	} else {
@@ -88,7 +89,7 @@ func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 	}
 	s.HealthGate = gate
 	if probe == nil && threshold > 0 {
-		errs = append(errs, &AnnotationError{Key: AnnotationHealthFailureThreshold, Value: thresholdValue,
+		errs = append(errs, &AnnotationError{Key: contract.AnnotationHealthFailureThreshold, Value: thresholdValue,
 			Want: "want it only with a health check, and no check runs: " + strings.TrimPrefix(gate, notGated)})
 	}
 	if probe != nil && len(errs) == 0 {
@@ -104,7 +105,7 @@ func resolveHealth(pod *corev1.Pod, s *Settings) []error {
 // text: the health container's readinessProbe, or an explicit check. explicit is true when the user asked for
 // a readinessProbe by annotation.
 func resolveCheck(pod *corev1.Pod, mode string, explicit bool, health *corev1.Container) (*corev1.Probe, string, error) {
-	if mode != HealthCheckReadiness {
+	if mode != contract.HealthCheckReadiness {
 		if health == nil {
 			health = firstRegularContainer(pod)
 		}
@@ -112,7 +113,7 @@ func resolveCheck(pod *corev1.Pod, mode string, explicit bool, health *corev1.Co
 		if err != nil {
 			return nil, "", err
 		}
-		return &probe, gated + AnnotationHealthCheck, nil
+		return &probe, gated + contract.AnnotationHealthCheck, nil
 	}
 	if health == nil || health.ReadinessProbe == nil {
 		why := "no regular container has a readinessProbe"
@@ -127,7 +128,7 @@ func resolveCheck(pod *corev1.Pod, mode string, explicit bool, health *corev1.Co
 	probe := readinessCheck(health.ReadinessProbe)
 	if err := resolvePortName(&probe, health); err != nil {
 		return nil, "", fmt.Errorf("the readinessProbe of container %q is the elector's health check, but %w; declare the port, use its number, or set %s to an explicit check or to %q",
-			health.Name, err, AnnotationHealthCheck, HealthCheckNone)
+			health.Name, err, contract.AnnotationHealthCheck, contract.HealthCheckNone)
 	}
 	if err := appcheck.Validate(probe); err != nil {
 		if explicit {
@@ -141,7 +142,7 @@ func resolveCheck(pod *corev1.Pod, mode string, explicit bool, health *corev1.Co
 			what = fmt.Sprintf("a readinessProbe with %s %s", field.Field, field.Value)
 		}
 		return nil, fmt.Sprintf("%scontainer %q has %s, which the elector cannot run (set %s to an http://, tcp:// or grpc:// check)",
-			notGated, health.Name, what, AnnotationHealthCheck), nil
+			notGated, health.Name, what, contract.AnnotationHealthCheck), nil
 	}
 	return &probe, fmt.Sprintf("%sreadinessProbe of container %q", gated, health.Name), nil
 }
@@ -149,13 +150,13 @@ func resolveCheck(pod *corev1.Pod, mode string, explicit bool, health *corev1.Co
 // readinessError refuses a readiness check the user asked for explicitly, naming the annotations that asked.
 func readinessError(pod *corev1.Pod, why string) error {
 	keys := []string{}
-	for _, key := range []string{AnnotationHealthCheck, AnnotationHealthContainer} {
+	for _, key := range []string{contract.AnnotationHealthCheck, contract.AnnotationHealthContainer} {
 		if v, ok := pod.Annotations[key]; ok {
 			keys = append(keys, fmt.Sprintf("%s=%q", key, v))
 		}
 	}
 	return fmt.Errorf("annotations %s ask for a readinessProbe as the health check, but %s; name a container with an httpGet, tcpSocket or grpc readinessProbe, set %s to an http://, tcp:// or grpc:// check, or to %q",
-		strings.Join(keys, ", "), why, AnnotationHealthCheck, HealthCheckNone)
+		strings.Join(keys, ", "), why, contract.AnnotationHealthCheck, contract.HealthCheckNone)
 }
 
 // readinessCheck copies what a check needs from a readinessProbe: its handler and timing.
@@ -194,7 +195,7 @@ func resolvePortName(p *corev1.Probe, c *corev1.Container) error {
 // the health container's ports.
 func explicitCheck(v string, health *corev1.Container) (corev1.Probe, error) {
 	bad := func(why string) error {
-		return &AnnotationError{Key: AnnotationHealthCheck, Value: v, Want: why + "; " + healthCheckWant}
+		return &AnnotationError{Key: contract.AnnotationHealthCheck, Value: v, Want: why + "; " + healthCheckWant}
 	}
 	scheme, rest, ok := strings.Cut(v, "://")
 	if !ok {
@@ -218,7 +219,7 @@ func explicitCheck(v string, health *corev1.Container) (corev1.Probe, error) {
 		}
 		p := corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: port}}}
 		if err := resolvePortName(&p, health); err != nil {
-			return corev1.Probe{}, &AnnotationError{Key: AnnotationHealthCheck, Value: v, Want: err.Error() + "; name a declared port or use a number"}
+			return corev1.Probe{}, &AnnotationError{Key: contract.AnnotationHealthCheck, Value: v, Want: err.Error() + "; name a declared port or use a number"}
 		}
 		port = p.TCPSocket.Port
 	}
@@ -302,13 +303,13 @@ func portNames(c *corev1.Container) string {
 
 // resolveHandover applies AnnotationHandover.
 func resolveHandover(pod *corev1.Pod, s *Settings) error {
-	switch v, set := pod.Annotations[AnnotationHandover]; {
+	switch v, set := pod.Annotations[contract.AnnotationHandover]; {
 	case !set, v == "true":
 		s.Handover = true
 	case v == "false":
 		s.Handover = false
 	default:
-		return &AnnotationError{Key: AnnotationHandover, Value: v, Want: `want "true" (hand the Lease to a chosen healthy successor) or "false" (release it to a race)`}
+		return &AnnotationError{Key: contract.AnnotationHandover, Value: v, Want: `want "true" (hand the Lease to a chosen healthy successor) or "false" (release it to a race)`}
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // rolloutsHashLabel is the label Argo Rollouts puts on the pods of a Rollout's ReplicaSets, in place of the
@@ -26,7 +28,7 @@ const rolloutsHashLabel = "rollouts-pod-template-hash"
 func leaseNameFromOwner(pod *corev1.Pod) (string, error) {
 	owner := controllerOf(pod)
 	if owner == nil {
-		return "", fmt.Errorf("annotation %s: required for a pod without an owner (a Deployment, StatefulSet or other controller); set it to the Lease name the replicas share", AnnotationLeaseName)
+		return "", fmt.Errorf("annotation %s: required for a pod without an owner (a Deployment, StatefulSet or other controller); set it to the Lease name the replicas share", contract.AnnotationLeaseName)
 	}
 	switch owner.Kind {
 	case "ReplicaSet":
@@ -39,7 +41,7 @@ func leaseNameFromOwner(pod *corev1.Pod) (string, error) {
 		}
 	case "Job":
 		return "", fmt.Errorf("annotation %s: required for a pod of Job %q: every Job, and every run of a CronJob, is a new Job with a new name, so a Lease named after it would be left behind by each run and would not keep overlapping runs apart; set %s in the pod template (the CronJob's jobTemplate) to the Lease the runs share",
-			AnnotationLeaseName, owner.Name, AnnotationLeaseName)
+			contract.AnnotationLeaseName, owner.Name, contract.AnnotationLeaseName)
 	}
 	return owner.Name, nil
 }

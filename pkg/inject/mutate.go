@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // PolicyError refuses a pod because a namespace policy forbids what it asks for.
@@ -28,16 +30,16 @@ func Mutate(pod *corev1.Pod, cfg Config, enforced bool) (out *corev1.Pod, change
 	if err := refuseUnsupported(pod, wayOut(pod)); err != nil {
 		return pod, false, err
 	}
-	if hasContainer(pod, ContainerName) {
-		if pod.Annotations[AnnotationInjected] == "" {
-			return pod, false, fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container", ContainerName)
+	if hasContainer(pod, contract.ContainerName) {
+		if pod.Annotations[contract.AnnotationInjected] == "" {
+			return pod, false, fmt.Errorf("container name %q is reserved for the injected elector; rename the pod's container", contract.ContainerName)
 		}
 		if err := recognise(pod, cfg); err != nil {
 			return pod, false, err
 		}
-		if _, set := pod.Labels[LabelRole]; set { // a copy of the leader pod (a restore, say)
+		if _, set := pod.Labels[contract.LabelRole]; set { // a copy of the leader pod (a restore, say)
 			out = pod.DeepCopy()
-			delete(out.Labels, LabelRole)
+			delete(out.Labels, contract.LabelRole)
 			return out, true, nil
 		}
 		return pod, false, nil
@@ -85,30 +87,30 @@ func inject(pod *corev1.Pod, cfg Config, kept *keptHealth) (*corev1.Pod, error) 
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
-	out.Labels[LabelMember] = "true"
+	out.Labels[contract.LabelMember] = "true"
 	// Only the leader-label controller gives the role, to the Lease holder: a new pod carrying it (a template
 	// copied from the leader pod, or a forgery) would be a Service endpoint beside the leader until the controller
 	// caught up. The ValidatingAdmissionPolicy leader-election-pod-labels refuses a pod that still carries it, so
 	// stripping it here keeps such pods running. An injected pod sent with it again loses it the same way (Mutate).
-	delete(out.Labels, LabelRole)
-	out.Annotations[AnnotationLeaseName] = s.LeaseName
-	out.Annotations[AnnotationMesh] = s.Mesh
-	out.Annotations[AnnotationHealthGate] = s.HealthGate
-	out.Annotations[AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)
+	delete(out.Labels, contract.LabelRole)
+	out.Annotations[contract.AnnotationLeaseName] = s.LeaseName
+	out.Annotations[contract.AnnotationMesh] = s.Mesh
+	out.Annotations[contract.AnnotationHealthGate] = s.HealthGate
+	out.Annotations[contract.AnnotationInjected] = cfg.Version + "/" + settingsHash(s, cfg.Sidecar)
 	return out, nil
 }
 
 // takesPart applies the opt-in annotation and the namespace policy.
 func takesPart(pod *corev1.Pod, enforced bool) (bool, error) {
-	v, set := pod.Annotations[AnnotationEnabled]
+	v, set := pod.Annotations[contract.AnnotationEnabled]
 	if set && v != "true" && v != "false" {
-		return false, &AnnotationError{Key: AnnotationEnabled, Value: v, Want: `want "true" or "false"`}
+		return false, &AnnotationError{Key: contract.AnnotationEnabled, Value: v, Want: `want "true" or "false"`}
 	}
 	if enforced && ownedByWorkload(pod) {
 		if v == "false" {
 			return false, &PolicyError{Message: fmt.Sprintf(
 				"namespace policy %s=\"true\": every Deployment and StatefulSet replica in this namespace takes part in leader election, so annotation %s=\"false\" is not allowed here",
-				LabelEnforce, AnnotationEnabled)}
+				contract.LabelEnforce, contract.AnnotationEnabled)}
 		}
 		return true, nil
 	}
@@ -135,10 +137,10 @@ func refuseUnsupported(pod *corev1.Pod, wayOut string) error {
 // wayOut tells the user of a pod that cannot take part what to change: its opt-in, or, where the namespace's
 // policy enrolled it without one, where to run it.
 func wayOut(pod *corev1.Pod) string {
-	if pod.Annotations[AnnotationEnabled] == "true" {
-		return "remove annotation " + AnnotationEnabled
+	if pod.Annotations[contract.AnnotationEnabled] == "true" {
+		return "remove annotation " + contract.AnnotationEnabled
 	}
-	return fmt.Sprintf("namespace policy %s=\"true\" enrols every Deployment and StatefulSet replica here; run this workload in a namespace without that label", LabelEnforce)
+	return fmt.Sprintf("namespace policy %s=\"true\" enrols every Deployment and StatefulSet replica here; run this workload in a namespace without that label", contract.LabelEnforce)
 }
 
 // settingsHash identifies what was injected, so that a changed configuration is visible on the pod. It runs

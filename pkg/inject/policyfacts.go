@@ -6,6 +6,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // Placeholders returns settings whose values appear nowhere else in an elector built from them, so that a
@@ -19,13 +21,13 @@ func Placeholders() Settings {
 		RenewDeadline: 77 * time.Second,
 		RetryPeriod:   33 * time.Second,
 		Port:          54321,
-		Traffic:       TrafficLabel,
+		Traffic:       contract.TrafficLabel,
 		Image:         "placeholder/image:tag",
 		CPURequest:    resource.MustParse("1"),
 		CPULimit:      resource.MustParse("2"),
 		MemoryRequest: resource.MustParse("3"),
 		MemoryLimit:   resource.MustParse("4"),
-		Mesh:          MeshIstio,
+		Mesh:          contract.MeshIstio,
 		ProxyUser:     987654,
 		AppCheck:      "placeholder-app-check",
 		HealthGate:    "placeholder-health-gate", // an annotation, not in the elector: the generator computes it apart
@@ -68,9 +70,9 @@ type PolicyFacts struct {
 func Facts() PolicyFacts {
 	placeholders := Placeholders()
 	readiness := placeholders
-	readiness.Traffic = TrafficReadiness
+	readiness.Traffic = contract.TrafficReadiness
 	none := placeholders
-	none.Mesh = MeshNone
+	none.Mesh = contract.MeshNone
 	ungated := placeholders
 	ungated.AppCheck = ""
 	return PolicyFacts{

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/leader-election/leader-election/pkg/appcheck"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // recognise accepts a pod that already carries the elector only when it is this webhook's own injection: the pod
@@ -29,14 +30,14 @@ import (
 func recognise(pod *corev1.Pod, cfg Config) error {
 	refuse := func(why string) error {
 		return fmt.Errorf("the pod carries annotation %s=%q and a container named %q, but they are not what this webhook injects for this pod (%s); remove both and let the webhook inject the elector",
-			AnnotationInjected, pod.Annotations[AnnotationInjected], ContainerName, why)
+			contract.AnnotationInjected, pod.Annotations[contract.AnnotationInjected], contract.ContainerName, why)
 	}
 	want, err := inject(withoutElector(pod), cfg, storedHealth(pod))
 	if err != nil {
 		return refuse(err.Error())
 	}
-	got, gotNative := containerNamed(pod, ContainerName)
-	wanted, _ := containerNamed(want, ContainerName)
+	got, gotNative := containerNamed(pod, contract.ContainerName)
+	wanted, _ := containerNamed(want, contract.ContainerName)
 	if gotNative != (cfg.Sidecar == SidecarNative) {
 		return refuse("the container is in the wrong list for sidecar mode " + string(cfg.Sidecar))
 	}
@@ -52,7 +53,7 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 	// webhook's own in every field compared here (its election timings as durations), so it is accepted as it is,
 	// never injected twice. The mark proves nothing: a look-alike or tampered elector under it is refused like
 	// any other.
-	byPolicy := pod.Annotations[AnnotationInjected] == cfg.Version+"/"+PolicyInjectedSuffix
+	byPolicy := pod.Annotations[contract.AnnotationInjected] == cfg.Version+"/"+contract.PolicyInjectedSuffix
 	if byPolicy {
 		resized.Env = withDurationsOf(got.Env, wanted.Env)
 	}
@@ -65,15 +66,15 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 		}
 	}
 	if byPolicy {
-		want.Annotations[AnnotationInjected] = pod.Annotations[AnnotationInjected]
+		want.Annotations[contract.AnnotationInjected] = pod.Annotations[contract.AnnotationInjected]
 	}
-	for _, key := range []string{AnnotationInjected, AnnotationLeaseName, AnnotationMesh, AnnotationHealthGate} {
+	for _, key := range []string{contract.AnnotationInjected, contract.AnnotationLeaseName, contract.AnnotationMesh, contract.AnnotationHealthGate} {
 		if pod.Annotations[key] != want.Annotations[key] {
 			return refuse(fmt.Sprintf("annotation %s is %q, want %q", key, pod.Annotations[key], want.Annotations[key]))
 		}
 	}
-	if pod.Labels[LabelMember] != "true" {
-		return refuse(fmt.Sprintf("label %s is missing", LabelMember))
+	if pod.Labels[contract.LabelMember] != "true" {
+		return refuse(fmt.Sprintf("label %s is missing", contract.LabelMember))
 	}
 	return nil
 }
@@ -84,7 +85,7 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 func withDurationsOf(env, want []corev1.EnvVar) []corev1.EnvVar {
 	out := slices.Clone(env)
 	for i, e := range out {
-		if e.Name != EnvLeaseDuration && e.Name != EnvRenewDeadline && e.Name != EnvRetryPeriod {
+		if e.Name != contract.EnvLeaseDuration && e.Name != contract.EnvRenewDeadline && e.Name != contract.EnvRetryPeriod {
 			continue
 		}
 		for _, w := range want {
@@ -109,7 +110,7 @@ func withoutElector(pod *corev1.Pod) *corev1.Pod {
 	keep := func(list []corev1.Container) []corev1.Container {
 		var kept []corev1.Container
 		for _, c := range list {
-			if c.Name == ContainerName {
+			if c.Name == contract.ContainerName {
 				for _, m := range c.VolumeMounts {
 					mine[m.Name] = true
 				}
@@ -197,10 +198,10 @@ type keptHealth struct {
 
 // storedHealth reads the health check of the pod's elector and its health gate annotation.
 func storedHealth(pod *corev1.Pod) *keptHealth {
-	kept := &keptHealth{gate: pod.Annotations[AnnotationHealthGate]}
-	if c, _ := containerNamed(pod, ContainerName); c != nil {
+	kept := &keptHealth{gate: pod.Annotations[contract.AnnotationHealthGate]}
+	if c, _ := containerNamed(pod, contract.ContainerName); c != nil {
 		for _, e := range c.Env {
-			if e.Name == EnvAppCheck {
+			if e.Name == contract.EnvAppCheck {
 				kept.appCheck = e.Value
 			}
 		}
@@ -213,11 +214,11 @@ func storedHealth(pod *corev1.Pod) *keptHealth {
 func (k *keptHealth) apply(s *Settings) []error {
 	if k.appCheck != "" {
 		if _, err := appcheck.Parse(k.appCheck); err != nil {
-			return []error{fmt.Errorf("the elector's %s is not a check it can run: %w", EnvAppCheck, err)}
+			return []error{fmt.Errorf("the elector's %s is not a check it can run: %w", contract.EnvAppCheck, err)}
 		}
 	}
 	if (k.appCheck != "") != strings.HasPrefix(k.gate, gated) {
-		return []error{fmt.Errorf("annotation %s is %q, which does not say what the elector's %s does", AnnotationHealthGate, k.gate, EnvAppCheck)}
+		return []error{fmt.Errorf("annotation %s is %q, which does not say what the elector's %s does", contract.AnnotationHealthGate, k.gate, contract.EnvAppCheck)}
 	}
 	s.AppCheck, s.HealthGate = k.appCheck, k.gate
 	return nil

@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // TestRecognisesPolicyInjection: while `helm upgrade` switches admission modes, the MutatingAdmissionPolicies
@@ -29,7 +31,7 @@ func TestRecognisesPolicyInjection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := genuine.DeepCopy()
-			pod.Annotations[AnnotationInjected] = tc.injected
+			pod.Annotations[contract.AnnotationInjected] = tc.injected
 			out, changed, err := Mutate(pod, cfg, false)
 			switch {
 			case tc.refused == "" && err != nil:
@@ -46,13 +48,13 @@ func TestRecognisesPolicyInjection(t *testing.T) {
 
 	t.Run("a copied role label is removed, nothing else", func(t *testing.T) {
 		pod := genuine.DeepCopy()
-		pod.Labels[LabelRole] = RoleLeader
+		pod.Labels[contract.LabelRole] = contract.RoleLeader
 		out, changed, err := Mutate(pod, cfg, true)
 		if err != nil || !changed {
 			t.Fatalf("changed=%v err=%v, want the role label removed", changed, err)
 		}
-		if _, set := out.Labels[LabelRole]; set || !equality.Semantic.DeepEqual(out.Spec, genuine.Spec) || len(out.Spec.InitContainers) != 1 {
-			t.Errorf("want the pod as the policies injected it without %s: labels %v, %d init containers", LabelRole, out.Labels, len(out.Spec.InitContainers))
+		if _, set := out.Labels[contract.LabelRole]; set || !equality.Semantic.DeepEqual(out.Spec, genuine.Spec) || len(out.Spec.InitContainers) != 1 {
+			t.Errorf("want the pod as the policies injected it without %s: labels %v, %d init containers", contract.LabelRole, out.Labels, len(out.Spec.InitContainers))
 		}
 	})
 
@@ -72,15 +74,15 @@ func TestRecognisesPolicyInjection(t *testing.T) {
 func TestRecognisesPolicyDurations(t *testing.T) {
 	cfg := testConfig()
 	pod := readPod(t, "testdata/policy-injected.in.yaml")
-	pod.Annotations[AnnotationLeaseDuration], pod.Annotations[AnnotationRenewDeadline], pod.Annotations[AnnotationRetryPeriod] = "4s", "2s", "250500us"
+	pod.Annotations[contract.AnnotationLeaseDuration], pod.Annotations[contract.AnnotationRenewDeadline], pod.Annotations[contract.AnnotationRetryPeriod] = "4s", "2s", "250500us"
 	fresh, _, err := Mutate(withoutElector(pod), cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	retryIs := func(p *corev1.Pod, v string) {
-		c, _ := containerNamed(p, ContainerName)
+		c, _ := containerNamed(p, contract.ContainerName)
 		for i := range c.Env {
-			if c.Env[i].Name == EnvRetryPeriod {
+			if c.Env[i].Name == contract.EnvRetryPeriod {
 				c.Env[i].Value = v
 			}
 		}
@@ -93,11 +95,11 @@ func TestRecognisesPolicyDurations(t *testing.T) {
 		{"Go's spelling under the policies' mark", "v0.1.0/policy", "250.5ms", true},
 		{"another duration under the policies' mark", "v0.1.0/policy", "250501us", false},
 		{"not a duration under the policies' mark", "v0.1.0/policy", "250500", false},
-		{"the policies' spelling under the webhook's hash", fresh.Annotations[AnnotationInjected], "250500us", false},
+		{"the policies' spelling under the webhook's hash", fresh.Annotations[contract.AnnotationInjected], "250500us", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := fresh.DeepCopy()
-			p.Annotations[AnnotationInjected] = tc.injected
+			p.Annotations[contract.AnnotationInjected] = tc.injected
 			retryIs(p, tc.retry)
 			out, changed, err := Mutate(p, cfg, false)
 			switch {

@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // Settings is what one pod's elector runs with: the Config's defaults overridden by the pod's annotations.
@@ -60,9 +62,9 @@ func settingsFor(pod *corev1.Pod, cfg Config, kept *keptHealth) (Settings, error
 	var errs []error
 	bad := func(key, want string) { errs = append(errs, &AnnotationError{Key: key, Value: ann[key], Want: want}) }
 
-	if v, ok := ann[AnnotationLeaseName]; ok {
+	if v, ok := ann[contract.AnnotationLeaseName]; ok {
 		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
-			bad(AnnotationLeaseName, "want a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253 characters): "+strings.Join(msgs, "; "))
+			bad(contract.AnnotationLeaseName, "want a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253 characters): "+strings.Join(msgs, "; "))
 		} else {
 			s.LeaseName = v
 		}
@@ -76,9 +78,9 @@ func settingsFor(pod *corev1.Pod, cfg Config, kept *keptHealth) (Settings, error
 		key string
 		dst *time.Duration
 	}{
-		{AnnotationLeaseDuration, &s.LeaseDuration},
-		{AnnotationRenewDeadline, &s.RenewDeadline},
-		{AnnotationRetryPeriod, &s.RetryPeriod},
+		{contract.AnnotationLeaseDuration, &s.LeaseDuration},
+		{contract.AnnotationRenewDeadline, &s.RenewDeadline},
+		{contract.AnnotationRetryPeriod, &s.RetryPeriod},
 	}
 	timingsParsed := true
 	for _, d := range durations {
@@ -98,31 +100,31 @@ func settingsFor(pod *corev1.Pod, cfg Config, kept *keptHealth) (Settings, error
 		if err := checkTimings(s.LeaseDuration, s.RenewDeadline, s.RetryPeriod); err != nil {
 			errs = append(errs, fmt.Errorf("annotations %s, %s, %s: %w (want 250ms <= retry-period < renew-deadline, renew-deadline >= 1s, "+
 				"lease-duration whole seconds from 3s to 300s and at least renew-deadline + 2s)",
-				AnnotationLeaseDuration, AnnotationRenewDeadline, AnnotationRetryPeriod, err))
+				contract.AnnotationLeaseDuration, contract.AnnotationRenewDeadline, contract.AnnotationRetryPeriod, err))
 		}
 	}
 
-	if v, ok := ann[AnnotationPort]; ok {
+	if v, ok := ann[contract.AnnotationPort]; ok {
 		p, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || p < 1 || p > 65535 {
-			bad(AnnotationPort, "want a port number from 1 to 65535")
+			bad(contract.AnnotationPort, "want a port number from 1 to 65535")
 		} else {
 			s.Port = int32(p)
 		}
 	}
 
-	if v, ok := ann[AnnotationTraffic]; ok {
-		if v != TrafficLabel && v != TrafficReadiness {
-			bad(AnnotationTraffic, fmt.Sprintf("want %q or %q", TrafficLabel, TrafficReadiness))
+	if v, ok := ann[contract.AnnotationTraffic]; ok {
+		if v != contract.TrafficLabel && v != contract.TrafficReadiness {
+			bad(contract.AnnotationTraffic, fmt.Sprintf("want %q or %q", contract.TrafficLabel, contract.TrafficReadiness))
 		} else {
 			s.Traffic = v
 		}
 	}
-	if v, ok := ann[AnnotationImage]; ok {
+	if v, ok := ann[contract.AnnotationImage]; ok {
 		// Any Unicode space, not only ASCII ones: the API server refuses an image with leading or trailing
 		// whitespace (a no-break space, a carriage return), naming a container the user never wrote.
 		if v == "" || strings.IndexFunc(v, unicode.IsSpace) >= 0 {
-			bad(AnnotationImage, "want an image reference without whitespace, such as leader-election/elector:v0.1.0")
+			bad(contract.AnnotationImage, "want an image reference without whitespace, such as leader-election/elector:v0.1.0")
 		} else {
 			s.Image = v
 		}
@@ -162,10 +164,10 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		dst   *resource.Quantity
 		bytes bool
 	}{
-		{AnnotationCPURequest, &s.CPURequest, false},
-		{AnnotationCPULimit, &s.CPULimit, false},
-		{AnnotationMemoryRequest, &s.MemoryRequest, true},
-		{AnnotationMemoryLimit, &s.MemoryLimit, true},
+		{contract.AnnotationCPURequest, &s.CPURequest, false},
+		{contract.AnnotationCPULimit, &s.CPULimit, false},
+		{contract.AnnotationMemoryRequest, &s.MemoryRequest, true},
+		{contract.AnnotationMemoryLimit, &s.MemoryLimit, true},
 	}
 	for _, q := range quantities {
 		v, ok := ann[q.key]
@@ -192,8 +194,8 @@ func resolveResources(pod *corev1.Pod, s *Settings) []error {
 		requestKey, limitKey string
 		request, limit       *resource.Quantity
 	}{
-		{"CPU", AnnotationCPURequest, AnnotationCPULimit, &s.CPURequest, &s.CPULimit},
-		{"memory", AnnotationMemoryRequest, AnnotationMemoryLimit, &s.MemoryRequest, &s.MemoryLimit},
+		{"CPU", contract.AnnotationCPURequest, contract.AnnotationCPULimit, &s.CPURequest, &s.CPULimit},
+		{"memory", contract.AnnotationMemoryRequest, contract.AnnotationMemoryLimit, &s.MemoryRequest, &s.MemoryLimit},
 	}
 	guaranteed := !podLevel && isGuaranteed(pod)
 	for _, p := range pairs {
@@ -231,8 +233,8 @@ func fitPodBudget(pod *corev1.Pod, s *Settings) []error {
 		requestKey, limitKey string
 		request, limit       resource.Quantity
 	}{
-		{corev1.ResourceCPU, AnnotationCPURequest, AnnotationCPULimit, s.CPURequest, s.CPULimit},
-		{corev1.ResourceMemory, AnnotationMemoryRequest, AnnotationMemoryLimit, s.MemoryRequest, s.MemoryLimit},
+		{corev1.ResourceCPU, contract.AnnotationCPURequest, contract.AnnotationCPULimit, s.CPURequest, s.CPULimit},
+		{corev1.ResourceMemory, contract.AnnotationMemoryRequest, contract.AnnotationMemoryLimit, s.MemoryRequest, s.MemoryLimit},
 	} {
 		podLimit, limited := budget.Limits[r.name]
 		if limited && !r.limit.IsZero() && r.limit.Cmp(podLimit) > 0 {
@@ -328,15 +330,15 @@ func resolveMesh(pod *corev1.Pod, s *Settings) error {
 	if native {
 		proxy = nil // Istio's native sidecar: ordering suffices
 	}
-	v, set := pod.Annotations[AnnotationMesh]
+	v, set := pod.Annotations[contract.AnnotationMesh]
 	switch {
-	case !set && proxy != nil, set && v == MeshIstio:
-		s.Mesh = MeshIstio
-	case !set, v == MeshNone:
-		s.Mesh = MeshNone
+	case !set && proxy != nil, set && v == contract.MeshIstio:
+		s.Mesh = contract.MeshIstio
+	case !set, v == contract.MeshNone:
+		s.Mesh = contract.MeshNone
 		return nil
 	default:
-		return &AnnotationError{Key: AnnotationMesh, Value: v, Want: fmt.Sprintf("want %q or %q", MeshIstio, MeshNone)}
+		return &AnnotationError{Key: contract.AnnotationMesh, Value: v, Want: fmt.Sprintf("want %q or %q", contract.MeshIstio, contract.MeshNone)}
 	}
 	s.ProxyUser = istioProxyUser
 	if proxy != nil && proxy.SecurityContext != nil && proxy.SecurityContext.RunAsUser != nil && *proxy.SecurityContext.RunAsUser > 0 {

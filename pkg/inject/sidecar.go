@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // The elector's HTTP endpoints that the probes call (README "The elector's contract").
@@ -37,30 +39,30 @@ const nonRootUID = 65532
 // electorContainer builds the sidecar from the pod's settings. restartPolicy Always makes it a native sidecar.
 func electorContainer(s Settings, native bool, tokenVolume string) corev1.Container {
 	readiness := "member"
-	if s.Traffic == TrafficReadiness {
+	if s.Traffic == contract.TrafficReadiness {
 		readiness = "leader"
 	}
 	port := intstr.FromInt32(s.Port)
 	user := int64(nonRootUID)
-	if s.Mesh == MeshIstio {
+	if s.Mesh == contract.MeshIstio {
 		user = s.ProxyUser
 	}
 	c := corev1.Container{
-		Name:            ContainerName,
+		Name:            contract.ContainerName,
 		Image:           s.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Env: []corev1.EnvVar{
-			fieldEnv(EnvPodName, "metadata.name"),
-			fieldEnv(EnvPodUID, "metadata.uid"),
-			fieldEnv(EnvNamespace, "metadata.namespace"),
-			{Name: EnvLeaseName, Value: s.LeaseName},
-			{Name: EnvLeaseDuration, Value: s.LeaseDuration.String()},
-			{Name: EnvRenewDeadline, Value: s.RenewDeadline.String()},
-			{Name: EnvRetryPeriod, Value: s.RetryPeriod.String()},
-			{Name: EnvPort, Value: strconv.Itoa(int(s.Port))},
-			{Name: EnvReadiness, Value: readiness},
-			{Name: EnvPodLabelsFile, Value: podLabelsFile},
-			{Name: EnvHandover, Value: strconv.FormatBool(s.Handover)},
+			fieldEnv(contract.EnvPodName, "metadata.name"),
+			fieldEnv(contract.EnvPodUID, "metadata.uid"),
+			fieldEnv(contract.EnvNamespace, "metadata.namespace"),
+			{Name: contract.EnvLeaseName, Value: s.LeaseName},
+			{Name: contract.EnvLeaseDuration, Value: s.LeaseDuration.String()},
+			{Name: contract.EnvRenewDeadline, Value: s.RenewDeadline.String()},
+			{Name: contract.EnvRetryPeriod, Value: s.RetryPeriod.String()},
+			{Name: contract.EnvPort, Value: strconv.Itoa(int(s.Port))},
+			{Name: contract.EnvReadiness, Value: readiness},
+			{Name: contract.EnvPodLabelsFile, Value: podLabelsFile},
+			{Name: contract.EnvHandover, Value: strconv.FormatBool(s.Handover)},
 		},
 		Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: s.Port, Protocol: corev1.ProtocolTCP}},
 		// Readiness is checked every second and fails on the first miss: a leader that stopped renewing must
@@ -106,10 +108,10 @@ func electorContainer(s Settings, native bool, tokenVolume string) corev1.Contai
 		// The check goes where the kubelet's probe would, the pod IP, except under Istio: there the elector runs
 		// as the proxy's user, and Istio's iptables rules send that user's connections to the pod's own IP into
 		// the proxy's inbound listener; loopback (the elector's default) reaches the application directly.
-		if s.Mesh != MeshIstio {
-			c.Env = append(c.Env, fieldEnv(EnvPodIP, "status.podIP"))
+		if s.Mesh != contract.MeshIstio {
+			c.Env = append(c.Env, fieldEnv(contract.EnvPodIP, "status.podIP"))
 		}
-		c.Env = append(c.Env, corev1.EnvVar{Name: EnvAppCheck, Value: s.AppCheck})
+		c.Env = append(c.Env, corev1.EnvVar{Name: contract.EnvAppCheck, Value: s.AppCheck})
 	}
 	if native {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)

@@ -34,8 +34,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
-	"github.com/leader-election/leader-election/pkg/inject"
 )
 
 // leaseIndex indexes member pods by "<namespace>/<lease name>".
@@ -58,7 +58,7 @@ type Reconciler struct {
 // SetupWithManager registers the controller, its pod index, and the controller that removes stray labels.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, leaseIndex, func(o client.Object) []string {
-		if name := o.GetAnnotations()[inject.AnnotationLeaseName]; name != "" {
+		if name := o.GetAnnotations()[contract.AnnotationLeaseName]; name != "" {
 			return []string{o.GetNamespace() + "/" + name}
 		}
 		return nil
@@ -67,7 +67,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("indexing pods by lease: %w", err)
 	}
 	podToLease := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		name := o.GetAnnotations()[inject.AnnotationLeaseName]
+		name := o.GetAnnotations()[contract.AnnotationLeaseName]
 		if name == "" {
 			return nil
 		}
@@ -128,21 +128,21 @@ func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName, membe
 		return false, fmt.Errorf("reading Lease %s: %w", lease, err)
 	}
 	labelled := &corev1.PodList{}
-	if err := r.Live.List(ctx, labelled, client.InNamespace(lease.Namespace), client.HasLabels{inject.LabelRole}); err != nil {
+	if err := r.Live.List(ctx, labelled, client.InNamespace(lease.Namespace), client.HasLabels{contract.LabelRole}); err != nil {
 		return false, fmt.Errorf("listing labelled pods in %s: %w", lease.Namespace, err)
 	}
 	holderLabelled := false
 	seen := map[string]bool{}
 	for i := range labelled.Items {
 		pod := &labelled.Items[i]
-		if pod.Annotations[inject.AnnotationLeaseName] != lease.Name {
+		if pod.Annotations[contract.AnnotationLeaseName] != lease.Name {
 			continue // another group's leader (strays are the StrayReconciler's)
 		}
 		seen[pod.Name] = true
-		if isHolder(pod, current) && pod.Labels[inject.LabelRole] == inject.RoleLeader {
+		if isHolder(pod, current) && pod.Labels[contract.LabelRole] == contract.RoleLeader {
 			holderLabelled = true
 			if costChange(pod, true) != nil { // labelled by a version that did not set the cost
-				role := inject.RoleLeader
+				role := contract.RoleLeader
 				if err := setRole(ctx, r.Writer, pod, &role); err != nil {
 					return false, err
 				}
@@ -166,10 +166,10 @@ func (r *Reconciler) pass(ctx context.Context, lease types.NamespacedName, membe
 	} else if err != nil {
 		return false, fmt.Errorf("reading pod %s/%s: %w", lease.Namespace, holder, err)
 	}
-	if pod.Labels[inject.LabelMember] != "true" || pod.Annotations[inject.AnnotationLeaseName] != lease.Name || !isHolder(pod, current) {
+	if pod.Labels[contract.LabelMember] != "true" || pod.Annotations[contract.AnnotationLeaseName] != lease.Name || !isHolder(pod, current) {
 		return false, nil // the holder is not an injected member of this group: label nobody
 	}
-	role := inject.RoleLeader
+	role := contract.RoleLeader
 	if err := setRole(ctx, r.Writer, pod, &role); err != nil {
 		return false, err
 	}
@@ -207,9 +207,9 @@ func (r *Reconciler) removeStaleCosts(ctx context.Context, lease *coordinationv1
 func settled(members []corev1.Pod, lease *coordinationv1.Lease) bool {
 	for i := range members {
 		pod := &members[i]
-		_, labelled := pod.Labels[inject.LabelRole]
+		_, labelled := pod.Labels[contract.LabelRole]
 		want := isHolder(pod, lease)
-		if labelled != want || (labelled && pod.Labels[inject.LabelRole] != inject.RoleLeader) {
+		if labelled != want || (labelled && pod.Labels[contract.LabelRole] != contract.RoleLeader) {
 			return false
 		}
 		if costChange(pod, want) != nil {
@@ -246,7 +246,7 @@ var errConflict = errors.New("the pod changed since it was read")
 func setRole(ctx context.Context, w client.Writer, pod *corev1.Pod, role *string) error {
 	meta := map[string]any{
 		"resourceVersion": pod.GetResourceVersion(),
-		"labels":          map[string]*string{inject.LabelRole: role},
+		"labels":          map[string]*string{contract.LabelRole: role},
 	}
 	if cost := costChange(pod, role != nil); cost != nil {
 		meta["annotations"] = cost
@@ -270,8 +270,8 @@ func setRole(ctx context.Context, w client.Writer, pod *corev1.Pod, role *string
 // them (policy leader-election-pod-labels), but one labelled before the policies were installed would be a
 // Service endpoint without an elector behind it.
 func StraySelector() labels.Selector {
-	role, _ := labels.NewRequirement(inject.LabelRole, selection.Exists, nil)
-	notMember, _ := labels.NewRequirement(inject.LabelMember, selection.NotEquals, []string{"true"})
+	role, _ := labels.NewRequirement(contract.LabelRole, selection.Exists, nil)
+	notMember, _ := labels.NewRequirement(contract.LabelMember, selection.NotEquals, []string{"true"})
 	return labels.NewSelector().Add(*role, *notMember)
 }
 

@@ -19,16 +19,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
-	"github.com/leader-election/leader-election/pkg/inject"
 )
 
 func member(name, lease string, leader bool) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop",
-		Labels:      map[string]string{inject.LabelMember: "true"},
-		Annotations: map[string]string{inject.AnnotationLeaseName: lease}}}
+		Labels:      map[string]string{contract.LabelMember: "true"},
+		Annotations: map[string]string{contract.AnnotationLeaseName: lease}}}
 	if leader {
-		p.Labels[inject.LabelRole] = inject.RoleLeader
+		p.Labels[contract.LabelRole] = contract.RoleLeader
 	}
 	return p
 }
@@ -51,7 +51,7 @@ func withUID(p *corev1.Pod, uid string) *corev1.Pod {
 }
 
 func indexByLease(o client.Object) []string {
-	return []string{o.GetNamespace() + "/" + o.GetAnnotations()[inject.AnnotationLeaseName]}
+	return []string{o.GetNamespace() + "/" + o.GetAnnotations()[contract.AnnotationLeaseName]}
 }
 
 func TestReconcile(t *testing.T) {
@@ -68,7 +68,7 @@ func TestReconcile(t *testing.T) {
 		{"holder-uid names this pod", []client.Object{leaseWithUID("a", "uid-a"), withUID(member("a", "web", false), "uid-a")}, []string{"a"}},
 		{"holder-uid names an earlier pod of the same name: nobody", []client.Object{leaseWithUID("a", "uid-old"), withUID(member("a", "web", true), "uid-a")}, nil},
 		{"a holder that is not a member is never labelled", []client.Object{lease("a"), member("b", "web", true),
-			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "shop", Annotations: map[string]string{inject.AnnotationLeaseName: "web"}}}}, nil},
+			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "shop", Annotations: map[string]string{contract.AnnotationLeaseName: "web"}}}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +84,7 @@ func TestReconcile(t *testing.T) {
 				t.Fatal(err)
 			}
 			pods := &corev1.PodList{}
-			if err := c.List(context.Background(), pods, client.MatchingLabels{inject.LabelRole: inject.RoleLeader}); err != nil {
+			if err := c.List(context.Background(), pods, client.MatchingLabels{contract.LabelRole: contract.RoleLeader}); err != nil {
 				t.Fatal(err)
 			}
 			var got []string
@@ -146,7 +146,7 @@ func TestSettledGroupCostsNothing(t *testing.T) {
 }
 
 func TestStrays(t *testing.T) {
-	stray := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "copied", Namespace: "shop", Labels: map[string]string{inject.LabelRole: inject.RoleLeader, "app": "web"}}}
+	stray := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "copied", Namespace: "shop", Labels: map[string]string{contract.LabelRole: contract.RoleLeader, "app": "web"}}}
 	labelledMember := member("a", "web", true)
 	c := fake.NewClientBuilder().WithObjects(stray, labelledMember).Build()
 	s := &StrayReconciler{Live: c, Writer: c}
@@ -157,11 +157,11 @@ func TestStrays(t *testing.T) {
 	}
 	got := &corev1.Pod{}
 	_ = c.Get(context.Background(), client.ObjectKeyFromObject(stray), got)
-	if _, ok := got.Labels[inject.LabelRole]; ok || got.Labels["app"] != "web" {
+	if _, ok := got.Labels[contract.LabelRole]; ok || got.Labels["app"] != "web" {
 		t.Errorf("stray pod labels %v: want the role label removed and nothing else", got.Labels)
 	}
 	_ = c.Get(context.Background(), client.ObjectKeyFromObject(labelledMember), got)
-	if got.Labels[inject.LabelRole] != inject.RoleLeader {
+	if got.Labels[contract.LabelRole] != contract.RoleLeader {
 		t.Errorf("a member's label is the leader-label controller's, not the stray controller's: %v", got.Labels)
 	}
 	if !StraySelector().Matches(labels.Set(stray.Labels)) || StraySelector().Matches(labels.Set(labelledMember.Labels)) {

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // withAnnotations adds annotations to a member pod.
@@ -139,7 +139,7 @@ func TestDeletionCostTravelsWithTheLabel(t *testing.T) {
 				if want == "" && pod.Annotations[DeletionCostManagedAnnotation] != "" {
 					t.Errorf("pod %s: marker %s left without a cost", name, DeletionCostManagedAnnotation)
 				}
-				if want == LeaderDeletionCost && pod.Labels[inject.LabelRole] != inject.RoleLeader {
+				if want == LeaderDeletionCost && pod.Labels[contract.LabelRole] != contract.RoleLeader {
 					t.Errorf("pod %s: the leader's cost on a pod without the leader label", name)
 				}
 			}

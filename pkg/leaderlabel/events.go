@@ -6,7 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // ReasonLeaderElected is the reason of the Event recorded on a workload when its leader label moves.
@@ -29,7 +29,7 @@ func (r *Reconciler) recordLeader(pod *corev1.Pod, lease *coordinationv1.Lease) 
 	}
 	podRef := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 	r.Events.Eventf(regardingOf(pod), podRef, corev1.EventTypeNormal, ReasonLeaderElected, "Label",
-		"pod %s leads Lease %s and carries %s=%s", pod.Name, lease.Name, inject.LabelRole, inject.RoleLeader)
+		"pod %s leads Lease %s and carries %s=%s", pod.Name, lease.Name, contract.LabelRole, contract.RoleLeader)
 }
 
 // regardingOf is the pod's controlling owner (else its first owner), else the pod.

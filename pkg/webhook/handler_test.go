@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -65,7 +66,7 @@ func rawRequest(raw []byte, op admissionv1.Operation, dryRun bool) admission.Req
 func optedIn() *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{
-			inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web",
+			contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "web",
 		}},
 		Spec: corev1.PodSpec{ServiceAccountName: "runner", Containers: []corev1.Container{{Name: "app", Image: "a"}}},
 	}
@@ -90,7 +91,7 @@ func TestHandle(t *testing.T) {
 		{name: "unannotated pod is allowed unchanged", pod: &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}, op: admissionv1.Create, wantAllow: true},
 		{name: "bad annotation is denied with its reason", pod: func() *corev1.Pod {
 			p := optedIn()
-			p.Annotations[inject.AnnotationTraffic] = "dns"
+			p.Annotations[contract.AnnotationTraffic] = "dns"
 			return p
 		}(), op: admissionv1.Create, wantReason: `annotation leader-election/traffic: "dns" is not accepted`},
 		{name: "excluded namespace is refused and nothing is bound", pod: optedIn(), op: admissionv1.Create, namespace: "kube-system",

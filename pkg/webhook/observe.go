@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // Admission outcomes, the values of the outcome label of leader_election_webhook_admissions_total.
@@ -147,26 +147,26 @@ func outcomeOf(resp admission.Response) (outcome, reason string) {
 // for, and a container that takes the elector's name. A fixed set, so the metric's cardinality is bounded.
 // TestEveryKeyCanBeAtFault checks that every key pkg/inject defines is here.
 var faults = []struct{ match, reason string }{
-	{inject.AnnotationEnabled, inject.AnnotationEnabled},
-	{inject.AnnotationLeaseName, inject.AnnotationLeaseName},
-	{inject.AnnotationLeaseDuration, inject.AnnotationLeaseDuration},
-	{inject.AnnotationRenewDeadline, inject.AnnotationRenewDeadline},
-	{inject.AnnotationRetryPeriod, inject.AnnotationRetryPeriod},
-	{inject.AnnotationPort, inject.AnnotationPort},
-	{inject.AnnotationTraffic, inject.AnnotationTraffic},
-	{inject.AnnotationImage, inject.AnnotationImage},
-	{inject.AnnotationCPURequest, inject.AnnotationCPURequest},
-	{inject.AnnotationCPULimit, inject.AnnotationCPULimit},
-	{inject.AnnotationMemoryRequest, inject.AnnotationMemoryRequest},
-	{inject.AnnotationMemoryLimit, inject.AnnotationMemoryLimit},
-	{inject.AnnotationMesh, inject.AnnotationMesh},
-	{inject.AnnotationHealthCheck, inject.AnnotationHealthCheck},
-	{inject.AnnotationHealthContainer, inject.AnnotationHealthContainer},
-	{inject.AnnotationHealthFailureThreshold, inject.AnnotationHealthFailureThreshold},
-	{inject.AnnotationHealthGate, inject.AnnotationHealthGate},
-	{inject.AnnotationHandover, inject.AnnotationHandover},
-	{inject.AnnotationInjected, inject.AnnotationInjected},
-	{inject.LabelEnforce, inject.LabelEnforce},
+	{contract.AnnotationEnabled, contract.AnnotationEnabled},
+	{contract.AnnotationLeaseName, contract.AnnotationLeaseName},
+	{contract.AnnotationLeaseDuration, contract.AnnotationLeaseDuration},
+	{contract.AnnotationRenewDeadline, contract.AnnotationRenewDeadline},
+	{contract.AnnotationRetryPeriod, contract.AnnotationRetryPeriod},
+	{contract.AnnotationPort, contract.AnnotationPort},
+	{contract.AnnotationTraffic, contract.AnnotationTraffic},
+	{contract.AnnotationImage, contract.AnnotationImage},
+	{contract.AnnotationCPURequest, contract.AnnotationCPURequest},
+	{contract.AnnotationCPULimit, contract.AnnotationCPULimit},
+	{contract.AnnotationMemoryRequest, contract.AnnotationMemoryRequest},
+	{contract.AnnotationMemoryLimit, contract.AnnotationMemoryLimit},
+	{contract.AnnotationMesh, contract.AnnotationMesh},
+	{contract.AnnotationHealthCheck, contract.AnnotationHealthCheck},
+	{contract.AnnotationHealthContainer, contract.AnnotationHealthContainer},
+	{contract.AnnotationHealthFailureThreshold, contract.AnnotationHealthFailureThreshold},
+	{contract.AnnotationHealthGate, contract.AnnotationHealthGate},
+	{contract.AnnotationHandover, contract.AnnotationHandover},
+	{contract.AnnotationInjected, contract.AnnotationInjected},
+	{contract.LabelEnforce, contract.LabelEnforce},
 	{"spec.hostNetwork", "spec.hostNetwork"},
 	{"spec.os.name", "spec.os.name"},
 	{"spec.nodeSelector", "spec.nodeSelector"},

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // recordedEvent is one call to the fake recorder.
@@ -85,7 +85,7 @@ func admissionsCount(t *testing.T, reg *prometheus.Registry, outcome, reason str
 func TestObserverCountsOutcomesAndRecordsEventsOnTheOwner(t *testing.T) {
 	badPort := func() *corev1.Pod {
 		p := optedIn()
-		p.Annotations[inject.AnnotationPort] = "99999"
+		p.Annotations[contract.AnnotationPort] = "99999"
 		return p
 	}
 	tests := []struct {
@@ -100,10 +100,10 @@ func TestObserverCountsOutcomesAndRecordsEventsOnTheOwner(t *testing.T) {
 		wantNote  string
 	}{
 		{"injected replica", ownedByRS(optedIn()), false, nil, OutcomeInjected, "", ReasonInjected, "injected the leader-election elector"},
-		{"refused replica", ownedByRS(badPort()), false, nil, OutcomeRefused, inject.AnnotationPort, ReasonRefused, `annotation leader-election/port: "99999" is not accepted`},
-		{"refused in a dry run: counted, no Event", ownedByRS(badPort()), true, nil, OutcomeRefused, inject.AnnotationPort, "", ""},
+		{"refused replica", ownedByRS(badPort()), false, nil, OutcomeRefused, contract.AnnotationPort, ReasonRefused, `annotation leader-election/port: "99999" is not accepted`},
+		{"refused in a dry run: counted, no Event", ownedByRS(badPort()), true, nil, OutcomeRefused, contract.AnnotationPort, "", ""},
 		{"injected in a dry run: no Event", ownedByRS(optedIn()), true, nil, OutcomeInjected, "", "", ""},
-		{"refused pod without an owner: no Event", badPort(), false, nil, OutcomeRefused, inject.AnnotationPort, "", ""},
+		{"refused pod without an owner: no Event", badPort(), false, nil, OutcomeRefused, contract.AnnotationPort, "", ""},
 		{"pod left alone", ownedByRS(plainPodForObserver()), false, nil, OutcomeSkipped, "", "", ""},
 		{"binding failed", ownedByRS(optedIn()), false, errors.New("etcd is down"), OutcomeError, "500", "", ""},
 	}
@@ -174,7 +174,7 @@ func TestObserverQueueHoldsBoundedBytes(t *testing.T) {
 	}
 	h := o.Observe(PathOptIn, newInjector(&recordingBinder{}))
 	pod := ownedByRS(optedIn())
-	pod.Annotations[inject.AnnotationPort] = "99999" // refused: an Event is queued
+	pod.Annotations[contract.AnnotationPort] = "99999" // refused: an Event is queued
 	pod.Annotations["example.com/blob"] = strings.Repeat("x", 200<<10)
 	req := podRequest(t, pod, admissionv1.Create, false)
 	for range cap(o.queue) {
@@ -215,10 +215,10 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 func TestKeyAtFaultIsTheFirstKeyTheMessageNames(t *testing.T) {
 	for msg, want := range map[string]string{
-		`annotation leader-election/port: "99999" is not accepted: want a port number from 1 to 65535`:                                                      inject.AnnotationPort,
-		"annotations leader-election/lease-duration, leader-election/renew-deadline, leader-election/retry-period: 3s < 5s":                                 inject.AnnotationLeaseDuration,
-		"annotation leader-election/lease-name: required for a pod without an owner":                                                                        inject.AnnotationLeaseName,
-		`namespace policy leader-election/enforce="true": ... annotation leader-election/enabled="false" is not allowed here`:                               inject.LabelEnforce,
+		`annotation leader-election/port: "99999" is not accepted: want a port number from 1 to 65535`:                                                      contract.AnnotationPort,
+		"annotations leader-election/lease-duration, leader-election/renew-deadline, leader-election/retry-period: 3s < 5s":                                 contract.AnnotationLeaseDuration,
+		"annotation leader-election/lease-name: required for a pod without an owner":                                                                        contract.AnnotationLeaseName,
+		`namespace policy leader-election/enforce="true": ... annotation leader-election/enabled="false" is not allowed here`:                               contract.LabelEnforce,
 		`container name "leader-elector" is reserved for the injected elector; rename the pod's container`:                                                  "container-name",
 		`port name "elector-http" is reserved for the injected elector; rename the port of the pod's container "app"`:                                       "port-name",
 		`spec.hostNetwork is true: ... leader election is not available for host-network pods (namespace policy leader-election/enforce="true" enrols ...)`: "spec.hostNetwork",
@@ -241,10 +241,10 @@ func TestTruncateKeepsNotesUnderTheAPILimit(t *testing.T) {
 	}
 }
 
-// TestEveryKeyCanBeAtFault: every annotation key and the enforce label pkg/inject defines is a fault the metric
+// TestEveryKeyCanBeAtFault: every annotation key and the enforce label pkg/contract defines is a fault the metric
 // can name, so a new annotation is not counted as "other". Read from keys.go's source, which lists them all.
 func TestEveryKeyCanBeAtFault(t *testing.T) {
-	file, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "inject", "keys.go"), nil, 0)
+	file, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "contract", "keys.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestEveryKeyCanBeAtFault(t *testing.T) {
 					continue
 				}
 				checked++
-				key := inject.Prefix + strings.TrimPrefix(exprString(t, spec.(*ast.ValueSpec).Values[0]), "Prefix + ")
+				key := contract.Prefix + strings.TrimPrefix(exprString(t, spec.(*ast.ValueSpec).Values[0]), "Prefix + ")
 				if !known[key] {
 					t.Errorf("%s (%s) is not in faults: a refusal naming it would be counted as \"other\"", name.Name, key)
 				}

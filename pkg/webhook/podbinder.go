@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // PodBinder gives the ServiceAccount of every injected pod the API server has stored the elector's permissions
@@ -52,8 +52,8 @@ func (r *PodBinder) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	if err := r.Reader.Get(ctx, req.NamespacedName, pod); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	lease := pod.Annotations[inject.AnnotationLeaseName]
-	if pod.Labels[inject.LabelMember] != "true" || lease == "" || pod.DeletionTimestamp != nil {
+	lease := pod.Annotations[contract.AnnotationLeaseName]
+	if pod.Labels[contract.LabelMember] != "true" || lease == "" || pod.DeletionTimestamp != nil {
 		return ctrl.Result{}, nil
 	}
 	sa := pod.Spec.ServiceAccountName

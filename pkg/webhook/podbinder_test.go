@@ -11,7 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // grantRecorder remembers what it was asked to bind.
@@ -27,9 +27,9 @@ func (g *grantRecorder) Bind(_ context.Context, ns, sa, lease string) error {
 func TestPodBinder(t *testing.T) {
 	pod := func(ns, name, sa string, member bool, deleting bool) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
-			Annotations: map[string]string{inject.AnnotationLeaseName: "web"}}, Spec: corev1.PodSpec{ServiceAccountName: sa}}
+			Annotations: map[string]string{contract.AnnotationLeaseName: "web"}}, Spec: corev1.PodSpec{ServiceAccountName: sa}}
 		if member {
-			p.Labels = map[string]string{inject.LabelMember: "true"}
+			p.Labels = map[string]string{contract.LabelMember: "true"}
 		}
 		if deleting {
 			p.DeletionTimestamp, p.Finalizers = ptrTime(), []string{"example.com/hold"}

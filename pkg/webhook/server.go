@@ -27,6 +27,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 )
@@ -196,7 +197,7 @@ func cacheOptions() cache.Options {
 			&corev1.ServiceAccount{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
 			// Only injected pods, and only their metadata and ServiceAccount: the leader-label controller and
 			// PodBinder need nothing else.
-			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inject.LabelMember: "true"}), Transform: keepMetadataOnly,
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{contract.LabelMember: "true"}), Transform: keepMetadataOnly,
 				Field: notNodeLeases},
 			&coordinationv1.Lease{}: {Transform: keepMetadataOnly, Field: notNodeLeases},
 			// WorkloadBinder (--bind-workloads) reads a workload's pod-template annotations and ServiceAccount,

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // WorkloadBinder gives the ServiceAccount of every Deployment and StatefulSet whose pods will be injected the
@@ -108,7 +108,7 @@ func (r *workloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.Reader.Get(ctx, client.ObjectKey{Name: req.Namespace}, ns); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	enforced := ns.Labels[inject.LabelEnforce] == "true"
+	enforced := ns.Labels[contract.LabelEnforce] == "true"
 	sa, lease, ok := WorkloadElection(req.Name, template, enforced)
 	if !ok {
 		return ctrl.Result{}, nil
@@ -124,7 +124,7 @@ func (r *workloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 // the pod's owner. A template whose annotations injection would refuse gets nothing: its pods never run.
 func WorkloadElection(name string, template *corev1.PodTemplateSpec, enforced bool) (serviceAccount, lease string, ok bool) {
 	ann := template.Annotations
-	switch enabled, set := ann[inject.AnnotationEnabled]; {
+	switch enabled, set := ann[contract.AnnotationEnabled]; {
 	case set && enabled != "true" && enabled != "false":
 		return "", "", false
 	case enabled == "true", enforced && enabled != "false":
@@ -132,7 +132,7 @@ func WorkloadElection(name string, template *corev1.PodTemplateSpec, enforced bo
 		return "", "", false
 	}
 	lease = name
-	if v, set := ann[inject.AnnotationLeaseName]; set {
+	if v, set := ann[contract.AnnotationLeaseName]; set {
 		if len(validation.IsDNS1123Subdomain(v)) > 0 {
 			return "", "", false
 		}

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 func template(sa string, annotations map[string]string) *corev1.PodTemplateSpec {
@@ -22,7 +22,7 @@ func template(sa string, annotations map[string]string) *corev1.PodTemplateSpec 
 // TestWorkloadElection: a workload is bound exactly when its pods will be injected (the same opt-in and namespace
 // policy as pkg/inject), for the Lease its pods will name.
 func TestWorkloadElection(t *testing.T) {
-	on := map[string]string{inject.AnnotationEnabled: "true"}
+	on := map[string]string{contract.AnnotationEnabled: "true"}
 	for _, tc := range []struct {
 		name     string
 		tpl      *corev1.PodTemplateSpec
@@ -32,13 +32,13 @@ func TestWorkloadElection(t *testing.T) {
 	}{
 		{"opted in: the workload's name", template("runner", on), false, "runner", "web"},
 		{"no ServiceAccount: default", template("", on), false, "default", "web"},
-		{"lease-name annotation", template("runner", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "shared"}), false, "runner", "shared"},
-		{"invalid lease name: its pods are refused", template("runner", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "Not_A_Name"}), false, "", ""},
+		{"lease-name annotation", template("runner", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "shared"}), false, "runner", "shared"},
+		{"invalid lease name: its pods are refused", template("runner", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "Not_A_Name"}), false, "", ""},
 		{"not annotated", template("runner", nil), false, "", ""},
-		{"opted out", template("runner", map[string]string{inject.AnnotationEnabled: "false"}), false, "", ""},
-		{"bad opt-in value: its pods are refused", template("runner", map[string]string{inject.AnnotationEnabled: "yes"}), true, "", ""},
+		{"opted out", template("runner", map[string]string{contract.AnnotationEnabled: "false"}), false, "", ""},
+		{"bad opt-in value: its pods are refused", template("runner", map[string]string{contract.AnnotationEnabled: "yes"}), true, "", ""},
 		{"enforcing namespace, not annotated", template("runner", nil), true, "runner", "web"},
-		{"enforcing namespace, opted out: its pods are refused", template("runner", map[string]string{inject.AnnotationEnabled: "false"}), true, "", ""},
+		{"enforcing namespace, opted out: its pods are refused", template("runner", map[string]string{contract.AnnotationEnabled: "false"}), true, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sa, lease, ok := WorkloadElection("web", tc.tpl, tc.enforced)
@@ -52,7 +52,7 @@ func TestWorkloadElection(t *testing.T) {
 // TestWorkloadBinder: Deployments and StatefulSets are bound from their templates and their namespace's enforce
 // label; excluded namespaces, workloads being deleted and workloads gone are not.
 func TestWorkloadBinder(t *testing.T) {
-	on := map[string]string{inject.AnnotationEnabled: "true"}
+	on := map[string]string{contract.AnnotationEnabled: "true"}
 	deploy := func(ns, name string, tpl *corev1.PodTemplateSpec) *appsv1.Deployment {
 		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.DeploymentSpec{Template: *tpl}}
 	}
@@ -60,7 +60,7 @@ func TestWorkloadBinder(t *testing.T) {
 	leaving.DeletionTimestamp, leaving.Finalizers = ptrTime(), []string{"example.com/hold"}
 	c := fake.NewClientBuilder().WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}},
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "strict", Labels: map[string]string{inject.LabelEnforce: "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "strict", Labels: map[string]string{contract.LabelEnforce: "true"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}},
 		deploy("shop", "web", template("runner", on)),
 		deploy("shop", "plain", template("runner", nil)),

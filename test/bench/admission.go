@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/cluster"
 )
 
@@ -647,7 +647,7 @@ func createPod(ctx context.Context, cs kubernetes.Interface, ns, name, group str
 		// A bare pod has no owning workload to name the Lease after, so it names one: the pods come in groups of
 		// three per Lease, like the replicas of small Deployments (the webhook's leader-label controller looks at
 		// every pod of a Lease on each change, so one Lease for all of them would measure a case nobody has).
-		pod.Annotations = map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: group}
+		pod.Annotations = map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: group}
 	}
 	out, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -659,7 +659,7 @@ func createPod(ctx context.Context, cs kubernetes.Interface, ns, name, group str
 func hasElector(pod *corev1.Pod) bool {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
-			if c.Name == inject.ContainerName {
+			if c.Name == contract.ContainerName {
 				return true
 			}
 		}

@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 	"github.com/leader-election/leader-election/test/node"
@@ -39,9 +39,9 @@ const nodeNamespace = "bench-node"
 // nodeTimings are the e2e suite's: the fastest the timing rules accept, so that release-and-race, the baseline,
 // is as quick as it can be.
 var nodeTimings = map[string]string{
-	inject.AnnotationLeaseDuration: "4s",
-	inject.AnnotationRenewDeadline: "2s",
-	inject.AnnotationRetryPeriod:   "500ms",
+	contract.AnnotationLeaseDuration: "4s",
+	contract.AnnotationRenewDeadline: "2s",
+	contract.AnnotationRetryPeriod:   "500ms",
 }
 
 // rolloutKind is one configuration of a rolling update.
@@ -226,7 +226,7 @@ func benchDeployment(name string, replicas int, handover bool) (*appsv1.Deployme
 		d.Spec.Template.Annotations[k] = v
 	}
 	if !handover {
-		d.Spec.Template.Annotations[inject.AnnotationHandover] = "false" // release-and-race, as before issue 13
+		d.Spec.Template.Annotations[contract.AnnotationHandover] = "false" // release-and-race, as before issue 13
 	}
 	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
 	node.RunSampleApp(&d.Spec.Template)
@@ -325,7 +325,7 @@ func measureAppFailure(ctx context.Context, cs kubernetes.Interface, trials int,
 		svc, err := cs.CoreV1().Services(nodeNamespace).Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app.kubernetes.io/name": name, inject.LabelRole: inject.RoleLeader},
+				Selector: map[string]string{"app.kubernetes.io/name": name, contract.LabelRole: contract.RoleLeader},
 				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
 			},
 		}, metav1.CreateOptions{})
@@ -402,7 +402,7 @@ func measureAppFailure(ctx context.Context, cs kubernetes.Interface, trials int,
 // to call a failing app unhealthy.
 func appCheckDetection(pod *corev1.Pod) (time.Duration, error) {
 	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
-		if c.Name != inject.ContainerName {
+		if c.Name != contract.ContainerName {
 			continue
 		}
 		for _, e := range c.Env {

@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // restartDelay is how long the stand-in waits before restarting an exited elector; the kubelet restarts a
@@ -89,7 +89,7 @@ func (r *podRunner) start(ctx context.Context, pod *corev1.Pod) error {
 func electorContainer(pod *corev1.Pod) *corev1.Container {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range list {
-			if list[i].Name == inject.ContainerName {
+			if list[i].Name == contract.ContainerName {
 				return list[i].DeepCopy()
 			}
 		}
@@ -393,7 +393,7 @@ func (r *podRunner) status(pod *corev1.Pod) corev1.PodStatus {
 	for _, c := range pod.Spec.InitContainers {
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			ready, restarts := true, int32(0)
-			if c.Name == inject.ContainerName {
+			if c.Name == contract.ContainerName {
 				ready, restarts = electorReady, r.restarts
 			}
 			st.InitContainerStatuses = append(st.InitContainerStatuses, containerStatus(c, ready, restarts))
@@ -406,7 +406,7 @@ func (r *podRunner) status(pod *corev1.Pod) corev1.PodStatus {
 	}
 	for _, c := range pod.Spec.Containers {
 		ready, restarts := true, int32(0)
-		if c.Name == inject.ContainerName {
+		if c.Name == contract.ContainerName {
 			ready, restarts = electorReady, r.restarts
 		}
 		st.ContainerStatuses = append(st.ContainerStatuses, containerStatus(c, ready, restarts))

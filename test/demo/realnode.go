@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 	"github.com/leader-election/leader-election/test/node"
@@ -96,7 +96,7 @@ func runRealNode(ctx context.Context, imagesDir string, keep bool) error {
 		say("   %-28s %s", p.Name, containerStates(&p))
 	}
 
-	say("== 5. one leader, and only the leader answers the Service (kube-proxy routes the ClusterIP to the pod labelled %s=%s)", inject.LabelRole, inject.RoleLeader)
+	say("== 5. one leader, and only the leader answers the Service (kube-proxy routes the ClusterIP to the pod labelled %s=%s)", contract.LabelRole, contract.RoleLeader)
 	say("   Lease %s/%s is held by %s", namespace, app, leader)
 	curlTimes(url, 3)
 
@@ -142,7 +142,7 @@ func runRealNode(ctx context.Context, imagesDir string, keep bool) error {
 	if keep {
 		say("== the cluster stays up; in another terminal:")
 		say("   export KUBECONFIG=%s", n.AdminKubeconfig)
-		say("   kubectl -n %s get pods -L %s,%s; curl %s", namespace, inject.LabelRole, inject.LabelMember, url)
+		say("   kubectl -n %s get pods -L %s,%s; curl %s", namespace, contract.LabelRole, contract.LabelMember, url)
 		say("   press Ctrl-C to stop it and put the machine back (logs stay in %s)", n.Dir())
 		<-ctx.Done()
 	}

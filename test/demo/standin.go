@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/test/cluster"
 )
@@ -122,7 +123,7 @@ func runStandIn(ctx context.Context, bin string, keep bool) error {
 	if keep {
 		say("== the cluster stays up; in another terminal:")
 		say("   export KUBECONFIG=%s", c.AdminKubeconfig)
-		say("   kubectl -n %s get pods -L %s,%s", namespace, inject.LabelRole, inject.LabelMember)
+		say("   kubectl -n %s get pods -L %s,%s", namespace, contract.LabelRole, contract.LabelMember)
 		say("   press Ctrl-C to stop it (logs and kubeconfig stay in %s)", workDir)
 		<-ctx.Done()
 	}
@@ -169,7 +170,7 @@ func waitForLeader(ctx context.Context, cs kubernetes.Interface, endpoints *clus
 
 func describeInjection(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) {
 	for _, c := range pod.Spec.InitContainers {
-		if c.Name != inject.ContainerName {
+		if c.Name != contract.ContainerName {
 			continue
 		}
 		say("   native sidecar %s (image %s, restartPolicy %s)", c.Name, c.Image, ptr.Deref(c.RestartPolicy, ""))
@@ -186,7 +187,7 @@ func describeInjection(ctx context.Context, cs kubernetes.Interface, pod *corev1
 			c.ReadinessProbe.HTTPGet.Port.String(), c.ReadinessProbe.PeriodSeconds, c.LivenessProbe.HTTPGet.Path)
 		say("   securityContext: runAsNonRoot, readOnlyRootFilesystem, no privilege escalation, all capabilities dropped")
 	}
-	say("   annotation %s=%s", inject.AnnotationInjected, pod.Annotations[inject.AnnotationInjected])
+	say("   annotation %s=%s", contract.AnnotationInjected, pod.Annotations[contract.AnnotationInjected])
 	sa := pod.Spec.ServiceAccountName
 	if rb, err := cs.RbacV1().RoleBindings(namespace).Get(ctx, binding.Name(sa), metav1.GetOptions{}); err == nil {
 		say("   RoleBinding %s binds ServiceAccount %s to ClusterRole %s in namespace %s only", rb.Name, sa, rb.RoleRef.Name, namespace)

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/test/node"
 )
@@ -71,7 +72,7 @@ func (w *world) bindingGap(t *testing.T, name string, deployment bool) {
 		}
 		t.Cleanup(func() { _ = cs.AppsV1().Deployments(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	} else {
-		tmpl.Annotations[inject.AnnotationLeaseName] = name
+		tmpl.Annotations[contract.AnnotationLeaseName] = name
 		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 		pod.Name, pod.Namespace = name, ns
 		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -188,7 +189,7 @@ func (w *world) managerDown(t *testing.T) {
 	tmpl := w.sampleTemplate()
 	tmpl.Labels = map[string]string{appLabel: name}
 	tmpl.Spec.ServiceAccountName = name
-	tmpl.Annotations[inject.AnnotationLeaseName] = name
+	tmpl.Annotations[contract.AnnotationLeaseName] = name
 	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 	pod.Name, pod.Namespace = name, ns
 	stored, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
@@ -227,7 +228,7 @@ func (w *world) managerDown(t *testing.T) {
 	p := w.pod(name)
 	refused, _ = electorMetrics(t, p)
 	t.Logf("manager down, bare pod: injected without it; manager scaled back -> account bound %s; bound -> elector holds the Lease %s (its retry backoff; lease %s); the elector's failed Lease API calls: %s",
-		ms(bound.Sub(back)), ms(held.Sub(bound)), fastTimings[inject.AnnotationLeaseDuration], refused)
+		ms(bound.Sub(back)), ms(held.Sub(bound)), fastTimings[contract.AnnotationLeaseDuration], refused)
 	w.poll(90*time.Second, "the manager ready again", func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments(node.WebhookNamespace).Get(ctx, managerName, metav1.GetOptions{})
 		return err == nil && d.Status.ReadyReplicas == replicas, nil

@@ -26,8 +26,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
-	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/node"
@@ -41,9 +41,9 @@ const (
 
 // fastTimings keep the fault scenarios quick: the fastest the timing rules accept (lease - renew >= 2s).
 var fastTimings = map[string]string{
-	inject.AnnotationLeaseDuration: "4s",
-	inject.AnnotationRenewDeadline: "2s",
-	inject.AnnotationRetryPeriod:   "500ms",
+	contract.AnnotationLeaseDuration: "4s",
+	contract.AnnotationRenewDeadline: "2s",
+	contract.AnnotationRetryPeriod:   "500ms",
 }
 
 // TestEndToEnd runs the whole suite with the chart's default admission mode, the mutating webhook.
@@ -133,7 +133,7 @@ func suite(t *testing.T, mode string) {
 	scenario(scenarioLeaderDeleted, func(t *testing.T) {
 		old := w.settled(3)
 		pod := w.pod(old)
-		appID, electorID := containerID(pod, "app"), containerID(pod, inject.ContainerName)
+		appID, electorID := containerID(pod, "app"), containerID(pod, contract.ContainerName)
 		deleted := time.Now()
 		if err := cs.CoreV1().Pods(ns).Delete(t.Context(), old, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
@@ -161,15 +161,15 @@ func suite(t *testing.T, mode string) {
 	scenario("leader's elector container killed (SIGKILL): the kubelet restarts it, one leader serves", func(t *testing.T) {
 		old := w.settled(3)
 		pod := w.pod(old)
-		restarts := restartCount(pod, inject.ContainerName)
-		pid := w.taskPID(pod, inject.ContainerName)
+		restarts := restartCount(pod, contract.ContainerName)
+		pid := w.taskPID(pod, contract.ContainerName)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		w.exitOf(containerID(pod, inject.ContainerName), "killed elector of "+old)
+		w.exitOf(containerID(pod, contract.ContainerName), "killed elector of "+old)
 		w.poll(60*time.Second, "the elector of "+old+" restarted", func(ctx context.Context) (bool, error) {
 			p, err := cs.CoreV1().Pods(ns).Get(ctx, old, metav1.GetOptions{})
-			return err == nil && restartCount(p, inject.ContainerName) > restarts && containerID(p, inject.ContainerName) != "", nil
+			return err == nil && restartCount(p, contract.ContainerName) > restarts && containerID(p, contract.ContainerName) != "", nil
 		})
 		holder := w.settled(3)
 		t.Logf("elector of %s killed; leader now %s (same pod: %v)", old, holder, holder == old)
@@ -177,7 +177,7 @@ func suite(t *testing.T, mode string) {
 
 	scenario("leader's elector paused past the lease: another leads, the paused one rejoins as standby", func(t *testing.T) {
 		old := w.settled(3)
-		pid := w.taskPID(w.pod(old), inject.ContainerName)
+		pid := w.taskPID(w.pod(old), contract.ContainerName)
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +238,7 @@ func suite(t *testing.T, mode string) {
 
 	scenario("leader steps down on its control socket: it leaves the Service before the Lease moves", func(t *testing.T) {
 		old := w.settled(3)
-		pid := w.taskPID(w.pod(old), inject.ContainerName)
+		pid := w.taskPID(w.pod(old), contract.ContainerName)
 		asked := time.Now()
 		// The control socket is an abstract Unix socket, scoped to the pod's network namespace: ask from inside it.
 		out, err := exec.CommandContext(t.Context(), "nsenter", "-t", strconv.Itoa(pid), "-n", "curl", "-sS", "-m", "15",
@@ -390,7 +390,7 @@ func (w *world) createService(name, appName string) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{appLabel: appName, inject.LabelRole: inject.RoleLeader},
+			Selector: map[string]string{appLabel: appName, contract.LabelRole: contract.RoleLeader},
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
 		},
 	}
@@ -462,7 +462,7 @@ func (w *world) oneLeaderChange(version string) {
 func (w *world) appCheckDetection(pod *corev1.Pod) time.Duration {
 	w.t.Helper()
 	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
-		if c.Name != inject.ContainerName {
+		if c.Name != contract.ContainerName {
 			continue
 		}
 		for _, e := range c.Env {
@@ -646,7 +646,7 @@ func podReady(p *corev1.Pod) bool {
 
 func hasElector(p *corev1.Pod) bool {
 	for _, c := range p.Spec.InitContainers {
-		if c.Name == inject.ContainerName && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+		if c.Name == contract.ContainerName && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			return true
 		}
 	}

@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -78,14 +78,14 @@ func TestInstallOnControlPlane(t *testing.T) {
 			createServiceAccount(t, cs, other, "default")
 
 			annotatedInOwnNamespace := webhookPod("annotated-webhook-pod")
-			annotatedInOwnNamespace.Annotations = map[string]string{inject.AnnotationEnabled: "true"}
+			annotatedInOwnNamespace.Annotations = map[string]string{contract.AnnotationEnabled: "true"}
 			insecure := webhookPod("without-security-context")
 			insecure.Spec.SecurityContext, insecure.Spec.Containers[0].SecurityContext = nil, nil
 
 			// Policies take effect a moment after they are created: wait until a dry-run of the annotated pod
 			// comes back injected.
 			if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 {
-				probe := plainPod("probe", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "x"})
+				probe := plainPod("probe", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "x"})
 				err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 					p, err := cs.CoreV1().Pods(other).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 					return err == nil && hasElector(p), nil
@@ -111,7 +111,7 @@ func TestInstallOnControlPlane(t *testing.T) {
 				{"the webhook's own namespace never reaches the webhook", in.namespace, annotatedInOwnNamespace, ""},
 				{"control: restricted is enforced", in.namespace, insecure, "violates PodSecurity \"restricted:latest\""},
 				{"a pod without the annotation is untouched", other, plainPod("plain", nil), ""},
-				{"an annotated pod while the webhook is down", other, plainPod("annotated", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "x"}),
+				{"an annotated pod while the webhook is down", other, plainPod("annotated", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "x"}),
 					annotatedWhileDown},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
@@ -127,7 +127,7 @@ func TestInstallOnControlPlane(t *testing.T) {
 					// In policy mode the API server injects by itself: the annotated pod outside the install's
 					// namespace has the elector, every other pod is as it was sent.
 					if in.policyMode && len(in.objects.ofKind("MutatingAdmissionPolicy")) > 0 && err == nil {
-						want := tc.namespace == other && tc.pod.Annotations[inject.AnnotationEnabled] == "true"
+						want := tc.namespace == other && tc.pod.Annotations[contract.AnnotationEnabled] == "true"
 						if got := hasElector(stored); got != want {
 							t.Errorf("pod %s/%s: elector injected %v, want %v (admission mode policy)", tc.namespace, tc.pod.Name, got, want)
 						}
@@ -140,7 +140,7 @@ func TestInstallOnControlPlane(t *testing.T) {
 
 // hasElector reports whether the pod carries the injected elector, as a native sidecar or a container.
 func hasElector(p *corev1.Pod) bool {
-	is := func(c corev1.Container) bool { return c.Name == inject.ContainerName }
+	is := func(c corev1.Container) bool { return c.Name == contract.ContainerName }
 	return slices.ContainsFunc(p.Spec.InitContainers, is) || slices.ContainsFunc(p.Spec.Containers, is)
 }
 

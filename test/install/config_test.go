@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 )
 
@@ -163,21 +164,21 @@ func TestSamples(t *testing.T) {
 	svc := as[corev1.Service](t, objs.one(t, "Service", "sample"))
 	objs.one(t, "ServiceAccount", d.Spec.Template.Spec.ServiceAccountName)
 
-	if d.Spec.Template.Annotations[inject.AnnotationEnabled] != "true" {
-		t.Errorf("sample pod template lacks %s: \"true\"", inject.AnnotationEnabled)
+	if d.Spec.Template.Annotations[contract.AnnotationEnabled] != "true" {
+		t.Errorf("sample pod template lacks %s: \"true\"", contract.AnnotationEnabled)
 	}
-	if svc.Spec.Selector[inject.LabelRole] != inject.RoleLeader {
-		t.Errorf("sample Service selector %v lacks %s: %s", svc.Spec.Selector, inject.LabelRole, inject.RoleLeader)
+	if svc.Spec.Selector[contract.LabelRole] != contract.RoleLeader {
+		t.Errorf("sample Service selector %v lacks %s: %s", svc.Spec.Selector, contract.LabelRole, contract.RoleLeader)
 	}
 	sel := labels.SelectorFromSet(svc.Spec.Selector)
-	leader := labels.Merge(d.Spec.Template.Labels, labels.Set{inject.LabelRole: inject.RoleLeader})
+	leader := labels.Merge(d.Spec.Template.Labels, labels.Set{contract.LabelRole: contract.RoleLeader})
 	if !sel.Matches(leader) {
 		t.Errorf("sample Service selector %v does not select the leader pod %v", svc.Spec.Selector, leader)
 	}
 	if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 		t.Errorf("sample Service selector %v selects every replica, not only the leader", svc.Spec.Selector)
 	}
-	other := labels.Set{"app.kubernetes.io/name": "other", inject.LabelRole: inject.RoleLeader}
+	other := labels.Set{"app.kubernetes.io/name": "other", contract.LabelRole: contract.RoleLeader}
 	if sel.Matches(other) {
 		t.Errorf("sample Service selector %v selects other apps' leaders", svc.Spec.Selector)
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -74,7 +75,7 @@ func TestChartMonitoringWiring(t *testing.T) {
 
 	// An injected pod: the PodMonitor must select it and scrape the port the elector listens on.
 	injected, _, err := inject.Mutate(&corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"}},
+		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "web"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 	}, inject.DefaultConfig("v0.1.0", "leader-election/elector:v0.1.0"), false)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -105,7 +105,7 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	createServiceAccount(t, cs, "apps", "default")
 	createServiceAccount(t, cs, namespace, "default")
 
-	pod := plainPod("web", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"})
+	pod := plainPod("web", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "web"})
 	var stored *corev1.Pod
 	var err error
 	// The policies take effect once the API server's informers have seen them.
@@ -118,7 +118,7 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	if err != nil {
 		t.Fatalf("annotated pod refused: %v", err)
 	}
-	if len(stored.Spec.InitContainers) != 1 || stored.Spec.InitContainers[0].Name != inject.ContainerName {
+	if len(stored.Spec.InitContainers) != 1 || stored.Spec.InitContainers[0].Name != contract.ContainerName {
 		t.Fatalf("annotated pod not injected: %s", describe(stored))
 	}
 	elector := stored.Spec.InitContainers[0]
@@ -126,15 +126,15 @@ func TestPolicyModeChartInjects(t *testing.T) {
 	for _, e := range elector.Env {
 		electorEnv[e.Name] = e.Value
 	}
-	if elector.Image != "example/elector:v9" || elector.Ports[0].ContainerPort != 9100 || electorEnv[inject.EnvLeaseDuration] != "20s" || electorEnv[inject.EnvReadiness] != "leader" {
+	if elector.Image != "example/elector:v9" || elector.Ports[0].ContainerPort != 9100 || electorEnv[contract.EnvLeaseDuration] != "20s" || electorEnv[contract.EnvReadiness] != "leader" {
 		t.Errorf("the elector does not carry the chart's values (image example/elector:v9, port 9100, lease 20s, readiness leader): image %s, ports %v, env %v",
 			elector.Image, elector.Ports, electorEnv)
 	}
-	if v := stored.Annotations[inject.AnnotationInjected]; v != "v0.1.0/"+admissionpolicy.InjectedSuffix {
-		t.Errorf("annotation %s is %q, want the chart's appVersion and %q", inject.AnnotationInjected, v, admissionpolicy.InjectedSuffix)
+	if v := stored.Annotations[contract.AnnotationInjected]; v != "v0.1.0/"+admissionpolicy.InjectedSuffix {
+		t.Errorf("annotation %s is %q, want the chart's appVersion and %q", contract.AnnotationInjected, v, admissionpolicy.InjectedSuffix)
 	}
 
-	bad := plainPod("bad", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web", inject.AnnotationPort: "http"})
+	bad := plainPod("bad", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "web", contract.AnnotationPort: "http"})
 	_, err = cs.CoreV1().Pods("apps").Create(ctx, bad, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err == nil || !strings.Contains(err.Error(), `annotation leader-election/port: "http" is not accepted`) {
 		t.Errorf("a bad port annotation: got %v, want a refusal naming the annotation and its value", err)
@@ -161,7 +161,7 @@ func TestPolicyModeChartInjects(t *testing.T) {
 		}
 	}
 
-	own, err := cs.CoreV1().Pods(namespace).Create(ctx, plainPod("own", map[string]string{inject.AnnotationEnabled: "true"}), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	own, err := cs.CoreV1().Pods(namespace).Create(ctx, plainPod("own", map[string]string{contract.AnnotationEnabled: "true"}), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		t.Fatalf("a pod in the release's namespace refused: %v", err)
 	}
@@ -187,7 +187,7 @@ func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, par
 	create := func(ns string, pod *corev1.Pod) (*corev1.Pod, error) {
 		return cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
-	opted := plainPod("opted", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"})
+	opted := plainPod("opted", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "web"})
 	var err error
 	// The API server's informers see the deletion within moments; until then the pod is injected.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -198,7 +198,7 @@ func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, par
 	if err == nil || !strings.HasSuffix(err.Error(), missing) {
 		t.Fatalf("an opted-in pod with the parameters deleted: got %v, want the guard's refusal %q: never admitted without its elector", err, missing)
 	}
-	for _, pod := range []*corev1.Pod{plainPod("plain", nil), plainPod("opted-out", map[string]string{inject.AnnotationEnabled: "false"})} {
+	for _, pod := range []*corev1.Pod{plainPod("plain", nil), plainPod("opted-out", map[string]string{contract.AnnotationEnabled: "false"})} {
 		stored, err := create("apps", pod)
 		if err != nil {
 			t.Errorf("pod %s (not opted in) with the parameters deleted: %v; only pods that need an elector may be refused", pod.Name, err)
@@ -206,15 +206,15 @@ func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, par
 			t.Errorf("pod %s (not opted in) with the parameters deleted was changed: %s, annotations %v", pod.Name, describe(stored), stored.Annotations)
 		}
 	}
-	if _, err := create("apps", plainPod("bad-value", map[string]string{inject.AnnotationEnabled: "yes"})); err == nil || !strings.HasSuffix(err.Error(), missing) {
-		t.Errorf("a pod annotated %s: \"yes\" with the parameters deleted: got %v, want the guard's refusal (refused in either mode, never run without an elector)", inject.AnnotationEnabled, err)
+	if _, err := create("apps", plainPod("bad-value", map[string]string{contract.AnnotationEnabled: "yes"})); err == nil || !strings.HasSuffix(err.Error(), missing) {
+		t.Errorf("a pod annotated %s: \"yes\" with the parameters deleted: got %v, want the guard's refusal (refused in either mode, never run without an elector)", contract.AnnotationEnabled, err)
 	}
 	const marked = "marked by its author"
-	if _, err := create("apps", plainPod("marked", map[string]string{inject.AnnotationEnabled: "true", admissionpolicy.RefusedAnnotation: marked})); err == nil || !strings.HasSuffix(err.Error(), ": "+marked) {
+	if _, err := create("apps", plainPod("marked", map[string]string{contract.AnnotationEnabled: "true", admissionpolicy.RefusedAnnotation: marked})); err == nil || !strings.HasSuffix(err.Error(), ": "+marked) {
 		t.Errorf("a pod annotated %s with the parameters deleted: got %v, want it refused with the annotation's text", admissionpolicy.RefusedAnnotation, err)
 	}
 
-	createNamespace(t, cs, "enforcing", map[string]string{inject.LabelEnforce: "true"})
+	createNamespace(t, cs, "enforcing", map[string]string{contract.LabelEnforce: "true"})
 	createServiceAccount(t, cs, "enforcing", "default")
 	replica := func(name string, annotations map[string]string) *corev1.Pod {
 		pod := plainPod(name, annotations)
@@ -222,8 +222,8 @@ func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, par
 		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d4f8c7b9", UID: "0b5c2d1e-0000-4000-8000-000000000001", Controller: ptr.To(true)}}
 		return pod
 	}
-	for _, pod := range []*corev1.Pod{replica("replica", nil), replica("replica-opted-out", map[string]string{inject.AnnotationEnabled: "false"}),
-		replica("replica-opted-in", map[string]string{inject.AnnotationEnabled: "true"})} {
+	for _, pod := range []*corev1.Pod{replica("replica", nil), replica("replica-opted-out", map[string]string{contract.AnnotationEnabled: "false"}),
+		replica("replica-opted-in", map[string]string{contract.AnnotationEnabled: "true"})} {
 		if _, err := create("enforcing", pod); err == nil || !strings.HasSuffix(err.Error(), missing) {
 			t.Errorf("an enforcing namespace's %s with the parameters deleted: got %v, want the guard's refusal %q", pod.Name, err, missing)
 		}
@@ -234,7 +234,7 @@ func testWithoutParameters(t *testing.T, cs kubernetes.Interface, namespace, par
 
 	createServiceAccount(t, cs, "kube-system", "default")
 	for _, ns := range []string{namespace, "kube-system"} {
-		if _, err := create(ns, plainPod("recovery", map[string]string{inject.AnnotationEnabled: "true"})); err != nil {
+		if _, err := create(ns, plainPod("recovery", map[string]string{contract.AnnotationEnabled: "true"})); err != nil {
 			t.Errorf("a pod in %s with the parameters deleted: %v; the install's namespace and kube-system are never served", ns, err)
 		}
 	}

@@ -35,7 +35,7 @@ import (
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
 	"github.com/leader-election/leader-election/pkg/binding"
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -200,7 +200,7 @@ func testSwitch(t *testing.T, bin, from, to string) {
 	// Pods are created all along, by phase; each phase has its own ServiceAccount, Lease names and Deployments, so
 	// that each phase's bindings are checked on their own. The Deployment in the enforcing namespace has no
 	// annotation: the namespace enrols its replicas.
-	createNamespace(t, cs, enforced, map[string]string{inject.LabelEnforce: "true"})
+	createNamespace(t, cs, enforced, map[string]string{contract.LabelEnforce: "true"})
 	phases := []string{"before", "upgrade", "overlap", "deleting", "after"}
 	for _, p := range phases {
 		for _, namespace := range []string{apps, enforced} {
@@ -267,17 +267,17 @@ func testSwitch(t *testing.T, bin, from, to string) {
 		electors := 0
 		for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 			for _, c := range list {
-				if c.Name == inject.ContainerName {
+				if c.Name == contract.ContainerName {
 					electors++
 				}
 			}
 		}
-		injected := p.Annotations[inject.AnnotationInjected]
-		if electors != 1 || !strings.HasPrefix(injected, version) || p.Labels[inject.LabelMember] != "true" {
-			t.Errorf("phase %s: %s has %d electors, %s=%q, labels %v; want one elector, injected by this version", a.phase, p.Name, electors, inject.AnnotationInjected, injected, p.Labels)
+		injected := p.Annotations[contract.AnnotationInjected]
+		if electors != 1 || !strings.HasPrefix(injected, version) || p.Labels[contract.LabelMember] != "true" {
+			t.Errorf("phase %s: %s has %d electors, %s=%q, labels %v; want one elector, injected by this version", a.phase, p.Name, electors, contract.AnnotationInjected, injected, p.Labels)
 		}
 		if a.phase == "after" && (to == "policy") != strings.HasSuffix(injected, "/"+admissionpolicy.InjectedSuffix) {
-			t.Errorf("phase after: %s has %s=%q: not injected by admission mode %s", p.Name, inject.AnnotationInjected, injected, to)
+			t.Errorf("phase after: %s has %s=%q: not injected by admission mode %s", p.Name, contract.AnnotationInjected, injected, to)
 		}
 	}
 	t.Logf("pods created by phase: %v", perPhase)
@@ -299,7 +299,7 @@ func testSwitch(t *testing.T, bin, from, to string) {
 		stored, err := cs.CoreV1().Pods(a.pod.Namespace).Create(ctx, again, metav1.CreateOptions{})
 		if err != nil {
 			t.Errorf("a copy of %s, injected in admission mode %s, refused in mode %s: %v", a.pod.Name, from, to, err)
-		} else if !equality.Semantic.DeepEqual(stored.Spec, a.pod.Spec) || stored.Annotations[inject.AnnotationInjected] != a.pod.Annotations[inject.AnnotationInjected] {
+		} else if !equality.Semantic.DeepEqual(stored.Spec, a.pod.Spec) || stored.Annotations[contract.AnnotationInjected] != a.pod.Annotations[contract.AnnotationInjected] {
 			t.Errorf("a copy of %s, injected in admission mode %s, was changed in mode %s: %s", a.pod.Name, from, to, describe(stored))
 		}
 	}
@@ -315,7 +315,7 @@ func testSwitch(t *testing.T, bin, from, to string) {
 // waitForMode waits until an annotated pod is injected by the given admission mode.
 func waitForMode(t *testing.T, cs kubernetes.Interface, namespace, mode string) {
 	t.Helper()
-	probe := plainPod("probe", map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "probe"})
+	probe := plainPod("probe", map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "probe"})
 	var last string
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		p, err := cs.CoreV1().Pods(namespace).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -324,7 +324,7 @@ func waitForMode(t *testing.T, cs kubernetes.Interface, namespace, mode string) 
 			return false, nil
 		}
 		last = describe(p)
-		byPolicy := strings.HasSuffix(p.Annotations[inject.AnnotationInjected], "/"+admissionpolicy.InjectedSuffix)
+		byPolicy := strings.HasSuffix(p.Annotations[contract.AnnotationInjected], "/"+admissionpolicy.InjectedSuffix)
 		return hasElector(p) && byPolicy == (mode == "policy"), nil
 	})
 	if err != nil {
@@ -368,7 +368,7 @@ func startCreating(ctx context.Context, cs kubernetes.Interface, namespace, enfo
 			case 0:
 				pod = replicaOf("web-"+p, namespace, webTemplate(p, true))
 			case 1:
-				pod = plainPod(fmt.Sprintf("bare-%s-%d", p, i), map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "bare-" + p})
+				pod = plainPod(fmt.Sprintf("bare-%s-%d", p, i), map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "bare-" + p})
 				pod.Namespace, pod.Spec.ServiceAccountName = namespace, p
 			case 2:
 				pod = replicaOf("web-"+p, enforced, webTemplate(p, false))
@@ -394,7 +394,7 @@ func webTemplate(p string, optIn bool) corev1.PodTemplateSpec {
 		Spec:       corev1.PodSpec{ServiceAccountName: p, Containers: []corev1.Container{{Name: "app", Image: "example/app:1.0"}}},
 	}
 	if optIn {
-		tpl.Annotations = map[string]string{inject.AnnotationEnabled: "true"}
+		tpl.Annotations = map[string]string{contract.AnnotationEnabled: "true"}
 	}
 	return tpl
 }
@@ -502,7 +502,7 @@ func checkLabelControllers(t *testing.T, cs kubernetes.Interface, namespace stri
 	ctx := t.Context()
 	var group []*corev1.Pod
 	for _, p := range c.admitted("before") {
-		if p.Annotations[inject.AnnotationLeaseName] == "bare-before" {
+		if p.Annotations[contract.AnnotationLeaseName] == "bare-before" {
 			group = append(group, p)
 		}
 	}
@@ -537,7 +537,7 @@ func waitLeader(t *testing.T, cs kubernetes.Interface, namespace string, group [
 			if err != nil {
 				return false, err
 			}
-			if got.Labels[inject.LabelRole] == inject.RoleLeader {
+			if got.Labels[contract.LabelRole] == contract.RoleLeader {
 				labelled = append(labelled, p.Name)
 			}
 		}

@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -47,8 +47,8 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 			release:      release{name: defaultRelease, namespace: defaultNamespace, values: "certManager: {enabled: false}\nwebhook: {tls: {extraDNSNames: [localhost]}}\n"},
 			electorImage: "leader-election/elector:" + readChartMeta(t).AppVersion,
 			electorEnv: map[string]string{
-				inject.EnvLeaseDuration: "15s", inject.EnvRenewDeadline: "10s", inject.EnvRetryPeriod: "2s",
-				inject.EnvPort: "8642", inject.EnvReadiness: "member",
+				contract.EnvLeaseDuration: "15s", contract.EnvRenewDeadline: "10s", contract.EnvRetryPeriod: "2s",
+				contract.EnvPort: "8642", contract.EnvReadiness: "member",
 			},
 		},
 		{
@@ -56,8 +56,8 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 			release:      release{name: "le", namespace: "platform", values: nondefaultValues(t)},
 			electorImage: "example/leader-election-elector:1.2.3-rc.1",
 			electorEnv: map[string]string{
-				inject.EnvLeaseDuration: "20s", inject.EnvRenewDeadline: "12s", inject.EnvRetryPeriod: "3s",
-				inject.EnvPort: "9642", inject.EnvReadiness: "leader",
+				contract.EnvLeaseDuration: "20s", contract.EnvRenewDeadline: "12s", contract.EnvRetryPeriod: "3s",
+				contract.EnvPort: "9642", contract.EnvReadiness: "leader",
 			},
 		},
 	} {
@@ -148,7 +148,7 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 
 			// A namespace that enforces leader election: a Deployment's replica takes part without annotation.
 			enforced := "enforced"
-			createNamespace(t, cs, enforced, map[string]string{inject.LabelEnforce: "true"})
+			createNamespace(t, cs, enforced, map[string]string{contract.LabelEnforce: "true"})
 			createServiceAccount(t, cs, enforced, "default")
 			tpl := corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "worker"}},
@@ -165,7 +165,7 @@ func TestWiredAsTheChartWiresIt(t *testing.T) {
 			}
 			err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 				p, err := cs.CoreV1().Pods(apps).Get(ctx, stored.Name, metav1.GetOptions{})
-				return err == nil && p.Labels[inject.LabelRole] == inject.RoleLeader, nil
+				return err == nil && p.Labels[contract.LabelRole] == contract.RoleLeader, nil
 			})
 			if err != nil {
 				t.Errorf("the webhook did not label the Lease holder %s/%s within 30s under the chart's RBAC and policies:\n%s", apps, stored.Name, proc.Output())
@@ -235,7 +235,7 @@ func createEventually(tb testing.TB, ctx context.Context, cs kubernetes.Interfac
 		if err != nil {
 			return false, err
 		}
-		if p.Annotations[inject.AnnotationInjected] == "" {
+		if p.Annotations[contract.AnnotationInjected] == "" {
 			// Not (yet) seen by the webhook: remove it and try again.
 			last = fmt.Errorf("stored without injection: %s", describe(p))
 			_ = cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
@@ -254,9 +254,9 @@ func createEventually(tb testing.TB, ctx context.Context, cs kubernetes.Interfac
 // chart's image, the Lease named after the workload, and the chart's timings, port and traffic mode.
 func checkInjected(tb testing.TB, p *corev1.Pod, image, lease string, want map[string]string) {
 	tb.Helper()
-	i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == inject.ContainerName })
+	i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == contract.ContainerName })
 	if i < 0 {
-		tb.Fatalf("no %s init container: %s", inject.ContainerName, describe(p))
+		tb.Fatalf("no %s init container: %s", contract.ContainerName, describe(p))
 	}
 	e := p.Spec.InitContainers[i]
 	if e.RestartPolicy == nil || *e.RestartPolicy != corev1.ContainerRestartPolicyAlways {
@@ -270,7 +270,7 @@ func checkInjected(tb testing.TB, p *corev1.Pod, image, lease string, want map[s
 		env[v.Name] = v.Value
 	}
 	want = maps.Clone(want)
-	want[inject.EnvLeaseName] = lease
+	want[contract.EnvLeaseName] = lease
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if env[k] != want[k] {
 			tb.Errorf("%s: %s=%q, want %q", describe(p), k, env[k], want[k])

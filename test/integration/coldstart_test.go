@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/leader-election/leader-election/pkg/binding"
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
 
@@ -99,7 +99,7 @@ func TestReadinessWaitsForAdmissionCaches(t *testing.T) {
 
 	ns := newNamespace(t, cs, nil)
 	pod := createPod(t, cs, ns, "web", annotated("web"))
-	if findContainer(pod.Spec.InitContainers, inject.ContainerName) == nil {
+	if findContainer(pod.Spec.InitContainers, contract.ContainerName) == nil {
 		t.Errorf("the first annotated pod after start was not injected: %+v", pod.Spec.InitContainers)
 	}
 	// The webhook binds once the pod is stored (never from the review itself): wait for it.

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/pkg/webhook"
 	"github.com/leader-election/leader-election/test/cluster"
@@ -54,7 +54,7 @@ func TestEventsTellTheWorkloadsStory(t *testing.T) {
 		pod := annotated(name)
 		pod.Labels = map[string]string{"app": "web", "pod-template-hash": "5f7d8"}
 		if port != "" {
-			pod.Annotations[inject.AnnotationPort] = port
+			pod.Annotations[contract.AnnotationPort] = port
 		}
 		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)}}
 		return withSA(pod, "web", t, cs, ns)
@@ -77,7 +77,7 @@ func TestEventsTellTheWorkloadsStory(t *testing.T) {
 	waitForEvent(t, cs, rs, webhook.ReasonInjected, "injected the leader-election elector")
 
 	lease, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: a.Annotations[inject.AnnotationLeaseName]},
+		ObjectMeta: metav1.ObjectMeta{Name: a.Annotations[contract.AnnotationLeaseName]},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("web-a"), LeaseTransitions: ptr.To[int32](3)},
 	}, metav1.CreateOptions{})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/leader-election/leader-election/pkg/admissionpolicy"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -62,10 +63,10 @@ func TestPolicyParity(t *testing.T) {
 
 	installPolicyMode(t, cs)
 	nsPolicy := newNamespace(t, cs, nil)
-	nsEnforced := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+	nsEnforced := newNamespace(t, cs, map[string]string{contract.LabelEnforce: "true"})
 	nsContainer := newNamespace(t, cs, map[string]string{parityLabel: parityContainer})
 	nsWebhook := newNamespace(t, cs, map[string]string{parityLabel: parityWebhook})
-	nsWebhookEnforced := newNamespace(t, cs, map[string]string{parityLabel: parityWebhook, inject.LabelEnforce: "true"})
+	nsWebhookEnforced := newNamespace(t, cs, map[string]string{parityLabel: parityWebhook, contract.LabelEnforce: "true"})
 	waitInjecting(t, cs, nsPolicy)
 	waitInjecting(t, cs, nsContainer)
 	waitInjecting(t, cs, nsEnforced)
@@ -214,7 +215,7 @@ func probeCases() []probeCase {
 	tcp := func(host string) corev1.Probe {
 		return corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(5432), Host: host}}, PeriodSeconds: 7}
 	}
-	readiness := map[string]string{inject.AnnotationHealthCheck: inject.HealthCheckReadiness}
+	readiness := map[string]string{contract.AnnotationHealthCheck: contract.HealthCheckReadiness}
 	return []probeCase{
 		{"header-escaped", httpGet("/r?a=1&b=<2>", "", corev1.HTTPHeader{Name: "X-A", Value: "a\t\"b\" \\ &<c>"}), nil},
 		{"header-control-character", httpGet("/", "", corev1.HTTPHeader{Name: "X-A", Value: "ok"}, corev1.HTTPHeader{Name: "X-B", Value: "a\x01b"}), nil},
@@ -313,8 +314,8 @@ func annotationCases() []annotationCase {
 		return m
 	}
 	const (
-		lease, renew, retry = inject.AnnotationLeaseDuration, inject.AnnotationRenewDeadline, inject.AnnotationRetryPeriod
-		hc, thr             = inject.AnnotationHealthCheck, inject.AnnotationHealthFailureThreshold
+		lease, renew, retry = contract.AnnotationLeaseDuration, contract.AnnotationRenewDeadline, contract.AnnotationRetryPeriod
+		hc, thr             = contract.AnnotationHealthCheck, contract.AnnotationHealthFailureThreshold
 	)
 	return []annotationCase{
 		{"minutes", a(lease, "90s", renew, "1m", retry, "1500ms"), false, "", ""},
@@ -329,18 +330,18 @@ func annotationCases() []annotationCase {
 		{"sub-millisecond-order", a(lease, "4s", renew, "1000500us", retry, "1s"), false,
 			"as sub-millisecond", ""},
 		{"lease-nanosecond", a(lease, "4000000001ns"), true, "as sub-millisecond", ""},
-		{"quantities", a(inject.AnnotationCPURequest, "0.005", inject.AnnotationCPULimit, "1", inject.AnnotationMemoryRequest, "16777216", inject.AnnotationMemoryLimit, "1.5Gi"), false, "", ""},
-		{"port-signed", a(inject.AnnotationPort, "+9000"), false, "", ""},
-		{"port-leading-zero", a(inject.AnnotationPort, "08080"), false, "", ""},
-		{"mesh-istio-without-proxy", a(inject.AnnotationMesh, inject.MeshIstio), false, "", ""},
-		{"readiness", a(inject.AnnotationTraffic, inject.TrafficReadiness), false, "", ""},
-		{"image-digest", a(inject.AnnotationImage, "example/elector@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), false, "", ""},
-		{"lease-name-dots", a(inject.AnnotationLeaseName, "a.b-c"), false, "", ""},
-		{"enabled-yes", a(inject.AnnotationEnabled, "yes"), true, "", ""},
-		{"lease-name-upper", a(inject.AnnotationLeaseName, "Web"), true, "", ""},
-		{"lease-name-dash", a(inject.AnnotationLeaseName, "-"), true, "", ""},
-		{"lease-name-long", a(inject.AnnotationLeaseName, strings.Repeat("a", 254)), true, "", ""},
-		{"lease-name-long-upper", a(inject.AnnotationLeaseName, strings.Repeat("A", 254)), true, "", ""},
+		{"quantities", a(contract.AnnotationCPURequest, "0.005", contract.AnnotationCPULimit, "1", contract.AnnotationMemoryRequest, "16777216", contract.AnnotationMemoryLimit, "1.5Gi"), false, "", ""},
+		{"port-signed", a(contract.AnnotationPort, "+9000"), false, "", ""},
+		{"port-leading-zero", a(contract.AnnotationPort, "08080"), false, "", ""},
+		{"mesh-istio-without-proxy", a(contract.AnnotationMesh, contract.MeshIstio), false, "", ""},
+		{"readiness", a(contract.AnnotationTraffic, contract.TrafficReadiness), false, "", ""},
+		{"image-digest", a(contract.AnnotationImage, "example/elector@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), false, "", ""},
+		{"lease-name-dots", a(contract.AnnotationLeaseName, "a.b-c"), false, "", ""},
+		{"enabled-yes", a(contract.AnnotationEnabled, "yes"), true, "", ""},
+		{"lease-name-upper", a(contract.AnnotationLeaseName, "Web"), true, "", ""},
+		{"lease-name-dash", a(contract.AnnotationLeaseName, "-"), true, "", ""},
+		{"lease-name-long", a(contract.AnnotationLeaseName, strings.Repeat("a", 254)), true, "", ""},
+		{"lease-name-long-upper", a(contract.AnnotationLeaseName, strings.Repeat("A", 254)), true, "", ""},
 		{"duration-no-unit", a(lease, "15"), true, "", ""},
 		{"duration-negative", a(lease, "-1s"), true, "", ""},
 		{"duration-zero", a(retry, "0s"), true, "", ""},
@@ -353,32 +354,32 @@ func annotationCases() []annotationCase {
 		{"retry-too-short", a(retry, "100ms"), true, "", ""},
 		{"retry-not-below-renew", a(retry, "10s"), true, "", ""},
 		{"margin", a(lease, "4s", renew, "3s", retry, "1s"), true, "", ""},
-		{"port-zero", a(inject.AnnotationPort, "0"), true, "", ""},
-		{"port-too-high", a(inject.AnnotationPort, "65536"), true, "", ""},
-		{"port-name", a(inject.AnnotationPort, "http"), true, "", ""},
-		{"port-exponent", a(inject.AnnotationPort, "1e3"), true, "", ""},
-		{"traffic-case", a(inject.AnnotationTraffic, "Label"), true, "", ""},
-		{"image-empty", a(inject.AnnotationImage, ""), true, "", ""},
-		{"image-space", a(inject.AnnotationImage, "a b"), true, "", ""},
-		{"image-no-break-space", a(inject.AnnotationImage, "example/elector:v1\u00a0"), true, "", ""},
-		{"cpu-word", a(inject.AnnotationCPURequest, "abc"), true, "", ""},
-		{"cpu-negative", a(inject.AnnotationCPURequest, "-1"), true, "", ""},
-		{"cpu-zero", a(inject.AnnotationCPULimit, "0"), true, "", ""},
-		{"memory-milli", a(inject.AnnotationMemoryRequest, "100m"), true, "", ""},
-		{"memory-fraction", a(inject.AnnotationMemoryLimit, "1.5"), true, "", ""},
-		{"cpu-limit-below-request", a(inject.AnnotationCPULimit, "5m"), true, "", ""},
-		{"cpu-limit-below-request-decimal", a(inject.AnnotationCPULimit, "0.005"), true,
+		{"port-zero", a(contract.AnnotationPort, "0"), true, "", ""},
+		{"port-too-high", a(contract.AnnotationPort, "65536"), true, "", ""},
+		{"port-name", a(contract.AnnotationPort, "http"), true, "", ""},
+		{"port-exponent", a(contract.AnnotationPort, "1e3"), true, "", ""},
+		{"traffic-case", a(contract.AnnotationTraffic, "Label"), true, "", ""},
+		{"image-empty", a(contract.AnnotationImage, ""), true, "", ""},
+		{"image-space", a(contract.AnnotationImage, "a b"), true, "", ""},
+		{"image-no-break-space", a(contract.AnnotationImage, "example/elector:v1\u00a0"), true, "", ""},
+		{"cpu-word", a(contract.AnnotationCPURequest, "abc"), true, "", ""},
+		{"cpu-negative", a(contract.AnnotationCPURequest, "-1"), true, "", ""},
+		{"cpu-zero", a(contract.AnnotationCPULimit, "0"), true, "", ""},
+		{"memory-milli", a(contract.AnnotationMemoryRequest, "100m"), true, "", ""},
+		{"memory-fraction", a(contract.AnnotationMemoryLimit, "1.5"), true, "", ""},
+		{"cpu-limit-below-request", a(contract.AnnotationCPULimit, "5m"), true, "", ""},
+		{"cpu-limit-below-request-decimal", a(contract.AnnotationCPULimit, "0.005"), true,
 			"a quantity in a refusal is printed as annotated (0.005), where the webhook prints Kubernetes' canonical form (5m): CEL has no canonical form of a quantity", ""},
-		{"memory-limit-below-request", a(inject.AnnotationMemoryRequest, "128Mi"), true, "", ""},
-		{"mesh-other", a(inject.AnnotationMesh, "linkerd"), true, "", ""},
-		{"pod-level-fits", a(inject.AnnotationMemoryRequest, "32Mi"), false, "", "pod-level-resources"},
-		{"pod-level-limit-above-pod", a(inject.AnnotationCPULimit, "2"), true, "", "pod-level-resources"},
-		{"pod-level-request-above-budget", a(inject.AnnotationCPURequest, "200m"), true,
+		{"memory-limit-below-request", a(contract.AnnotationMemoryRequest, "128Mi"), true, "", ""},
+		{"mesh-other", a(contract.AnnotationMesh, "linkerd"), true, "", ""},
+		{"pod-level-fits", a(contract.AnnotationMemoryRequest, "32Mi"), false, "", "pod-level-resources"},
+		{"pod-level-limit-above-pod", a(contract.AnnotationCPULimit, "2"), true, "", "pod-level-resources"},
+		{"pod-level-request-above-budget", a(contract.AnnotationCPURequest, "200m"), true,
 			"the requests beyond a pod-level budget are refused by the API server's own validation of the pod, with its message: CEL cannot add up the containers' quantities", "pod-level-resources"},
-		{"guaranteed-limit", a(inject.AnnotationMemoryLimit, "128Mi"), false, "", "guaranteed"},
-		{"istio-mesh-none", a(inject.AnnotationMesh, inject.MeshNone), false, "", "istio-classic-sidecar"},
-		{"handover-true", a(inject.AnnotationHandover, "true"), false, "", ""},
-		{"handover-word", a(inject.AnnotationHandover, "yes"), true, "", ""},
+		{"guaranteed-limit", a(contract.AnnotationMemoryLimit, "128Mi"), false, "", "guaranteed"},
+		{"istio-mesh-none", a(contract.AnnotationMesh, contract.MeshNone), false, "", "istio-classic-sidecar"},
+		{"handover-true", a(contract.AnnotationHandover, "true"), false, "", ""},
+		{"handover-word", a(contract.AnnotationHandover, "yes"), true, "", ""},
 		{"check-http-query", a(hc, "http://:8080/ready?a=1&b=<2>"), false, "", ""},
 		{"check-https-localhost", a(hc, "https://localhost:8443/x", thr, "+05"), false, "", ""},
 		{"check-tcp-ipv6-loopback", a(hc, "tcp://[::1]:5432"), false, "", ""},
@@ -405,19 +406,19 @@ func annotationCases() []annotationCase {
 		{"check-port-name-unknown", a(hc, "tcp://:nope"), true, "", ""},
 		{"check-port-name-unknown-named", a(hc, "tcp://:nope"), true, "", "health-http-readiness"},
 		{"check-bad-escape", a(hc, "http://:80/a%zz"), true, "", ""},
-		{"check-none-with-container", a(hc, inject.HealthCheckNone, inject.AnnotationHealthContainer, "app"), true, "", ""},
-		{"check-none-with-threshold", a(hc, inject.HealthCheckNone, thr, "2"), true, "", ""},
-		{"check-readiness-without-probe", a(hc, inject.HealthCheckReadiness), true, "", ""},
-		{"container-without-probe", a(inject.AnnotationHealthContainer, "app"), true, "", ""},
-		{"container-explicit-check", a(inject.AnnotationHealthContainer, "app", hc, "tcp://:http"), false, "", "health-http-readiness"},
+		{"check-none-with-container", a(hc, contract.HealthCheckNone, contract.AnnotationHealthContainer, "app"), true, "", ""},
+		{"check-none-with-threshold", a(hc, contract.HealthCheckNone, thr, "2"), true, "", ""},
+		{"check-readiness-without-probe", a(hc, contract.HealthCheckReadiness), true, "", ""},
+		{"container-without-probe", a(contract.AnnotationHealthContainer, "app"), true, "", ""},
+		{"container-explicit-check", a(contract.AnnotationHealthContainer, "app", hc, "tcp://:http"), false, "", "health-http-readiness"},
 		{"threshold-zero", a(thr, "0"), true, "", "health-http-readiness"},
 		{"threshold-high", a(thr, "101"), true, "", "health-http-readiness"},
 		{"threshold-signed", a(thr, "+7"), false, "", "health-http-readiness"},
 		{"threshold-without-check", a(thr, "2"), true, "", ""},
 		{"threshold-exec-probe", a(thr, "2"), true, "", "health-exec-readiness"},
 		{"tcp-probe-threshold", a(thr, "9"), false, "", "health-tcp-readiness"},
-		{"grpc-probe-none", a(hc, inject.HealthCheckNone), false, "", "health-grpc-readiness"},
-		{"several", a(inject.AnnotationPort, "0", inject.AnnotationTraffic, "x", lease, "x"), true,
+		{"grpc-probe-none", a(hc, contract.HealthCheckNone), false, "", "health-grpc-readiness"},
+		{"several", a(contract.AnnotationPort, "0", contract.AnnotationTraffic, "x", lease, "x"), true,
 			"several refusals are joined by \"; \", not line breaks: the API server allows no line break in a policy's message", ""},
 	}
 }
@@ -512,7 +513,7 @@ func waitInjecting(t *testing.T, cs kubernetes.Interface, ns string) {
 		if err != nil {
 			return false, nil
 		}
-		return out.Annotations[inject.AnnotationInjected] != "" && out.Labels[inject.LabelMember] == "true", nil
+		return out.Annotations[contract.AnnotationInjected] != "" && out.Labels[contract.LabelMember] == "true", nil
 	})
 	if err != nil {
 		out, perr := dryRunCreate(t.Context(), t, cs, ns, pod)
@@ -586,7 +587,7 @@ func webhookMode(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns 
 	}
 	admitted.Name = pod.Name // the pod the webhook sees has no name yet when it has a generateName
 	out := admitted
-	if _, annotated := out.Annotations[inject.AnnotationEnabled]; annotated {
+	if _, annotated := out.Annotations[contract.AnnotationEnabled]; annotated {
 		if out, _, err = inject.Mutate(out, cfg, false); err != nil {
 			return nil, err
 		}
@@ -636,9 +637,9 @@ func normalizePod(p *corev1.Pod) *corev1.Pod {
 			}
 		}
 	}
-	if v, ok := p.Annotations[inject.AnnotationInjected]; ok {
+	if v, ok := p.Annotations[contract.AnnotationInjected]; ok {
 		version, _, _ := strings.Cut(v, "/")
-		p.Annotations[inject.AnnotationInjected] = version + "/<settings>"
+		p.Annotations[contract.AnnotationInjected] = version + "/<settings>"
 	}
 	return p
 }

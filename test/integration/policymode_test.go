@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/leader-election/leader-election/pkg/binding"
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
 )
@@ -82,7 +82,7 @@ func TestManagerWithoutAdmission(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		serviceAccount(t, cs, ns, "runner")
 		created := time.Now()
-		createWorkload(t, cs, deployment(ns, "web", "runner", map[string]string{inject.AnnotationEnabled: "true"}))
+		createWorkload(t, cs, deployment(ns, "web", "runner", map[string]string{contract.AnnotationEnabled: "true"}))
 		waitCanHold(t, cs, ns, "runner", "web")
 		t.Logf("Deployment created -> ServiceAccount may hold Lease web (authorizer): %s", time.Since(created).Round(time.Millisecond))
 		rb, err := cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("runner"), metav1.GetOptions{})
@@ -98,7 +98,7 @@ func TestManagerWithoutAdmission(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.Spec.Template.Annotations[inject.AnnotationLeaseName] = "web-v2"
+		d.Spec.Template.Annotations[contract.AnnotationLeaseName] = "web-v2"
 		if _, err := cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +106,7 @@ func TestManagerWithoutAdmission(t *testing.T) {
 	})
 
 	t.Run("enforcing namespaces: every StatefulSet and Deployment, also once the label is added", func(t *testing.T) {
-		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+		ns := newNamespace(t, cs, map[string]string{contract.LabelEnforce: "true"})
 		serviceAccount(t, cs, ns, "db")
 		createWorkload(t, cs, statefulSet(ns, "db", "db", nil))
 		waitCanHold(t, cs, ns, "db", "db")
@@ -114,7 +114,7 @@ func TestManagerWithoutAdmission(t *testing.T) {
 		later := newNamespace(t, cs, nil)
 		serviceAccount(t, cs, later, "default")
 		createWorkload(t, cs, deployment(later, "api", "", nil))
-		label(t, cs, later, inject.LabelEnforce, "true")
+		label(t, cs, later, contract.LabelEnforce, "true")
 		waitCanHold(t, cs, later, "default", "api")
 	})
 
@@ -123,16 +123,16 @@ func TestManagerWithoutAdmission(t *testing.T) {
 		serviceAccount(t, cs, ns, "plain")
 		serviceAccount(t, cs, ns, "out")
 		createWorkload(t, cs, deployment(ns, "plain", "plain", nil))
-		createWorkload(t, cs, deployment(ns, "out", "out", map[string]string{inject.AnnotationEnabled: "false"}))
+		createWorkload(t, cs, deployment(ns, "out", "out", map[string]string{contract.AnnotationEnabled: "false"}))
 		excluded := "leader-election-system"
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: excluded}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		serviceAccount(t, cs, excluded, "sys")
-		createWorkload(t, cs, deployment(excluded, "sys", "sys", map[string]string{inject.AnnotationEnabled: "true"}))
+		createWorkload(t, cs, deployment(excluded, "sys", "sys", map[string]string{contract.AnnotationEnabled: "true"}))
 		// A control in the same namespace, created last: once it is bound, the others had their turn.
 		serviceAccount(t, cs, ns, "control")
-		createWorkload(t, cs, deployment(ns, "control", "control", map[string]string{inject.AnnotationEnabled: "true"}))
+		createWorkload(t, cs, deployment(ns, "control", "control", map[string]string{contract.AnnotationEnabled: "true"}))
 		waitCanHold(t, cs, ns, "control", "control")
 		for _, c := range [][3]string{{ns, "plain", "plain"}, {ns, "out", "out"}, {excluded, "sys", "sys"}} {
 			attrs := authorizationv1.ResourceAttributes{Namespace: c[0], Group: binding.HoldGroup, Resource: binding.HoldResource, Verb: binding.HoldVerb, Name: c[2]}

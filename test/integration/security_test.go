@@ -32,8 +32,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-election/leader-election/pkg/binding"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/elector"
-	"github.com/leader-election/leader-election/pkg/inject"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
@@ -144,7 +144,7 @@ func metaPatch(labels, annotations map[string]*string) []byte {
 func testWebhookDeletionCost(t *testing.T, env *controlplane.Env, wh kubernetes.Interface, ns string, memberPod, plain *corev1.Pod) {
 	cs, ctx := env.Clientset, t.Context()
 	const refusal = "may set controller.kubernetes.io/pod-deletion-cost only to 2147483647"
-	leader := map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}
+	leader := map[string]*string{contract.LabelRole: ptr.To(contract.RoleLeader)}
 	ours := func(extra ...string) map[string]*string {
 		a := map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To(leaderlabel.LeaderDeletionCost), leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}
 		for i := 0; i+1 < len(extra); i += 2 {
@@ -164,7 +164,7 @@ func testWebhookDeletionCost(t *testing.T, env *controlplane.Env, wh kubernetes.
 	if err := patch(memberPod, leader, ours()); err != nil {
 		t.Errorf("the label with the leader's cost on a member: %v", err)
 	}
-	if err := patch(memberPod, map[string]*string{inject.LabelRole: nil}, map[string]*string{leaderlabel.DeletionCostAnnotation: nil, leaderlabel.DeletionCostManagedAnnotation: nil}); err != nil {
+	if err := patch(memberPod, map[string]*string{contract.LabelRole: nil}, map[string]*string{leaderlabel.DeletionCostAnnotation: nil, leaderlabel.DeletionCostManagedAnnotation: nil}); err != nil {
 		t.Errorf("removing the label with the cost: %v", err)
 	}
 	for _, tc := range []struct {
@@ -181,7 +181,7 @@ func testWebhookDeletionCost(t *testing.T, env *controlplane.Env, wh kubernetes.
 		{"the cost without its marker", memberPod, leader, map[string]*string{leaderlabel.DeletionCostAnnotation: ptr.To(leaderlabel.LeaderDeletionCost)}, refusal},
 		{"the marker without the cost", memberPod, leader, map[string]*string{leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}, refusal},
 		{"another annotation with the cost", memberPod, leader, ours("x", "y"), "annotations other than controller.kubernetes.io/pod-deletion-cost"},
-		{"another annotation of ours with the cost", memberPod, leader, ours(inject.AnnotationLeaseName, "other"), "annotations other than controller.kubernetes.io/pod-deletion-cost"},
+		{"another annotation of ours with the cost", memberPod, leader, ours(contract.AnnotationLeaseName, "other"), "annotations other than controller.kubernetes.io/pod-deletion-cost"},
 		{"overwriting the user's cost", userPod, leader, ours(), refusal},
 		{"claiming the user's cost with the marker", userPod, leader, map[string]*string{leaderlabel.DeletionCostManagedAnnotation: ptr.To("true")}, refusal},
 		{"removing the user's cost", userPod, nil, map[string]*string{leaderlabel.DeletionCostAnnotation: nil}, refusal},
@@ -202,7 +202,7 @@ func testWebhookDeletionCost(t *testing.T, env *controlplane.Env, wh kubernetes.
 			return false, err
 		}
 		got = p.Annotations
-		return p.Labels[inject.LabelRole] == inject.RoleLeader && got[leaderlabel.DeletionCostAnnotation] == leaderlabel.LeaderDeletionCost &&
+		return p.Labels[contract.LabelRole] == contract.RoleLeader && got[leaderlabel.DeletionCostAnnotation] == leaderlabel.LeaderDeletionCost &&
 			got[leaderlabel.DeletionCostManagedAnnotation] == "true", nil
 	}); err != nil {
 		t.Fatalf("the controller did not give the Lease holder %s its label and deletion cost through the policy: annotations %v", held.Name, got)
@@ -231,8 +231,8 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 	kubeSystemPod := createPod(t, cs, "kube-system", "default", plainPod("privileged-system-pod"))
 
 	t.Run("may set and remove the role label on a member pod", func(t *testing.T) {
-		for _, v := range []*string{ptr.To(inject.RoleLeader), nil} {
-			if _, err := wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: v}), metav1.PatchOptions{}); err != nil {
+		for _, v := range []*string{ptr.To(contract.RoleLeader), nil} {
+			if _, err := wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelRole: v}), metav1.PatchOptions{}); err != nil {
 				t.Fatalf("role label %v: %v", v, err)
 			}
 		}
@@ -249,7 +249,7 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 		refusedBy(t, "another label", err, policyWebhookPods, "labels other than leader-election/role")
 		_, err = wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"x":"y"}}}`), metav1.PatchOptions{})
 		refusedBy(t, "an annotation", err, policyWebhookPods, "annotations")
-		_, err = wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: nil}), metav1.PatchOptions{})
+		_, err = wh.CoreV1().Pods(ns).Patch(ctx, memberPod.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelMember: nil}), metav1.PatchOptions{})
 		// Two policies forbid this (the webhook may change only the role label; nobody may change the member
 		// label); the API server reports whichever it evaluates first, so either refusal is the right answer.
 		refusedByEither(t, "removing the member label", err,
@@ -257,7 +257,7 @@ func testWebhookIdentity(t *testing.T, env *controlplane.Env, webhookKubeconfig 
 			[2]string{policyWebhookPods, "labels other than leader-election/role"})
 	})
 	t.Run("may not label a non-member pod", func(t *testing.T) {
-		_, err := wh.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{})
+		_, err := wh.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelRole: ptr.To(contract.RoleLeader)}), metav1.PatchOptions{})
 		refusedBy(t, "role label on a non-member", err, policyWebhookPods, "only on a pod labelled leader-election/member=true")
 	})
 
@@ -678,7 +678,7 @@ func waitCanHold(t *testing.T, cs kubernetes.Interface, ns, sa, lease string) {
 
 func annotatedFor(name, lease string) *corev1.Pod {
 	pod := annotated(name)
-	pod.Annotations[inject.AnnotationLeaseName] = lease
+	pod.Annotations[contract.AnnotationLeaseName] = lease
 	return pod
 }
 
@@ -690,34 +690,34 @@ func testPodLabels(t *testing.T, env *controlplane.Env) {
 	ns := newNamespace(t, cs, nil)
 
 	forged := plainPod("forged-leader")
-	forged.Labels = map[string]string{"app": "web", inject.LabelRole: inject.RoleLeader}
+	forged.Labels = map[string]string{"app": "web", contract.LabelRole: contract.RoleLeader}
 	_, err := cs.CoreV1().Pods(ns).Create(ctx, withSA(forged, "web", t, cs, ns), metav1.CreateOptions{})
 	refusedBy(t, "a pod created with the role label", err, policyPodLabels, "label leader-election/role is set only by")
 
 	copied := annotated("copied-template")
-	copied.Labels = map[string]string{inject.LabelRole: inject.RoleLeader}
+	copied.Labels = map[string]string{contract.LabelRole: contract.RoleLeader}
 	stored := createPod(t, cs, ns, "web", copied)
-	if _, ok := stored.Labels[inject.LabelRole]; ok || stored.Labels[inject.LabelMember] != "true" {
+	if _, ok := stored.Labels[contract.LabelRole]; ok || stored.Labels[contract.LabelMember] != "true" {
 		t.Errorf("annotated pod with the role label stored with labels %v, want it stripped and the member label set", stored.Labels)
 	}
 
 	fake := plainPod("fake-member")
-	fake.Labels = map[string]string{inject.LabelMember: "true"}
-	fake.Annotations = map[string]string{inject.AnnotationLeaseName: "web"}
+	fake.Labels = map[string]string{contract.LabelMember: "true"}
+	fake.Annotations = map[string]string{contract.AnnotationLeaseName: "web"}
 	_, err = cs.CoreV1().Pods(ns).Create(ctx, withSA(fake, "web", t, cs, ns), metav1.CreateOptions{})
 	refusedBy(t, "a pod with a member label the webhook did not write", err, policyPodLabels, "label leader-election/member is set only by")
 
-	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{})
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelRole: ptr.To(contract.RoleLeader)}), metav1.PatchOptions{})
 	refusedBy(t, "an administrator labelling a member as leader", err, policyPodLabels, "changed only by leader-election's controller")
 	plain := createPod(t, cs, ns, "web", plainPod("enrol-me"))
-	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{})
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelMember: ptr.To("true")}), metav1.PatchOptions{})
 	refusedBy(t, "enrolling a pod by label", err, policyPodLabels, "label leader-election/member is set only by")
 
 	// The status subresource writes metadata too (the API server resets only spec, owners and deletion there):
 	// whoever may write pods/status (a node, a controller, an administrator) must meet the same rules.
-	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelRole: ptr.To(inject.RoleLeader)}), metav1.PatchOptions{}, "status")
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, stored.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelRole: ptr.To(contract.RoleLeader)}), metav1.PatchOptions{}, "status")
 	refusedBy(t, "labelling a member as leader through pods/status", err, policyPodLabels, "changed only by leader-election's controller")
-	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{inject.LabelMember: ptr.To("true")}), metav1.PatchOptions{}, "status")
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, plain.Name, types.MergePatchType, labelPatch(map[string]*string{contract.LabelMember: ptr.To("true")}), metav1.PatchOptions{}, "status")
 	refusedBy(t, "enrolling a pod through pods/status", err, policyPodLabels, "label leader-election/member is set only by")
 }
 
@@ -734,7 +734,7 @@ func testStrayLabel(t *testing.T, env *controlplane.Env) {
 		t.Fatal(err)
 	}
 	stray := withSA(plainPod("stray"), "web", t, cs, ns)
-	stray.Labels = map[string]string{"app": "web", inject.LabelRole: inject.RoleLeader}
+	stray.Labels = map[string]string{"app": "web", contract.LabelRole: contract.RoleLeader}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, stray, metav1.CreateOptions{})
 		return err == nil, nil
@@ -752,7 +752,7 @@ func testStrayLabel(t *testing.T, env *controlplane.Env) {
 		if err != nil {
 			return false, err
 		}
-		_, labelled := p.Labels[inject.LabelRole]
+		_, labelled := p.Labels[contract.LabelRole]
 		return !labelled && p.Labels["app"] == "web", nil
 	})
 	if err != nil {

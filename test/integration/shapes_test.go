@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 )
 
 // podShapes runs the real-world pod shapes that only the real API server can judge: a ResourceQuota on
@@ -24,7 +24,7 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		pod := annotated("quota")
 		pod.Spec.Containers[0].Resources = resources("500m", "256Mi", "1", "512Mi")
 		stored := createPod(t, cs, ns, "web", pod)
-		elector := findContainer(stored.Spec.InitContainers, inject.ContainerName)
+		elector := findContainer(stored.Spec.InitContainers, contract.ContainerName)
 		if elector == nil {
 			t.Fatal("pod admitted without the elector")
 		}
@@ -45,7 +45,7 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		pod := annotated("guaranteed")
 		pod.Spec.Containers[0].Resources = resources("1", "512Mi", "1", "512Mi")
 		stored := createPod(t, cs, ns, "web", pod)
-		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(stored.Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("pod admitted without the elector")
 		}
 		if stored.Status.QOSClass != corev1.PodQOSGuaranteed {
@@ -66,7 +66,7 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		pod.Spec.Resources = &budget
 		pod.Spec.Containers[0].Resources = resources("1", "512Mi", "1", "512Mi")
 		stored := createPod(t, cs, ns, "web", pod)
-		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(stored.Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("pod admitted without the elector")
 		}
 		if stored.Status.QOSClass != corev1.PodQOSGuaranteed {
@@ -77,22 +77,22 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 	t.Run("pod-level resources: annotations beyond the budget are refused naming the annotation", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		fits := annotated("budget-fits")
-		fits.Annotations[inject.AnnotationCPURequest] = "100m"
+		fits.Annotations[contract.AnnotationCPURequest] = "100m"
 		budget := resources("1", "512Mi", "1", "512Mi")
 		fits.Spec.Resources = &budget
 		fits.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("900m")}}
-		if findContainer(createPod(t, cs, ns, "web", fits).Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(createPod(t, cs, ns, "web", fits).Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("pod admitted without the elector")
 		}
 		// The API server would refuse both, naming spec.resources and no annotation.
 		over := annotated("budget-request-over")
-		over.Annotations[inject.AnnotationCPURequest] = "150m"
+		over.Annotations[contract.AnnotationCPURequest] = "150m"
 		over.Spec.Resources = &budget
 		over.Spec.Containers[0].Resources = fits.Spec.Containers[0].Resources
 		above := annotated("budget-limit-above")
-		above.Annotations[inject.AnnotationCPULimit] = "2"
+		above.Annotations[contract.AnnotationCPULimit] = "2"
 		above.Spec.Resources = &corev1.ResourceRequirements{Limits: budget.Limits}
-		for key, pod := range map[string]*corev1.Pod{inject.AnnotationCPURequest: over, inject.AnnotationCPULimit: above} {
+		for key, pod := range map[string]*corev1.Pod{contract.AnnotationCPURequest: over, contract.AnnotationCPULimit: above} {
 			_, err := cs.CoreV1().Pods(ns).Create(t.Context(), withSA(pod, "web", t, cs, ns), metav1.CreateOptions{})
 			if err == nil || !strings.Contains(err.Error(), "annotation "+key) || !strings.Contains(err.Error(), "spec.resources") {
 				t.Errorf("pod %s: %v, want the webhook's refusal naming %s and the pod's budget", pod.Name, err, key)
@@ -101,9 +101,9 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 	})
 
 	t.Run("reinvocation accepts the stored injection and refuses a look-alike", func(t *testing.T) {
-		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+		ns := newNamespace(t, cs, map[string]string{contract.LabelEnforce: "true"})
 		first := createPod(t, cs, ns, "web", ownedByReplicaSet(plainPod("first"), "api-5f7d8", "5f7d8"))
-		if findContainer(first.Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(first.Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("replica in an enforcing namespace was not injected")
 		}
 
@@ -121,7 +121,7 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 		// A look-alike: the copied annotation beside a container that only carries the elector's name.
 		fake := storedCopy(first, "fake")
 		for i := range fake.Spec.InitContainers {
-			if fake.Spec.InitContainers[i].Name == inject.ContainerName {
+			if fake.Spec.InitContainers[i].Name == contract.ContainerName {
 				fake.Spec.InitContainers[i].Image = "example/does-nothing:1.0"
 				fake.Spec.InitContainers[i].Command = []string{"sleep", "infinity"}
 			}
@@ -133,7 +133,7 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 	})
 
 	t.Run("the app's readinessProbe becomes the elector's check, and its stored injection is recognised", func(t *testing.T) {
-		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+		ns := newNamespace(t, cs, map[string]string{contract.LabelEnforce: "true"})
 		for _, tc := range []struct {
 			name      string
 			probe     corev1.Probe
@@ -150,7 +150,7 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 			pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "grpc", ContainerPort: 9090}}
 			pod.Spec.Containers[0].ReadinessProbe = &tc.probe
 			stored := createPod(t, cs, ns, "web", pod)
-			elector := findContainer(stored.Spec.InitContainers, inject.ContainerName)
+			elector := findContainer(stored.Spec.InitContainers, contract.ContainerName)
 			if elector == nil {
 				t.Fatalf("%s: not injected", tc.name)
 			}
@@ -158,14 +158,14 @@ func podShapes(t *testing.T, cs kubernetes.Interface) {
 			for _, e := range elector.Env {
 				env[e.Name] = e
 			}
-			if got := env[inject.EnvAppCheck].Value; got != tc.wantCheck {
-				t.Errorf("%s: %s = %s\nwant %s", tc.name, inject.EnvAppCheck, got, tc.wantCheck)
+			if got := env[contract.EnvAppCheck].Value; got != tc.wantCheck {
+				t.Errorf("%s: %s = %s\nwant %s", tc.name, contract.EnvAppCheck, got, tc.wantCheck)
 			}
-			if e := env[inject.EnvPodIP]; e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
-				t.Errorf("%s: %s = %+v, want the downward API's status.podIP", tc.name, inject.EnvPodIP, e)
+			if e := env[contract.EnvPodIP]; e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+				t.Errorf("%s: %s = %+v, want the downward API's status.podIP", tc.name, contract.EnvPodIP, e)
 			}
-			if gate := stored.Annotations[inject.AnnotationHealthGate]; gate != `gated: readinessProbe of container "app"` {
-				t.Errorf("%s: %s = %q", tc.name, inject.AnnotationHealthGate, gate)
+			if gate := stored.Annotations[contract.AnnotationHealthGate]; gate != `gated: readinessProbe of container "app"` {
+				t.Errorf("%s: %s = %q", tc.name, contract.AnnotationHealthGate, gate)
 			}
 			second := createPod(t, cs, ns, "web", storedCopy(stored, tc.name+"-copy"))
 			if !equality.Semantic.DeepEqual(second.Spec.InitContainers, stored.Spec.InitContainers) {
@@ -232,7 +232,7 @@ func countElectors(pod *corev1.Pod) int {
 	n := 0
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
-			if c.Name == inject.ContainerName {
+			if c.Name == contract.ContainerName {
 				n++
 			}
 		}

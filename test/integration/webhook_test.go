@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/leader-election/leader-election/pkg/binding"
-	"github.com/leader-election/leader-election/pkg/inject"
+	"github.com/leader-election/leader-election/pkg/contract"
 	"github.com/leader-election/leader-election/pkg/leaderlabel"
 	"github.com/leader-election/leader-election/test/cluster"
 	"github.com/leader-election/leader-election/test/controlplane"
@@ -73,9 +73,9 @@ func TestWebhook(t *testing.T) {
 	t.Run("annotated pod is stored with the elector", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		pod := createPod(t, cs, ns, "web", annotated("web"))
-		sidecar := findContainer(pod.Spec.InitContainers, inject.ContainerName)
+		sidecar := findContainer(pod.Spec.InitContainers, contract.ContainerName)
 		if sidecar == nil {
-			t.Fatalf("stored pod has no %s init container: %+v", inject.ContainerName, pod.Spec.InitContainers)
+			t.Fatalf("stored pod has no %s init container: %+v", contract.ContainerName, pod.Spec.InitContainers)
 		}
 		if sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 			t.Errorf("sidecar-mode auto against v1.37 must give a native sidecar, got restartPolicy %v", sidecar.RestartPolicy)
@@ -83,8 +83,8 @@ func TestWebhook(t *testing.T) {
 		if sidecar.ReadinessProbe == nil || sidecar.ReadinessProbe.HTTPGet.Path != "/readyz" {
 			t.Errorf("sidecar has no /readyz readiness probe: %+v", sidecar.ReadinessProbe)
 		}
-		if got := pod.Annotations[inject.AnnotationInjected]; !strings.HasPrefix(got, "v0.1.0/") {
-			t.Errorf("annotation %s = %q", inject.AnnotationInjected, got)
+		if got := pod.Annotations[contract.AnnotationInjected]; !strings.HasPrefix(got, "v0.1.0/") {
+			t.Errorf("annotation %s = %q", contract.AnnotationInjected, got)
 		}
 		// The webhook binds once the pod is stored (never from the review itself): wait for it.
 		waitCanHold(t, cs, ns, "web", "web")
@@ -119,7 +119,7 @@ func TestWebhook(t *testing.T) {
 	t.Run("bad annotation is refused with the key and value", func(t *testing.T) {
 		ns := newNamespace(t, cs, nil)
 		pod := annotated("bad")
-		pod.Annotations[inject.AnnotationPort] = "99999"
+		pod.Annotations[contract.AnnotationPort] = "99999"
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, withSA(pod, "web", t, cs, ns), metav1.CreateOptions{})
 		if err == nil || !strings.Contains(err.Error(), `annotation leader-election/port: "99999" is not accepted`) {
 			t.Fatalf("create = %v, want a refusal naming leader-election/port and 99999", err)
@@ -130,7 +130,7 @@ func TestWebhook(t *testing.T) {
 		ns := newNamespace(t, cs, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
 		pod := restricted(annotated("locked-down"))
 		stored := createPod(t, cs, ns, "web", pod)
-		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(stored.Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("pod admitted without the elector")
 		}
 		// The same namespace refuses a pod that is not restricted: PodSecurity is really enforcing.
@@ -148,7 +148,7 @@ func TestWebhook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if findContainer(out.Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(out.Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("a dry-run create must show the injected pod")
 		}
 		_, err = cs.RbacV1().RoleBindings(ns).Get(ctx, binding.Name("dry"), metav1.GetOptions{})
@@ -206,23 +206,23 @@ func TestWebhook(t *testing.T) {
 	})
 
 	t.Run("enforcing namespace injects replicas and refuses an opt-out", func(t *testing.T) {
-		ns := newNamespace(t, cs, map[string]string{inject.LabelEnforce: "true"})
+		ns := newNamespace(t, cs, map[string]string{contract.LabelEnforce: "true"})
 		replica := ownedByReplicaSet(plainPod("replica"), "api-5f7d8", "5f7d8")
 		stored := createPod(t, cs, ns, "web", replica)
-		if findContainer(stored.Spec.InitContainers, inject.ContainerName) == nil {
+		if findContainer(stored.Spec.InitContainers, contract.ContainerName) == nil {
 			t.Fatal("an unannotated Deployment replica in an enforcing namespace was not injected")
 		}
-		if got := stored.Annotations[inject.AnnotationLeaseName]; got != "api" {
+		if got := stored.Annotations[contract.AnnotationLeaseName]; got != "api" {
 			t.Errorf("lease name = %q, want the Deployment's name api", got)
 		}
 		optOut := ownedByReplicaSet(plainPod("opt-out"), "api-5f7d8", "5f7d8")
-		optOut.Annotations = map[string]string{inject.AnnotationEnabled: "false"}
+		optOut.Annotations = map[string]string{contract.AnnotationEnabled: "false"}
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, withSA(optOut, "web", t, cs, ns), metav1.CreateOptions{})
 		if err == nil || !strings.Contains(err.Error(), "namespace policy leader-election/enforce") {
 			t.Fatalf("opt-out in an enforcing namespace: %v, want a refusal naming the policy", err)
 		}
 		bare := createPod(t, cs, ns, "web", plainPod("bare"))
-		if findContainer(bare.Spec.InitContainers, inject.ContainerName) != nil {
+		if findContainer(bare.Spec.InitContainers, contract.ContainerName) != nil {
 			t.Error("a bare pod in an enforcing namespace was injected; the policy covers Deployments and StatefulSets")
 		}
 	})
@@ -242,7 +242,7 @@ func TestWebhook(t *testing.T) {
 		a := createPod(t, cs, ns, "web", annotated("replica-a"))
 		b := createPod(t, cs, ns, "web", annotated("replica-b"))
 		for _, p := range []*corev1.Pod{a, b} {
-			if p.Labels[inject.LabelMember] != "true" {
+			if p.Labels[contract.LabelMember] != "true" {
 				t.Fatalf("pod %s lacks the member label: %v", p.Name, p.Labels)
 			}
 		}
@@ -288,7 +288,7 @@ func waitForLeader(t *testing.T, cs kubernetes.Interface, ns, holder string) {
 	t.Helper()
 	var labelled []string
 	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: inject.LabelRole + "=" + inject.RoleLeader})
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: contract.LabelRole + "=" + contract.RoleLeader})
 		if err != nil {
 			return false, err
 		}
@@ -433,7 +433,7 @@ func plainPod(name string) *corev1.Pod {
 
 func annotated(name string) *corev1.Pod {
 	pod := plainPod(name)
-	pod.Annotations = map[string]string{inject.AnnotationEnabled: "true", inject.AnnotationLeaseName: "web"}
+	pod.Annotations = map[string]string{contract.AnnotationEnabled: "true", contract.AnnotationLeaseName: "web"}
 	return pod
 }
 

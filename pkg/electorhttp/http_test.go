@@ -1,42 +1,52 @@
-package elector
+package electorhttp
 
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	testclock "k8s.io/utils/clock/testing"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
 // serve sends one request to the elector's handler as if it came from remoteAddr.
-func serve(e *Elector, method, path, remoteAddr string) *httptest.ResponseRecorder {
+func serve(e Elector, metrics prometheus.Gatherer, method, path, remoteAddr string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, nil)
 	req.RemoteAddr = remoteAddr
 	rec := httptest.NewRecorder()
-	e.Handler().ServeHTTP(rec, req)
+	Handler(e, metrics).ServeHTTP(rec, req)
 	return rec
+}
+
+// leading is the Status of a fresh leader named me.
+func leading() (elector.Snapshot, elector.Status) {
+	return elector.Snapshot{Known: true, Holder: "me", Transitions: 2, Leading: true, LastRenewSent: epoch},
+		elector.Status{Name: "me", IsLeader: true, LeaseTransitions: 2, Identity: "me", LeaseName: "demo", Namespace: "ns"}
+}
+
+// standby is the Status of a replica that sees other holding the Lease.
+func standby() (elector.Snapshot, elector.Status) {
+	return elector.Snapshot{Known: true, Holder: "other", Transitions: 1},
+		elector.Status{Name: "other", LeaseTransitions: 1, Identity: "me", LeaseName: "demo", Namespace: "ns"}
 }
 
 // Defect 5 of issue 9: POST /stepdown accepted any 127.0.0.0/8 source, and service meshes deliver outside
 // traffic from 127.0.0.6. Over TCP it is refused from every address now, with a real connection from 127.0.0.6
 // as a mesh's would arrive; only the pod-local control socket accepts it.
 func TestStepDownOverTCPIsRefusedFromEveryAddressAndServedOnTheControlSocketOnly(t *testing.T) {
-	api := newFakeLeases()
-	cfg := testConfig("me")
-	cfg.ControlSocket = "@leader-election-test-" + strconv.Itoa(os.Getpid())
-	clk := testclock.NewFakeClock(epoch)
-	e, _, _ := startElector(t, cfg, api, clk)
-	waitLeading(t, e, clk)
+	cfg := testConfig()
+	e := newFakeElector(cfg)
+	e.set(leading())
 
-	server := httptest.NewServer(e.Handler())
+	server := httptest.NewServer(Handler(e, prometheus.NewRegistry()))
 	t.Cleanup(server.Close)
 	for _, from := range []string{"127.0.0.6", "127.0.0.1"} {
 		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
@@ -52,99 +62,96 @@ func TestStepDownOverTCPIsRefusedFromEveryAddressAndServedOnTheControlSocketOnly
 			t.Fatalf("step-down over TCP from %s: %d %q, want 403 naming the control socket with a curl example", from, resp.StatusCode, body)
 		}
 	}
-	if holderOf(api.current()) != "me" || !e.Status().IsLeader {
-		t.Fatal("a refused step-down changed the election")
+	if n := e.stepDownCalls(); n != 0 {
+		t.Fatalf("a refused step-down asked the election to step down (%d times)", n)
 	}
 
 	rec := httptest.NewRecorder()
-	answered := make(chan struct{})
-	go func() {
-		defer close(answered)
-		e.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
-	}()
-	// The leader first leaves the Service for ServiceLeaveTime, renewing: move the clock on until it answers.
-	for stepping := true; stepping; {
-		select {
-		case <-answered:
-			stepping = false
-		case <-time.After(10 * time.Millisecond):
-			clk.Step(cfg.RetryPeriod)
-			waitFor(t, "the loop to catch up with the clock", func() bool { return !e.board.lastBeat().Before(clk.Now()) })
-		}
+	ControlHandler(e).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
+	if rec.Code != http.StatusOK || e.stepDownCalls() != 1 {
+		t.Fatalf("step-down on the control socket: %d %q after %d step-downs, want 200 after one", rec.Code, rec.Body, e.stepDownCalls())
 	}
-	if rec.Code != http.StatusOK {
-		t.Fatalf("step-down on the control socket: %d %q, want 200", rec.Code, rec.Body)
-	}
-	if holderOf(api.current()) != "" || e.Status().IsLeader {
-		t.Fatal("the Lease was not released by a step-down on the control socket")
+	var st elector.Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.Identity != "me" {
+		t.Errorf("step-down answer %q (%v), want the Status", rec.Body, err)
 	}
 	rec = httptest.NewRecorder()
-	e.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stepdown", nil))
+	ControlHandler(e).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stepdown", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /stepdown: %d, want 405 (it changes state, so POST only)", rec.Code)
 	}
 }
 
 func TestStepDownOnAStandbyIsAConflict(t *testing.T) {
-	api := newFakeLeases()
-	api.store(heldBy("other", 1, 2))
-	e, _, _ := startElector(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
-	waitFor(t, "the holder", func() bool { return e.Status().Name == "other" })
+	e := newFakeElector(testConfig())
+	e.set(standby())
+	e.stepDown = elector.ErrNotLeader
 	rec := httptest.NewRecorder()
-	e.ControlHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
+	ControlHandler(e).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
 	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), `"other"`) {
 		t.Fatalf("step-down on a standby: %d %q, want 409 naming the leader", rec.Code, rec.Body)
+	}
+
+	e.stepDown = errors.New("connection refused")
+	rec = httptest.NewRecorder()
+	ControlHandler(e).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/stepdown", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "connection refused") {
+		t.Fatalf("step-down whose release failed: %d %q, want 503 with the error", rec.Code, rec.Body)
 	}
 }
 
 func TestProbesRootAndMetrics(t *testing.T) {
-	api := newFakeLeases()
-	api.store(heldBy("other", 1, 2))
-	e, _, _ := startElector(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
-	waitFor(t, "the holder", func() bool { return e.Status().Name == "other" })
+	e := newFakeElector(testConfig())
+	e.set(standby())
+	e.setReady(false, "not the leader: other holds the Lease")
+	reg := prometheus.NewRegistry()
+	metrics, err := NewMetrics(reg, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	if rec := serve(e, http.MethodGet, "/readyz", "10.0.0.1:1"); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "other holds the Lease") {
+	if rec := serve(e, reg, http.MethodGet, "/readyz", "10.0.0.1:1"); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "other holds the Lease") {
 		t.Errorf("standby /readyz: %d %q, want 503 with the reason", rec.Code, rec.Body)
 	}
-	if rec := serve(e, http.MethodGet, "/healthz", "10.0.0.1:1"); rec.Code != http.StatusOK {
+	if rec := serve(e, reg, http.MethodGet, "/healthz", "10.0.0.1:1"); rec.Code != http.StatusOK {
 		t.Errorf("/healthz: %d %q", rec.Code, rec.Body)
 	}
-	rec := serve(e, http.MethodGet, "/", "10.0.0.1:1")
-	var st Status
+	rec := serve(e, reg, http.MethodGet, "/", "10.0.0.1:1")
+	var st elector.Status
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("GET /: %d %q (%v)", rec.Code, rec.Body, err)
 	}
 	if st.Name != "other" || st.IsLeader || st.LeaseTransitions != 1 || st.Identity != "me" || st.LeaseName != "demo" {
 		t.Errorf("GET / = %+v", st)
 	}
-	if rec := serve(e, http.MethodGet, "/nope", "10.0.0.1:1"); rec.Code != http.StatusNotFound {
+	if rec := serve(e, reg, http.MethodGet, "/nope", "10.0.0.1:1"); rec.Code != http.StatusNotFound {
 		t.Errorf("GET /nope: %d, want 404", rec.Code)
 	}
 
-	api.store(heldBy("", 1, 2))
-	waitFor(t, "leadership", func() bool { return e.Status().IsLeader })
-	if rec := serve(e, http.MethodGet, "/readyz", "10.0.0.1:1"); rec.Code != http.StatusOK {
+	e.set(leading())
+	e.setReady(true, "leader")
+	metrics.Leading(true)
+	metrics.Renewed(epoch)
+	if rec := serve(e, reg, http.MethodGet, "/readyz", "10.0.0.1:1"); rec.Code != http.StatusOK {
 		t.Errorf("leader /readyz: %d %q, want 200", rec.Code, rec.Body)
 	}
-	metrics := serve(e, http.MethodGet, "/metrics", "10.0.0.1:1").Body.String()
+	page := serve(e, reg, http.MethodGet, "/metrics", "10.0.0.1:1").Body.String()
 	for _, want := range []string{
 		`leader_election_master_status{name="demo"} 1`,
 		`leader_election_transitions_total{name="demo"} 1`,
 		`leader_election_last_renewal_timestamp_seconds{name="demo"} 1.893456e+09`,
 		"process_resident_memory_bytes",
 	} {
-		if !strings.Contains(metrics, want) {
+		if !strings.Contains(page, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 }
 
 func TestEventsStreamTheStatusOnConnectAndOnEveryChange(t *testing.T) {
-	api := newFakeLeases()
-	api.store(heldBy("other", 1, 2))
-	e, _, _ := startElector(t, testConfig("me"), api, testclock.NewFakeClock(epoch))
-	waitFor(t, "the holder", func() bool { return e.Status().Name == "other" })
-	server := httptest.NewServer(e.Handler())
+	e := newFakeElector(testConfig())
+	e.set(standby())
+	server := httptest.NewServer(Handler(e, prometheus.NewRegistry()))
 	defer server.Close()
 
 	resp, err := http.Get(server.URL + "/events")
@@ -155,42 +162,36 @@ func TestEventsStreamTheStatusOnConnectAndOnEveryChange(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("Content-Type %q", ct)
 	}
-	events := make(chan Status, 16)
+	events := make(chan elector.Status, 16)
 	go readEvents(resp.Body, events)
-	next := func() Status {
+	next := func() elector.Status {
 		t.Helper()
 		select {
 		case st := <-events:
 			return st
 		case <-time.After(progressTimeout):
 			t.Fatal("no event")
-			return Status{}
+			return elector.Status{}
 		}
 	}
 	if first := next(); first.Name != "other" || first.IsLeader {
 		t.Fatalf("first event %+v, want the current status (other leads)", first)
 	}
-	api.store(heldBy("", 1, 2))
-	for {
-		st := next()
-		if st.IsLeader {
-			if st.Name != "me" || st.LeaseTransitions != 2 {
-				t.Fatalf("leadership event %+v, want name me, token 2", st)
-			}
-			return
-		}
+	e.set(leading())
+	if st := next(); !st.IsLeader || st.Name != "me" || st.LeaseTransitions != 2 {
+		t.Fatalf("leadership event %+v, want name me, token 2", st)
 	}
 }
 
 // readEvents decodes "data:" lines of a Server-Sent Events stream.
-func readEvents(r io.Reader, out chan<- Status) {
+func readEvents(r io.Reader, out chan<- elector.Status) {
 	scanner := bufio.NewScanner(r)
 	for scanner.Scan() {
 		data, ok := strings.CutPrefix(scanner.Text(), "data: ")
 		if !ok {
 			continue
 		}
-		var st Status
+		var st elector.Status
 		if json.Unmarshal([]byte(data), &st) == nil {
 			out <- st
 		}

@@ -1,29 +1,30 @@
-package elector
+package electorhttp
 
 import (
-	"context"
 	"maps"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	testclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
 // The alerts in the chart (docs/observability.md) compare the time since the last renewal with the lease
 // duration and count changes of leader by the fencing token: both must be on /metrics, the token only once known.
 func TestStatusMetricsCarryTheTokenAndTheLeaseDuration(t *testing.T) {
-	b := newBoard()
+	e := newFakeElector(testConfig())
 	reg := prometheus.NewRegistry()
-	cfg := testConfig("me")
-	reg.MustRegister(newStatusCollector(b, cfg))
+	cfg := testConfig()
+	reg.MustRegister(NewStatusCollector(e))
 	want := map[string]float64{"leader_election_lease_duration_seconds": cfg.LeaseDuration.Seconds()}
 	if got := gauges(t, reg); !maps.Equal(got, want) {
 		t.Errorf("before the Lease is known: %v, want %v", got, want)
 	}
-	b.publish(Snapshot{Known: true, Holder: "other", Transitions: 41}, Status{})
+	e.set(elector.Snapshot{Known: true, Holder: "other", Transitions: 41}, elector.Status{})
 	want["leader_election_lease_transitions"] = 41
 	if got := gauges(t, reg); !maps.Equal(got, want) {
 		t.Errorf("once the Lease is known: %v, want %v", got, want)
@@ -49,35 +50,30 @@ func gauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	return out
 }
 
+// pkg/elector's TestHandoverIsMeasuredFromThePreviousHoldersLastWrite checks what the machine reports; this is
+// what the histogram makes of it.
 func TestHandoverIsMeasuredFromThePreviousHoldersLastWrite(t *testing.T) {
-	api := newFakeLeases()
-	clk := testclock.NewFakeClock(epoch)
-	m := newTestMachine(t, testConfig("me"), api, clk)
 	reg := prometheus.NewRegistry()
 	metrics, err := NewMetrics(reg, "demo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.metrics = metrics
 
 	// Another replica released the Lease 250ms ago (by its clock): this acquisition ends a 250ms handover.
-	released := heldBy("", 7, 2)
-	released.Spec.RenewTime = ptr.To(metav1.NewMicroTime(epoch.Add(-250 * time.Millisecond)))
-	m.observe(api.store(released), "")
-	m.advance(context.Background())
-	if holderOf(api.current()) != "me" {
-		t.Fatal("the released Lease was not acquired")
-	}
+	released := &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{
+		RenewTime: ptr.To(metav1.NewMicroTime(epoch.Add(-250 * time.Millisecond))),
+	}}
+	metrics.TookOver(released, epoch)
 	count, sum := handoverOf(t, reg)
 	if count != 1 || sum < 0.2499 || sum > 0.2501 {
 		t.Fatalf("handover histogram: count %d sum %gs, want one handover of 0.25s", count, sum)
 	}
 
-	// Renewing is no handover.
-	clk.Step(testConfig("me").RetryPeriod)
-	m.advance(context.Background())
+	// A Lease that nobody held before (absent, or never renewed) is no handover.
+	metrics.TookOver(nil, epoch)
+	metrics.TookOver(&coordinationv1.Lease{}, epoch)
 	if count, _ := handoverOf(t, reg); count != 1 {
-		t.Errorf("after a renewal the handover count is %d, want still 1", count)
+		t.Errorf("after taking Leases nobody renewed the handover count is %d, want still 1", count)
 	}
 }
 

@@ -1,4 +1,8 @@
-package inject
+// Package contract holds the names the project's parts agree on with users and with each other: the annotation
+// and label keys on pods and namespaces, the injected container's name and the elector's environment variables.
+// The webhook (pkg/inject), the label controller (pkg/leaderlabel), the admission policies (pkg/admissionpolicy),
+// the elector (pkg/elector) and the tests read them from here, so that none imports another only for a name.
+package contract
 
 // PolicyInjectedSuffix follows the version in AnnotationInjected where admission mode "policy" injected the pod:
 // the MutatingAdmissionPolicies' CEL has no hash function to write the webhook's settings hash with.

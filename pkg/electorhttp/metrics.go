@@ -1,17 +1,16 @@
-package elector
+package electorhttp
 
 import (
-	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
-// Metrics are the elector's Prometheus metrics, on a registry of its own.
+// Metrics are the elector's Prometheus metrics; they implement elector.Metrics (pass them in elector.Options).
 type Metrics struct {
 	isLeader    prometheus.Gauge
 	transitions prometheus.Counter
@@ -72,8 +71,8 @@ func NewMetrics(reg prometheus.Registerer, leaseName string) (*Metrics, error) {
 	return m, nil
 }
 
-// leading records a change of this replica's leadership.
-func (m *Metrics) leading(is bool) {
+// Leading records a change of this replica's leadership.
+func (m *Metrics) Leading(is bool) {
 	if is {
 		m.isLeader.Set(1)
 	} else {
@@ -82,23 +81,23 @@ func (m *Metrics) leading(is bool) {
 	m.transitions.Inc()
 }
 
-// renewed records a successful acquisition or renewal, sent at the given time.
-func (m *Metrics) renewed(sent time.Time) {
+// Renewed records a successful acquisition or renewal, sent at the given time.
+func (m *Metrics) Renewed(sent time.Time) {
 	m.lastRenewal.Set(float64(sent.UnixNano()) / 1e9)
 }
 
-// tookOver records an acquisition at acquired of a Lease whose previous state was previous (held by another
+// TookOver records an acquisition at acquired of a Lease whose previous state was previous (held by another
 // replica, or released by one). The clocks of two machines are compared here, which the election itself never
 // does: a skew between them shows in this metric only, and a negative difference counts as zero.
-func (m *Metrics) tookOver(previous *coordinationv1.Lease, acquired time.Time) {
+func (m *Metrics) TookOver(previous *coordinationv1.Lease, acquired time.Time) {
 	if previous == nil || previous.Spec.RenewTime == nil {
 		return
 	}
 	m.handover.Observe(max(acquired.Sub(previous.Spec.RenewTime.Time), 0).Seconds())
 }
 
-// appHealthy records the application's verdict.
-func (m *Metrics) appHealthy(healthy bool) {
+// AppHealthy records the application's verdict.
+func (m *Metrics) AppHealthy(healthy bool) {
 	if healthy {
 		m.appHealth.Set(1)
 	} else {
@@ -106,56 +105,14 @@ func (m *Metrics) appHealthy(healthy bool) {
 	}
 }
 
-// handedOver counts a deliberate exit from leadership.
-func (m *Metrics) handedOver(cause handoverCause, outcome string) {
-	m.leavings.WithLabelValues(string(cause), outcome).Inc()
+// HandedOver counts a deliberate exit from leadership.
+func (m *Metrics) HandedOver(cause, outcome string) {
+	m.leavings.WithLabelValues(cause, outcome).Inc()
 }
 
-// apiError counts a failed request.
-func (m *Metrics) apiError(resource, verb string, err error) {
+// APIError counts a failed request.
+func (m *Metrics) APIError(resource, verb string, err error) {
 	if err != nil {
-		m.apiErrors.WithLabelValues(resource, verb, reasonOf(err)).Inc()
+		m.apiErrors.WithLabelValues(resource, verb, elector.ReasonOf(err)).Inc()
 	}
-}
-
-// countedLeases counts LeaseAPI failures in the metrics.
-type countedLeases struct {
-	next    LeaseAPI
-	metrics *Metrics
-}
-
-func (c countedLeases) Get(ctx context.Context) (*coordinationv1.Lease, error) {
-	l, err := c.next.Get(ctx)
-	c.metrics.apiError("leases", "get", err)
-	return l, err
-}
-
-func (c countedLeases) Watch(ctx context.Context, rv string) (watch.Interface, error) {
-	w, err := c.next.Watch(ctx, rv)
-	c.metrics.apiError("leases", "watch", err)
-	return w, err
-}
-
-func (c countedLeases) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
-	out, err := c.next.Create(ctx, l)
-	c.metrics.apiError("leases", "create", err)
-	return out, err
-}
-
-func (c countedLeases) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
-	out, err := c.next.Update(ctx, l)
-	c.metrics.apiError("leases", "update", err)
-	return out, err
-}
-
-// countedEvents counts EventAPI failures in the metrics.
-type countedEvents struct {
-	next    EventAPI
-	metrics *Metrics
-}
-
-func (c countedEvents) Create(ctx context.Context, e *eventsv1.Event) error {
-	err := c.next.Create(ctx, e)
-	c.metrics.apiError("events", "create", err)
-	return err
 }

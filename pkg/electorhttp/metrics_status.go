@@ -1,23 +1,30 @@
-package elector
+package electorhttp
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leader-election/leader-election/pkg/elector"
 )
 
 // statusCollector exports, at scrape time, what the alerts need beside the counters: the fencing token this
-// replica last saw and the lease duration it runs with. Read from the board, so the election loop does nothing
-// for them.
+// replica last saw and the lease duration it runs with. Read from the elector's last published snapshot, so the
+// election loop does nothing for them.
 type statusCollector struct {
-	board         *board
+	snapshot      func() elector.Snapshot
 	leaseDuration float64
 	transitions   *prometheus.Desc
 	duration      *prometheus.Desc
 }
 
-func newStatusCollector(b *board, cfg Config) *statusCollector {
+// NewStatusCollector exports e's fencing token and lease duration; register it beside NewMetrics' metrics.
+func NewStatusCollector(e Elector) prometheus.Collector {
+	return newStatusCollector(e.Snapshot, e.Config())
+}
+
+func newStatusCollector(snapshot func() elector.Snapshot, cfg elector.Config) *statusCollector {
 	name := prometheus.Labels{"name": cfg.LeaseName}
 	return &statusCollector{
-		board:         b,
+		snapshot:      snapshot,
 		leaseDuration: cfg.LeaseDuration.Seconds(),
 		transitions: prometheus.NewDesc("leader_election_lease_transitions",
 			"The Lease's leaseTransitions (the fencing token) as this replica last saw it; it rises by one per change of leader.",
@@ -37,7 +44,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector. The token is absent until the Lease (or its absence) has been seen.
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.duration, prometheus.GaugeValue, c.leaseDuration)
-	if s := c.board.current(); s.Known {
+	if s := c.snapshot(); s.Known {
 		ch <- prometheus.MustNewConstMetric(c.transitions, prometheus.GaugeValue, float64(s.Transitions))
 	}
 }
