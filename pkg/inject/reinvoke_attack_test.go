@@ -41,7 +41,9 @@ func TestPolicyMarkAttacks(t *testing.T) {
 			elector(p).Resources.Limits[corev1.ResourceMemory] = resource.MustParse("1Gi")
 		}, true},
 		{"another image", func(p *corev1.Pod) { elector(p).Image = "evil/elector:v0.1.0" }, false},
-		{"a command", func(p *corev1.Pod) { elector(p).Command = []string{"/bin/sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/token"} }, false},
+		{"a command", func(p *corev1.Pod) {
+			elector(p).Command = []string{"/bin/sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/token"}
+		}, false},
 		{"an argument", func(p *corev1.Pod) { elector(p).Args = []string{"--lease-name=other"} }, false},
 		{"an env var more", func(p *corev1.Pod) {
 			elector(p).Env = append(elector(p).Env, corev1.EnvVar{Name: "KUBECONFIG", Value: "/tmp/k"})
