@@ -120,6 +120,8 @@ func TestPolicyMarkAttacks(t *testing.T) {
 		{"retry with a space", setEnv(contract.EnvRetryPeriod, " 2s"), false},
 		{"retry overflow", setEnv(contract.EnvRetryPeriod, "9223372036854775808ns"), false},
 		{"retry overflow that wraps", setEnv(contract.EnvRetryPeriod, "2562048h"), false},
+		{"retry 2000000us", setEnv(contract.EnvRetryPeriod, "2000000us"), true},
+		{"retry with a fraction longer than nanoseconds", setEnv(contract.EnvRetryPeriod, "2.000000000000000000000000000001s"), true},
 		{"retry empty", setEnv(contract.EnvRetryPeriod, ""), false},
 		{"lease 1h0m0.5s", setEnv(contract.EnvLeaseDuration, "1h0m0.5s"), false},
 		{"lease 15000ms", setEnv(contract.EnvLeaseDuration, "15000ms"), true},
