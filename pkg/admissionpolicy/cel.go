@@ -196,11 +196,20 @@ func (b *builder) matches(got string, v, alt any, t reflect.Type, path string, s
 			// The webhook prints a duration finer than a millisecond as Go does (250.5ms) where the policies
 			// write it as annotated (250500us): a pod the webhook injected (while helm upgrade switches modes, or
 			// created again in this mode) holds the same duration, spelled another way.
-			return fmt.Sprintf("(%s == %s || (%s.matches(%s) && duration(%s) == %s))", got, e, got, celString(goDuration), got, d), nil
+			return fmt.Sprintf("(%s == %s || (%s.matches(%s) && duration(%s) == %s))", got, e, got, celString(comparableDuration), got, d), nil
 		}
 		return got + " == " + e, nil
 	}
 }
+
+// comparableDuration is the spelling of an election timing the policies compare by duration: a Go duration of at
+// most ten parts, each too short to overflow (at most 5 digits before the point in hours, 6 in minutes, 8 in
+// seconds, 11 in milliseconds, 14 in microseconds, 17 in nanoseconds), so that no sum overflows either. CEL's
+// duration() fails on an overflow, and the pod would be refused with an evaluation error instead of recognise's
+// refusal (recognise, in Go, refuses what time.ParseDuration cannot parse). Every spelling Go prints, and every
+// annotation the policies accept without leading zeros, fits.
+const comparableDuration = `^\+?(([0-9]{1,5}(\.[0-9]*)?|\.[0-9]+)h|([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)m|([0-9]{1,8}(\.[0-9]*)?|\.[0-9]+)s|` +
+	`([0-9]{1,11}(\.[0-9]*)?|\.[0-9]+)ms|([0-9]{1,14}(\.[0-9]*)?|\.[0-9]+)(us|µs|μs)|([0-9]{1,17}(\.[0-9]*)?|\.[0-9]+)ns){1,10}$`
 
 // durationOfText maps the expressions of the election timings as the elector's env holds them to the durations
 // they print: the env is compared by duration, not spelling.

@@ -32,7 +32,13 @@ func recognise(pod *corev1.Pod, cfg Config) error {
 		return fmt.Errorf("the pod carries annotation %s=%q and a container named %q, but they are not what this webhook injects for this pod (%s); remove both and let the webhook inject the elector",
 			contract.AnnotationInjected, pod.Annotations[contract.AnnotationInjected], contract.ContainerName, why)
 	}
-	want, err := inject(withoutElector(pod), cfg, storedHealth(pod))
+	base := withoutElector(pod)
+	// The API server's validation refuses a name used twice, but only after admission: one elector is compared
+	// below, so a second one (an init container and a regular container of the same name) is refused here.
+	if n := len(pod.Spec.InitContainers) + len(pod.Spec.Containers) - len(base.Spec.InitContainers) - len(base.Spec.Containers); n > 1 {
+		return refuse(fmt.Sprintf("%d containers are named %q", n, contract.ContainerName))
+	}
+	want, err := inject(base, cfg, storedHealth(pod))
 	if err != nil {
 		return refuse(err.Error())
 	}

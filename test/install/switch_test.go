@@ -436,25 +436,26 @@ func holdOldObjects(t *testing.T, env *controlplane.Env, old, next objects) []he
 		kept[key(u)] = true
 	}
 	var held []heldObject
+	// Registered before the first hold: a failure part of the way through still lets go of every object held.
+	t.Cleanup(func() {
+		for _, h := range held {
+			_, _ = h.ri.Patch(context.Background(), h.u.GetName(), types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
+		}
+	})
 	for _, u := range old {
 		if kept[key(u)] {
 			continue
 		}
 		ri := resource(u)
 		patch := fmt.Sprintf(`{"metadata":{"finalizers":[%q]}}`, holdFinalizer)
+		held = append(held, heldObject{u: u, ri: ri})
 		if _, err := ri.Patch(t.Context(), u.GetName(), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Fatalf("holding %s: %v", key(u), err)
 		}
-		held = append(held, heldObject{u: u, ri: ri})
 	}
 	if len(held) == 0 {
 		t.Fatal("the old mode renders nothing the new one does not")
 	}
-	t.Cleanup(func() {
-		for _, h := range held {
-			_, _ = h.ri.Patch(context.Background(), h.u.GetName(), types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
-		}
-	})
 	return held
 }
 
