@@ -324,6 +324,13 @@ func (h *harness) startRollout(t *testing.T, g *group) (leader, newPod *replica)
 		c.Annotations[elector.CandidateHealthyAnnotation] != "true" || len(c.OwnerReferences) != 1 || string(c.OwnerReferences[0].UID) != newPod.uid {
 		t.Fatalf("candidate Lease of %s: labels %v annotations %v owners %v", newPod.name, c.Labels, c.Annotations, c.OwnerReferences)
 	}
+	// The leader learns of the new candidate from its candidate watch, which it starts when it acquires (at times
+	// the moment waitLeader returned). The test cannot see what that watch delivered; a real rollout leaves it
+	// the seconds between the new pod turning Ready and the old pod's deletion. Two retry periods (the electors'
+	// own pace) cover the delivery, even by a watch just started, on a loaded machine; without them, a SIGTERM
+	// a few milliseconds after the candidate Lease appeared went to a leader that knew only the old revision's
+	// replica, and handed over to it.
+	time.Sleep(2 * retryPeriod)
 	return leader, newPod
 }
 
