@@ -18,6 +18,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -324,6 +325,13 @@ func (h *harness) startRollout(t *testing.T, g *group) (leader, newPod *replica)
 		c.Annotations[elector.CandidateHealthyAnnotation] != "true" || len(c.OwnerReferences) != 1 || string(c.OwnerReferences[0].UID) != newPod.uid {
 		t.Fatalf("candidate Lease of %s: labels %v annotations %v owners %v", newPod.name, c.Labels, c.Annotations, c.OwnerReferences)
 	}
+	// The leader learns of the new candidate from its candidate watch, which it starts when it acquires (at times
+	// the moment waitLeader returned). The test cannot see what that watch delivered; a real rollout leaves it
+	// the seconds between the new pod turning Ready and the old pod's deletion. Two retry periods (the electors'
+	// own pace) cover the delivery, even by a watch just started, on a loaded machine; without them, a SIGTERM
+	// a few milliseconds after the candidate Lease appeared went to a leader that knew only the old revision's
+	// replica, and handed over to it.
+	time.Sleep(2 * retryPeriod)
 	return leader, newPod
 }
 
@@ -658,25 +666,69 @@ func (h *harness) testLeaseDeleted(t *testing.T) {
 	g := h.newGroup(t, "deleted")
 	g.startN(t, 3)
 	old := g.waitLeader(t, 10*time.Second)
-	tokenBefore := *h.lease(t, "deleted").Spec.LeaseTransitions
 	mark := g.history.mark()
-	deleted := time.Now()
-	if err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Delete(context.Background(), "deleted", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// The Lease as it was deleted (a renewal in between makes the delete conflict: read again), for its last
+	// renewal's time.
+	leases := h.env.Clientset.CoordinationV1().Leases(h.namespace)
+	var last *coordinationv1.Lease
+	var deleted time.Time
+	waitUntil(t, 5*time.Second, "the Lease deleted as last read", func() bool {
+		l := h.lease(t, "deleted")
+		deleted = time.Now()
+		err := leases.Delete(context.Background(), "deleted", metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &l.ResourceVersion}})
+		if err != nil && !apierrors.IsConflict(err) {
+			t.Fatal(err)
+		}
+		last = l
+		return err == nil
+	})
+	tokenBefore := *last.Spec.LeaseTransitions
 	waitUntil(t, 2*time.Second, old.name+" to turn unready", func() bool { return old.readyz(time.Second) != http.StatusOK })
 	t.Logf("%s unready %s after the deletion", old.name, time.Since(deleted).Round(time.Millisecond))
+	// Having seen the deletion, the old leader renews no more: its last answered renewal is final (until it
+	// creates the Lease again, a renew deadline later at the earliest).
+	ownRenewal := lastRenewal(t, old, "deleted")
+	if ownRenewal.Sub(last.Spec.RenewTime.Time) > time.Millisecond { // renewTime keeps microseconds, the metric a float
+		t.Fatalf("%s's last answered renewal (%s) is later than the deleted Lease's: read after it created the Lease again?",
+			old.name, ownRenewal.Format(time.StampMicro))
+	}
 	next := g.history.waitFor(t, mark, 3*leaseDuration, "the Lease created again", func(e leaseEntry) bool { return e.holder != "" })
 	t.Logf("%s created the Lease again %s after the deletion, token %d (was %d)", next.holder, next.at.Sub(deleted).Round(time.Millisecond), next.transitions, tokenBefore)
 	if next.transitions <= tokenBefore {
 		t.Errorf("the recreated Lease has token %d, not above %d", next.transitions, tokenBefore)
 	}
-	// Its last renewal was at most a retry period before the deletion; nobody may create before that renewal's
-	// lease ran out.
-	if waited := next.at.Sub(deleted); waited < leaseDuration-retryPeriod-100*time.Millisecond {
-		t.Errorf("recreated %s after the deletion, before the old leader's lease could have run out", waited)
+	// Nobody may create before the lease of the old leader's last renewal ran out, as the creator knew it: a
+	// standby counts from when it saw the Lease's last renewal, sent (its renewTime, this machine's clock) before
+	// it was seen; the old leader from its own last answered renewal (a renewal that landed unanswered it does not
+	// count). The deletion's time is no measure: the last renewal can be more than a retry period older when the
+	// next one was slow and arrived after the deletion.
+	renewed, whose := last.Spec.RenewTime.Time, "the deleted Lease's last renewal"
+	if next.holder == old.name {
+		renewed, whose = ownRenewal, "its own last answered renewal"
+	}
+	if waited := next.at.Sub(renewed); waited < leaseDuration {
+		t.Errorf("%s created the Lease again %s after %s (%s before the deletion), before that lease (%s) ran out",
+			next.holder, waited, whose, deleted.Sub(renewed).Round(time.Millisecond), leaseDuration)
 	}
 	g.waitLeader(t, 5*time.Second)
+}
+
+// lastRenewal is a replica's leader_election_last_renewal_timestamp_seconds for a Lease: when it sent its last
+// renewal that was answered.
+func lastRenewal(t *testing.T, r *replica, lease string) time.Time {
+	t.Helper()
+	prefix := `leader_election_last_renewal_timestamp_seconds{name="` + lease + `"} `
+	for _, line := range strings.Split(get(t, r.base+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			seconds, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return time.Unix(0, int64(seconds*1e9))
+		}
+	}
+	t.Fatalf("%s's metrics lack %s", r.name, strings.TrimSpace(prefix))
+	return time.Time{}
 }
 
 // A proxy keeps the standby's watch open but forwards nothing; then the leader dies.

@@ -591,6 +591,20 @@ func (a *appEndpoint) check(period, timeout time.Duration) string {
 		a.port, int(period.Seconds()), int(timeout.Seconds()))
 }
 
+// logTime is the time of the first line of a process's output that contains every one of parts, from its
+// time= field (the elector's log is slog's text format, to the millisecond).
+func logTime(out string, parts ...string) (time.Time, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		if outputLines(line, parts...) == 0 {
+			continue
+		}
+		field, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, field)
+		return at, err == nil
+	}
+	return time.Time{}, false
+}
+
 // outputLines counts the lines of a process's output that contain every one of parts.
 func outputLines(out string, parts ...string) int {
 	n := 0

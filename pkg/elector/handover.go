@@ -63,6 +63,18 @@ func (m *machine) leave(ctx context.Context, cause handoverCause, why string) er
 		return m.release(ctx, why)
 	}
 	err := m.handOver(ctx, succ, why)
+	if isStale(err) {
+		// The Lease changed since this leader last knew it. Most often its own write did: a renewal cancelled by
+		// SIGTERM (or timed out) after it had landed. If the Lease is still this replica's, hand over from what it
+		// is now, rather than fall back to a release and make the successor's acquisition a second change.
+		readCtx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
+		cur, getErr := m.leases.Get(readCtx)
+		cancel()
+		if getErr == nil && ownedBy(cur, m.cfg) {
+			m.s.lease = cur
+			err = m.handOver(ctx, succ, why)
+		}
+	}
 	if err == nil {
 		m.metrics.HandedOver(string(cause), "handed_over")
 		return nil

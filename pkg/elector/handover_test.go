@@ -188,6 +188,52 @@ func TestShutdownHandsOverToTheChosenSuccessorWithTokenPlusOne(t *testing.T) {
 	}
 }
 
+// leaderWithASuccessor is a machine that created the Lease, with handover on and one healthy candidate, succ.
+func leaderWithASuccessor(t *testing.T) (*fakeLeases, *testclock.FakeClock, *machine) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	cfg := testConfig("me")
+	cfg.Handover = true
+	m := newTestMachine(t, cfg, api, clk)
+	createFirst(m, clk)
+	withCandidates(m, candidate{Name: "succ", UID: "succ-uid", Healthy: true})
+	return api, clk, m
+}
+
+// An e2e rollout: SIGTERM cancelled a renewal that had landed, so the handover's write conflicted with it, and the
+// leader released the Lease instead: nobody held it until the successor acquired, two changes instead of one.
+func TestAHandoverAfterALandedUnansweredRenewalStillHandsOver(t *testing.T) {
+	api, clk, m := leaderWithASuccessor(t)
+	token := transitionsOf(api.current())
+	clk.Step(m.cfg.RetryPeriod)
+	api.loseAnswers(true)
+	m.advance(context.Background())
+	api.loseAnswers(false)
+	if api.count("update") != 1 || !m.s.leading {
+		t.Fatalf("setup: %d updates, leading %v; want one renewal that landed unanswered, still leading", api.count("update"), m.s.leading)
+	}
+	if err := m.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := api.current()
+	if holderOf(got) != "succ" || holderUIDOfTest(got) != "succ-uid" || handoverFromOf(got) != "me" || transitionsOf(got) != token+1 {
+		t.Fatalf("Lease after shutdown: holder %q uid %q handover-from %q token %d; want a handover to succ with token %d, never a release",
+			holderOf(got), holderUIDOfTest(got), handoverFromOf(got), transitionsOf(got), token+1)
+	}
+}
+
+// A handover that conflicts because another replica holds the Lease now is not tried again from the newer state:
+// that Lease is no longer this replica's to hand over (nor to release).
+func TestAHandoverThatConflictsWithAnotherHolderLeavesItsLeaseAlone(t *testing.T) {
+	api, _, m := leaderWithASuccessor(t)
+	token := transitionsOf(api.current()) + 1
+	api.store(withUID(heldBy("other", token, 4), "other-uid"))
+	_ = m.shutdown(context.Background())
+	if got := api.current(); holderOf(got) != "other" || holderUIDOfTest(got) != "other-uid" || transitionsOf(got) != token || handoverFromOf(got) != "" {
+		t.Fatalf("after shutdown: holder %q uid %q token %d handover-from %q; want other's Lease untouched", holderOf(got), holderUIDOfTest(got), transitionsOf(got), handoverFromOf(got))
+	}
+}
+
 func TestWithoutHandoverOrSuccessorTheLeaderReleases(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

@@ -306,9 +306,21 @@ func (m *machine) shutdown(ctx context.Context) error {
 	if !m.s.maybeHolder {
 		return nil
 	}
-	readCtx, cancel := context.WithTimeout(ctx, m.cfg.RetryPeriod)
-	defer cancel()
-	cur, err := m.leases.Get(readCtx)
+	// This read alone decides whether the standbys wait a whole lease, and the fault that swallowed the
+	// acquisition's answer may have killed the connection it goes to: a read the server did not answer is tried
+	// again, on a fresh connection, for as long as the shutdown's budget lasts, as the release is.
+	var cur *coordinationv1.Lease
+	var err error
+	reading, stopReading := context.WithTimeout(ctx, shutdownReleaseTimeout)
+	defer stopReading()
+	for attempt := 0; ; attempt++ {
+		readCtx, cancel := context.WithTimeout(reading, m.cfg.RetryPeriod)
+		cur, err = m.leases.Get(readCtx)
+		cancel()
+		if err == nil || answeredByServer(err) || pause(reading, releaseRetryPause(attempt)) != nil {
+			break
+		}
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil

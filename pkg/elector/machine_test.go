@@ -650,6 +650,34 @@ func TestShutdownReleasesAnAcquisitionWhoseAnswerWasLost(t *testing.T) {
 	}
 }
 
+// A CI run: SIGTERM came while an acquisition's answer was lost, and the one read that decides whether to release
+// went to a connection the same fault had killed; it timed out, and the standbys waited a whole lease.
+func TestShutdownRetriesAnUnansweredReadBeforeTheRelease(t *testing.T) {
+	api := newFakeLeases()
+	clk := testclock.NewFakeClock(epoch)
+	m := newTestMachine(t, testConfig("me"), api, clk)
+	m.observe(api.store(heldBy("", 5, 4)), "")
+	api.loseAnswers(true)
+	m.advance(context.Background())
+	api.loseAnswers(false)
+	unanswered := 2
+	api.setFail(func(verb string) error {
+		if verb == "get" && unanswered > 0 {
+			unanswered--
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownReleaseTimeout)
+	defer cancel()
+	if err := m.shutdown(ctx); err != nil {
+		t.Fatalf("shutdown after two unanswered reads: %v", err)
+	}
+	if got := api.current(); holderOf(got) != "" || api.count("get") != 3 {
+		t.Fatalf("after shutdown the Lease names %q (%d reads); want it released after the third read", holderOf(got), api.count("get"))
+	}
+}
+
 func TestShutdownAfterALostAnswerLeavesAnotherHoldersLeaseAlone(t *testing.T) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)

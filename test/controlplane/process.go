@@ -3,10 +3,12 @@ package controlplane
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,28 +70,60 @@ func FreePort(tb testing.TB) int {
 
 var (
 	portsMu    sync.Mutex
+	portsNext  int
 	portsGiven = map[int]bool{}
 )
 
+// lowestPort is where NextFreePort's range starts: above the well-known and registered ports the machine's own
+// services use.
+const lowestPort = 15000
+
 // NextFreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed
-// out before: the kernel may offer a port again as soon as its probe listener closes, and two flags given the
-// same port make the second server fail to bind.
+// out before (two flags given the same port make the second server fail to bind).
+//
+// The port comes from below the kernel's ephemeral range, never from a ":0" probe. A port the kernel picks for
+// ":0" lies in that range, where every listener on this machine that asks for ":0" (the servers, proxies and
+// control planes of the other packages testing at the same time) may get the same port in the moment between
+// the probe and the bind of the process it is meant for, which then cannot serve. Below that range only an
+// explicit request takes a port: each process starts at a random place and walks on, so two processes of this
+// module rarely meet, and a port in use fails the probe.
 func NextFreePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
+	high := ephemeralLow()
+	if portsNext == 0 {
+		portsNext = lowestPort + rand.IntN(high-lowestPort)
+	}
+	for range high - lowestPort {
+		port := portsNext
+		if portsNext++; portsNext >= high {
+			portsNext = lowestPort
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // in use
+		}
 		l.Close()
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port, nil
+		portsGiven[port] = true
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free port in %d-%d that was not handed out already", lowestPort, high-1)
+}
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range (Linux's default is 32768), where NextFreePort's
+// range ends.
+func ephemeralLow() int {
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if low, err := strconv.Atoi(f[0]); err == nil && low > lowestPort+1000 {
+				return low
+			}
 		}
 	}
-	return 0, fmt.Errorf("no free port found that was not handed out already")
+	return 32768
 }
 
 // Process is a binary under test, running as a real process. Its output is kept and printed when the test fails.

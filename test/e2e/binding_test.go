@@ -49,6 +49,31 @@ func checkAdmissionMode(t *testing.T, cs kubernetes.Interface, mode string) {
 	}
 }
 
+// waitInjecting waits until the API server injects the elector into an annotated pod of the sample's (a dry run):
+// the chart's admission objects take effect only once the API server's informers have seen them, which `helm
+// install --wait` does not wait for. In policy mode that is the admission policies' next refresh (every second,
+// later on a loaded machine): a Deployment created before it ran its pods without an elector, and the suite
+// waited in vain for a Lease holder.
+func (w *world) waitInjecting() {
+	w.t.Helper()
+	tmpl := w.sampleTemplate()
+	probe := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+	probe.Name, probe.Namespace = "admission-probe", ns
+	probe.Annotations[contract.AnnotationLeaseName] = "admission-probe"
+	start := time.Now()
+	var last string
+	w.poll(60*time.Second, "the API server to inject the elector into an annotated pod", func(ctx context.Context) (bool, error) {
+		got, err := w.cs.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = "admitted without an elector"
+		return hasElector(got), nil
+	}, func() string { return "last answer: " + last })
+	w.t.Logf("annotated pods injected (after %s of dry runs)", time.Since(start).Round(time.Millisecond))
+}
+
 // bindingGap creates a workload (a one-replica Deployment, or a bare pod) running as a ServiceAccount nothing has
 // bound yet, and measures what the elector's retry path covers: from the creation to the Role that lets the
 // account hold the Lease, to the pod, to the first Lease write that made the pod its holder. It reports the

@@ -365,6 +365,7 @@ func (w *world) applySample() *corev1.Service {
 	if _, err := w.cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
 		w.t.Fatal(err)
 	}
+	w.waitInjecting()
 	d, err := cluster.ReadManifest[*appsv1.Deployment]("config/samples/deployment.yaml")
 	if err != nil {
 		w.t.Fatal(err)
@@ -527,15 +528,18 @@ func (w *world) settled(replicas int) string {
 	var holder, why string
 	w.poll(90*time.Second, "a settled leader serving the Service", func(ctx context.Context) (bool, error) {
 		holder = w.holder(ctx)
-		ready, holderReady := 0, false
+		ready, holderReady, injected := 0, false, 0
 		for _, p := range w.pods() {
 			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && podReady(&p) {
 				ready++
 				holderReady = holderReady || p.Name == holder
 			}
+			if hasElector(&p) {
+				injected++
+			}
 		}
 		last := w.tr.lastAnswers(5)
-		why = fmt.Sprintf("holder %q, %d ready pods, last answers %q", holder, ready, last)
+		why = fmt.Sprintf("holder %q, %d ready pods, %d with an elector, last answers %q", holder, ready, injected, last)
 		return holder != "" && holderReady && ready == replicas && len(last) == 5 &&
 			slices.IndexFunc(last, func(p string) bool { return p != holder }) < 0, nil
 	}, func() string { return why })
