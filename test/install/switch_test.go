@@ -221,7 +221,10 @@ func testSwitch(t *testing.T, bin, from, to string) {
 	phase.Store(phases[0])
 	creator := startCreating(ctx, cs, apps, enforced, &phase)
 
+	// Two of each kind of pod before the upgrade (the copy check below needs two bare pods); a fixed time is not
+	// enough when the API server is slow to answer each creation.
 	time.Sleep(time.Second)
+	creator.waitAttempts(t, "before", 6)
 	// The new manager starts with the upgrade (its pod rolls out beside the old one's). Going to webhook mode it is
 	// ready before the MutatingWebhookConfiguration exists: the API server calls the webhook from that moment on,
 	// and refuses annotated pods while no replica answers, which on a real cluster lasts until the new pods are
@@ -238,6 +241,7 @@ func testSwitch(t *testing.T, bin, from, to string) {
 
 	phase.Store("overlap")
 	time.Sleep(2 * time.Second)
+	creator.waitAttempts(t, "overlap", 3)
 	// The old label controller and the new one at once: the Lease holder alone is labelled leader, and the label
 	// follows the Lease to another holder.
 	checkLabelControllers(t, cs, apps, creator)
@@ -252,6 +256,7 @@ func testSwitch(t *testing.T, bin, from, to string) {
 	}
 	phase.Store("after")
 	time.Sleep(2 * time.Second)
+	creator.waitAttempts(t, "after", 3)
 	attempts := creator.stop()
 
 	// Every pod admitted, with one elector; from the "after" phase on, injected by the new mode.
@@ -410,6 +415,29 @@ func (c *creator) admitted(phase string) []*corev1.Pod {
 		}
 	}
 	return out
+}
+
+// waitAttempts waits until at least n pods were created (or refused) in phase: one of each kind every three.
+func (c *creator) waitAttempts(t *testing.T, phase string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c.mu.Lock()
+		have := 0
+		for _, a := range c.attempts {
+			if a.phase == phase {
+				have++
+			}
+		}
+		c.mu.Unlock()
+		if have >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d pod creations in phase %s after a minute, want %d", have, phase, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *creator) stop() []attempt {
