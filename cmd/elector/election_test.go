@@ -563,9 +563,15 @@ func (h *harness) testSecondSignal(t *testing.T) {
 	}
 	proxy := startProxy(t, apiServer.Host)
 	g := h.newGroup(t, "twosignals")
+	// A free Lease is acquired at once: the first replica of a Lease nobody has created would wait a lease duration
+	// and a retry period (17s here) before creating it.
+	free := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "twosignals", Namespace: h.namespace},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(""), LeaseTransitions: ptr.To[int32](0)}}
+	if _, err := h.env.Clientset.CoordinationV1().Leases(h.namespace).Create(context.Background(), free, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// The default timings: releasing through a dead connection may take up to a retry period (2s).
 	r := g.start(t, writeKubeconfig(t, h.electorConfig, "https://"+proxy.addr()), "LEASE_DURATION=15s", "RENEW_DEADLINE=10s", "RETRY_PERIOD=2s")
-	// The first replica of a Lease nobody has seen waits a lease duration and a retry period before creating it.
 	g.waitLeader(t, 30*time.Second)
 	proxy.sever()
 	start := time.Now()
