@@ -154,12 +154,7 @@ func withCandidates(m *machine, cands ...candidate) {
 }
 
 func TestShutdownHandsOverToTheChosenSuccessorWithTokenPlusOne(t *testing.T) {
-	api := newFakeLeases()
-	clk := testclock.NewFakeClock(epoch)
-	cfg := testConfig("me")
-	cfg.Handover = true
-	m := newTestMachine(t, cfg, api, clk)
-	createFirst(m, clk)
+	api, clk, m := leaderWithASuccessor(t)
 	withCandidates(m, candidate{Name: "succ", UID: "succ-uid", Healthy: true}, candidate{Name: "sick", UID: "sick-uid", Started: epoch.Add(time.Hour)})
 	token := transitionsOf(api.current())
 	if err := m.shutdown(context.Background()); err != nil {
