@@ -2,9 +2,7 @@ package elector
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -45,9 +43,7 @@ type restLeases struct {
 // silently; the next request, often the one that decides what to do about the unknown outcome (the read
 // before a release on shutdown), would otherwise reuse one and wait out its whole timeout on it.
 func (r restLeases) unanswered(err error) error {
-	var netErr net.Error
-	if r.closeIdle != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		(errors.As(err, &netErr) && netErr.Timeout())) {
+	if r.closeIdle != nil && notAnswered(err) {
 		r.closeIdle()
 	}
 	return err

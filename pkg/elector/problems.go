@@ -26,14 +26,13 @@ func ReasonOf(err error) string {
 		}
 		return "HTTP" + strconv.Itoa(int(status.Status().Code))
 	}
-	var netErr net.Error
 	var dnsErr *net.DNSError
 	var certErr *tls.CertificateVerificationError
 	var unknownAuthority x509.UnknownAuthorityError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "Canceled"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case notAnswered(err):
 		return "Timeout"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "ConnectionRefused"
@@ -80,4 +79,12 @@ func (p *problemLog) succeeded(op string) {
 	if was {
 		p.log.Info("API request succeeding again", "operation", op, "after", reason)
 	}
+}
+
+// notAnswered reports whether a request ended without an answer from the server: cancelled, or timed out on
+// the client's side. Its outcome is unknown: a write may have landed.
+func notAnswered(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &netErr) && netErr.Timeout())
 }
