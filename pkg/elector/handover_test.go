@@ -160,11 +160,7 @@ func TestShutdownHandsOverToTheChosenSuccessorWithTokenPlusOne(t *testing.T) {
 	if err := m.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := api.current()
-	if holderOf(got) != "succ" || holderUIDOfTest(got) != "succ-uid" || handoverFromOf(got) != "me" || transitionsOf(got) != token+1 {
-		t.Fatalf("Lease after shutdown: holder %q uid %q handover-from %q token %d; want succ, succ-uid, me, %d",
-			holderOf(got), holderUIDOfTest(got), handoverFromOf(got), transitionsOf(got), token+1)
-	}
+	got := wantHandedOverToSucc(t, api, token)
 	if m.s.leading {
 		t.Fatal("still leading after handing over")
 	}
@@ -181,6 +177,18 @@ func TestShutdownHandsOverToTheChosenSuccessorWithTokenPlusOne(t *testing.T) {
 		t.Fatalf("confirmation: leading %v, holder %q, token %d (want %d), handover-from %q (want none)",
 			succ.s.leading, holderOf(confirmed), transitionsOf(confirmed), token+1, handoverFromOf(confirmed))
 	}
+}
+
+// wantHandedOverToSucc fails the test unless the Lease was handed over by me to succ (name and UID) with the
+// token one above token, and returns it.
+func wantHandedOverToSucc(t *testing.T, api *fakeLeases, token int32) *coordinationv1.Lease {
+	t.Helper()
+	got := api.current()
+	if holderOf(got) != "succ" || holderUIDOfTest(got) != "succ-uid" || handoverFromOf(got) != "me" || transitionsOf(got) != token+1 {
+		t.Fatalf("Lease after shutdown: holder %q uid %q handover-from %q token %d; want a handover from me to succ (succ-uid) with token %d, never a release",
+			holderOf(got), holderUIDOfTest(got), handoverFromOf(got), transitionsOf(got), token+1)
+	}
+	return got
 }
 
 // leaderWithASuccessor is a machine that created the Lease, with handover on and one healthy candidate, succ.
@@ -210,11 +218,7 @@ func TestAHandoverAfterALandedUnansweredRenewalStillHandsOver(t *testing.T) {
 	if err := m.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := api.current()
-	if holderOf(got) != "succ" || holderUIDOfTest(got) != "succ-uid" || handoverFromOf(got) != "me" || transitionsOf(got) != token+1 {
-		t.Fatalf("Lease after shutdown: holder %q uid %q handover-from %q token %d; want a handover to succ with token %d, never a release",
-			holderOf(got), holderUIDOfTest(got), handoverFromOf(got), transitionsOf(got), token+1)
-	}
+	wantHandedOverToSucc(t, api, token)
 }
 
 // A handover that conflicts because another replica holds the Lease now is not tried again from the newer state:

@@ -227,7 +227,8 @@ func stepDown(t *testing.T, m *machine, clk *testclock.FakeClock) error {
 	return nil
 }
 
-func TestAStepDownLeavesTheServiceFirstAndKeepsTheLeaseForTheLeaveTime(t *testing.T) {
+// leaderSteppingDown is a machine that created the Lease and has just started a step-down; reply gets its outcome.
+func leaderSteppingDown(t *testing.T) (*fakeLeases, *testclock.FakeClock, *machine, chan error) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	m := newTestMachine(t, testConfig("me"), api, clk)
@@ -235,6 +236,11 @@ func TestAStepDownLeavesTheServiceFirstAndKeepsTheLeaseForTheLeaveTime(t *testin
 	reply := make(chan error, 1)
 	m.requestStepDown(reply)
 	m.advance(context.Background())
+	return api, clk, m, reply
+}
+
+func TestAStepDownLeavesTheServiceFirstAndKeepsTheLeaseForTheLeaveTime(t *testing.T) {
+	api, clk, m, reply := leaderSteppingDown(t)
 	start := clk.Now()
 	for clk.Since(start) < ServiceLeaveTime {
 		if ok, why := ready(m.snapshot(), watchState{}, false, clk.Now(), m.cfg); ok || !strings.Contains(why, "stepping down") {
@@ -252,13 +258,7 @@ func TestAStepDownLeavesTheServiceFirstAndKeepsTheLeaseForTheLeaveTime(t *testin
 }
 
 func TestAShutdownDuringAStepDownLeavesAtOnce(t *testing.T) {
-	api := newFakeLeases()
-	clk := testclock.NewFakeClock(epoch)
-	m := newTestMachine(t, testConfig("me"), api, clk)
-	createFirst(m, clk)
-	reply := make(chan error, 1)
-	m.requestStepDown(reply)
-	m.advance(context.Background())
+	api, _, m, reply := leaderSteppingDown(t)
 	if err := m.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
