@@ -206,11 +206,7 @@ type CandidateAPI interface {
 
 // NewCandidateAPI returns the client for the candidate Leases of one election.
 func NewCandidateAPI(cfg *rest.Config, namespace, leaseName string) (CandidateAPI, error) {
-	cfg, httpClient, err := newPool(cfg)
-	if err != nil {
-		return nil, err
-	}
-	client, err := restClientFor(cfg, httpClient, coordinationv1.SchemeGroupVersion)
+	client, httpClient, err := newLeaseClient(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -52,11 +52,7 @@ func NewAPIs(cfg *rest.Config, namespace, leaseName string) (LeaseAPI, EventAPI,
 
 // ReadLeases reads one Lease of a namespace, or all of them when name is "", for the status command.
 func ReadLeases(ctx context.Context, cfg *rest.Config, namespace, name string) ([]coordinationv1.Lease, error) {
-	cfg, httpClient, err := newPool(cfg)
-	if err != nil {
-		return nil, err
-	}
-	client, err := restClientFor(cfg, httpClient, coordinationv1.SchemeGroupVersion)
+	client, _, err := newLeaseClient(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +94,19 @@ func newPool(in *rest.Config) (*rest.Config, *http.Client, error) {
 		return nil, nil, fmt.Errorf("building the HTTP client for the API server: %w", err)
 	}
 	return cfg, httpClient, nil
+}
+
+// newLeaseClient builds a coordination.k8s.io/v1 client on a connection pool of its own, and returns the pool too.
+func newLeaseClient(in *rest.Config) (*rest.RESTClient, *http.Client, error) {
+	cfg, httpClient, err := newPool(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := restClientFor(cfg, httpClient, coordinationv1.SchemeGroupVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	return client, httpClient, nil
 }
 
 // closeIdleOf returns what closes the idle connections of a pool. http.Client's own CloseIdleConnections does
