@@ -154,8 +154,7 @@ func withCandidates(m *machine, cands ...candidate) {
 }
 
 func TestShutdownHandsOverToTheChosenSuccessorWithTokenPlusOne(t *testing.T) {
-	api, clk, m := leaderWithASuccessor(t)
-	withCandidates(m, candidate{Name: "succ", UID: "succ-uid", Healthy: true}, candidate{Name: "sick", UID: "sick-uid", Started: epoch.Add(time.Hour)})
+	api, clk, m := leaderWithCandidates(t, candidate{Name: "succ", UID: "succ-uid", Healthy: true}, candidate{Name: "sick", UID: "sick-uid", Started: epoch.Add(time.Hour)})
 	token := transitionsOf(api.current())
 	if err := m.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -193,13 +192,18 @@ func wantHandedOverToSucc(t *testing.T, api *fakeLeases, token int32) *coordinat
 
 // leaderWithASuccessor is a machine that created the Lease, with handover on and one healthy candidate, succ.
 func leaderWithASuccessor(t *testing.T) (*fakeLeases, *testclock.FakeClock, *machine) {
+	return leaderWithCandidates(t, candidate{Name: "succ", UID: "succ-uid", Healthy: true})
+}
+
+// leaderWithCandidates is a machine that created the Lease, with handover on and these candidates known.
+func leaderWithCandidates(t *testing.T, cands ...candidate) (*fakeLeases, *testclock.FakeClock, *machine) {
 	api := newFakeLeases()
 	clk := testclock.NewFakeClock(epoch)
 	cfg := testConfig("me")
 	cfg.Handover = true
 	m := newTestMachine(t, cfg, api, clk)
 	createFirst(m, clk)
-	withCandidates(m, candidate{Name: "succ", UID: "succ-uid", Healthy: true})
+	withCandidates(m, cands...)
 	return api, clk, m
 }
 
@@ -261,13 +265,8 @@ func TestWithoutHandoverOrSuccessorTheLeaderReleases(t *testing.T) {
 }
 
 func TestAnUnhealthyLeaderHandsOverOnlyWhenAHealthySuccessorAppears(t *testing.T) {
-	api := newFakeLeases()
-	clk := testclock.NewFakeClock(epoch)
-	cfg := testConfig("me")
-	cfg.Handover = true
-	m := newTestMachine(t, cfg, api, clk)
-	createFirst(m, clk)
-	withCandidates(m, candidate{Name: "sick", UID: "sick-uid"})
+	api, clk, m := leaderWithCandidates(t, candidate{Name: "sick", UID: "sick-uid"})
+	cfg := m.cfg
 	health := &fakeHealth{}
 	health.set(false, "HTTP 503")
 	m.readHealth(health)
